@@ -1,0 +1,84 @@
+// Package imaged holds the domain of the image service: plain types (Image, Task, Batch, Op,
+// Event) and the interfaces every adapter implements (TaskStore, Queue, BlobStore, Events,
+// Processor). Adapters live in packages named after their dependency; cmd/imaged wires them.
+package imaged
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Error codes. The HTTP layer maps each to one status code in one place.
+const (
+	EInvalid          = "invalid_argument"       // 400
+	EUnauthenticated  = "unauthenticated"        // 401
+	EPermissionDenied = "permission_denied"      // 403
+	ENotFound         = "not_found"              // 404
+	EConflict         = "conflict"               // 409
+	ETooLarge         = "payload_too_large"      // 413
+	EUnsupported      = "unsupported_media_type" // 415
+	ERateLimited      = "rate_limited"           // 429
+	EUnavailable      = "unavailable"            // 503
+	EInternal         = "internal"               // 500
+)
+
+// Error is a domain error: a code, a message written for the person reading it, and optionally
+// the request field at fault. Err keeps the underlying cause for logs; it is never shown to
+// clients.
+type Error struct {
+	Code       string
+	Message    string
+	Field      string
+	RetryAfter time.Duration // for EUnavailable / ERateLimited
+	Err        error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldErrorf returns an EInvalid error naming the offending field.
+func FieldErrorf(field, format string, args ...any) *Error {
+	return &Error{Code: EInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// WrapError returns an *Error with code and message that keeps err as its cause.
+func WrapError(code string, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// ErrorCode returns the code of err, EInternal for errors that are not an *Error and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EInternal
+}
+
+// ErrorMessage returns the client-facing message of err; internal errors get a generic text so
+// that nothing internal leaks.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// IsCode reports whether err carries the given code.
+func IsCode(err error, code string) bool { return ErrorCode(err) == code }

@@ -1,0 +1,84 @@
+package imaged
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Delivery is one message handed to a worker. Task is set when the queue itself claimed the
+// task (the database queue does); otherwise the worker claims TaskID through the TaskStore.
+type Delivery struct {
+	TaskID        string
+	Type          string
+	CorrelationID string
+	Task          *Task
+	Redelivered   bool
+}
+
+// Handler handles one delivery. Returning nil acknowledges it: the outcome is recorded in the
+// TaskStore. Returning an error asks the queue to deliver it again later (the outcome could
+// not be recorded, e.g. the database was unreachable).
+type Handler func(ctx context.Context, d *Delivery) error
+
+// ConsumeOptions tune a consumer.
+type ConsumeOptions struct {
+	WorkerID    string
+	Types       []string // task types to consume; empty = all
+	Concurrency int      // handlers in flight (broker prefetch)
+	Lease       time.Duration
+}
+
+// Queue hands queued tasks to workers. The task row in the TaskStore is the truth; the queue
+// only carries task ids.
+type Queue interface {
+	// Publish makes a queued task available to workers, not before delay has passed.
+	Publish(ctx context.Context, t *Task, delay time.Duration) error
+	// Consume calls h for deliveries, at most opts.Concurrency at a time, until ctx is
+	// cancelled; it returns after in-flight handlers have returned.
+	Consume(ctx context.Context, opts ConsumeOptions, h Handler) error
+	// Depth returns the number of waiting tasks per task type.
+	Depth(ctx context.Context) (map[string]int, error)
+	// Ping checks the queue is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Event types.
+const (
+	EventImageUploaded  = "image.uploaded"
+	EventTaskQueued     = "task.queued"
+	EventTaskStarted    = "task.started"
+	EventTaskCompleted  = "task.completed"
+	EventTaskFailed     = "task.failed"
+	EventTaskCancelled  = "task.cancelled"
+	EventBatchCompleted = "batch.completed"
+	EventHealth         = "health"
+)
+
+// Event is a notification about an image, task or batch.
+type Event struct {
+	ID                string          `json:"id"`
+	Type              string          `json:"type"`
+	Time              time.Time       `json:"time"`
+	TaskID            string          `json:"task_id,omitempty"`
+	BatchID           string          `json:"batch_id,omitempty"`
+	ImageID           string          `json:"image_id,omitempty"`
+	Status            string          `json:"status,omitempty"`
+	Result            *TaskResult     `json:"result,omitempty"`
+	Error             *TaskFailure    `json:"error,omitempty"`
+	ProcessingSeconds float64         `json:"processing_seconds,omitempty"`
+	CorrelationID     string          `json:"correlation_id,omitempty"`
+	WorkerID          string          `json:"worker_id,omitempty"`
+	Attempt           int             `json:"attempt,omitempty"`
+	Data              json.RawMessage `json:"data,omitempty"`
+}
+
+// Events is the stream of events. In embedded mode it is an in-memory bus; with a broker the
+// events travel through it. SSE, webhooks and metrics read from it.
+type Events interface {
+	// Publish sends e to every subscriber; it never blocks on a slow subscriber.
+	Publish(ctx context.Context, e Event) error
+	// Subscribe returns a channel of events and a function that ends the subscription.
+	Subscribe() (<-chan Event, func())
+}

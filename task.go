@@ -1,0 +1,151 @@
+package imaged
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Task statuses.
+const (
+	StatusQueued     = "queued"
+	StatusProcessing = "processing"
+	StatusCompleted  = "completed"
+	StatusFailed     = "failed"
+	StatusCancelled  = "cancelled"
+)
+
+// Statuses lists every task status.
+var Statuses = []string{StatusQueued, StatusProcessing, StatusCompleted, StatusFailed, StatusCancelled}
+
+// IsTerminal reports whether a task in this status will never change again.
+func IsTerminal(status string) bool {
+	return status == StatusCompleted || status == StatusFailed || status == StatusCancelled
+}
+
+// Task is one pipeline run over one image, processed asynchronously.
+type Task struct {
+	ID             string       `json:"id"`
+	Type           string       `json:"type"`
+	Status         string       `json:"status"`
+	ImageID        string       `json:"image_id"`
+	Ops            []Op         `json:"ops"`
+	BatchID        string       `json:"batch_id,omitempty"`
+	Attempts       int          `json:"attempts"`
+	MaxAttempts    int          `json:"max_attempts"`
+	WorkerID       string       `json:"worker_id,omitempty"`
+	CorrelationID  string       `json:"correlation_id,omitempty"`
+	CallbackURL    string       `json:"callback_url,omitempty"`
+	IdempotencyKey string       `json:"-"`
+	CreatedAt      time.Time    `json:"created_at"`
+	StartedAt      *time.Time   `json:"started_at,omitempty"`
+	FinishedAt     *time.Time   `json:"finished_at,omitempty"`
+	RunAfter       time.Time    `json:"-"`
+	LeaseUntil     *time.Time   `json:"-"`
+	Result         *TaskResult  `json:"result,omitempty"`
+	Error          *TaskFailure `json:"error,omitempty"`
+}
+
+// TaskResult is what a completed task produced: the stored output image (when the pipeline
+// changed it) and the analyses (info, ocr, detect) in pipeline order.
+type TaskResult struct {
+	Output            *Output    `json:"output,omitempty"`
+	Analyses          []Analysis `json:"analyses,omitempty"`
+	ProcessingSeconds float64    `json:"processing_seconds"`
+}
+
+// Output describes a stored result image.
+type Output struct {
+	Key         string `json:"key"`
+	Format      string `json:"format"`
+	ContentType string `json:"content_type"`
+	Width       int    `json:"width"`
+	Height      int    `json:"height"`
+	Bytes       int64  `json:"bytes"`
+	SHA256      string `json:"sha256,omitempty"`
+	URL         string `json:"url,omitempty"`
+}
+
+// Analysis is the JSON result of an analysis op.
+type Analysis struct {
+	Op     string          `json:"op"`
+	Result json.RawMessage `json:"result"`
+}
+
+// TaskFailure records why a task failed (or why its last attempt failed).
+type TaskFailure struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Batch groups tasks created together.
+type Batch struct {
+	ID             string         `json:"id"`
+	Status         string         `json:"status"`
+	Total          int            `json:"total"`
+	Counts         map[string]int `json:"counts"`
+	CorrelationID  string         `json:"correlation_id,omitempty"`
+	CallbackURL    string         `json:"callback_url,omitempty"`
+	IdempotencyKey string         `json:"-"`
+	CreatedAt      time.Time      `json:"created_at"`
+	FinishedAt     *time.Time     `json:"finished_at,omitempty"`
+}
+
+// TaskFilter selects tasks for listing. Cursor is opaque and comes from a previous page.
+type TaskFilter struct {
+	Status  string
+	BatchID string
+	Limit   int
+	Cursor  string
+}
+
+// TaskStore keeps images, tasks and batches. Every state change of a task is a conditional
+// update, so a task reaches exactly one terminal state with one result (DESIGN §7).
+type TaskStore interface {
+	// CreateImage records an uploaded image.
+	CreateImage(ctx context.Context, img *Image) error
+	// Image returns the image; ENotFound when absent.
+	Image(ctx context.Context, id string) (*Image, error)
+	// DeleteImage removes the record; ENotFound when absent.
+	DeleteImage(ctx context.Context, id string) error
+
+	// CreateTasks records queued tasks and, when batch is not nil, their batch, in one
+	// transaction. With an IdempotencyKey set on the (single) task or the batch, an existing
+	// record with that key wins: it is returned through the EConflict-free path by filling
+	// the arguments with the stored values and returning existed=true.
+	CreateTasks(ctx context.Context, tasks []*Task, batch *Batch) (existed bool, err error)
+	// Task returns the task; ENotFound when absent.
+	Task(ctx context.Context, id string) (*Task, error)
+	// ListTasks returns one page of tasks, newest first, and the cursor of the next page ("" at
+	// the end).
+	ListTasks(ctx context.Context, f TaskFilter) ([]*Task, string, error)
+	// CancelTask moves a queued task to cancelled; EConflict when it is no longer queued,
+	// ENotFound when absent.
+	CancelTask(ctx context.Context, id string) (*Task, error)
+	// Batch returns the batch with counts per status and its tasks; ENotFound when absent.
+	Batch(ctx context.Context, id string) (*Batch, []*Task, error)
+
+	// ClaimTask moves one queued task (of the given id, or when id is "" the oldest runnable
+	// one of the given types) to processing, increments its attempts, sets the worker id and a
+	// lease, and returns it. It returns (nil, nil) when there is nothing to claim: the task is
+	// not queued any more, not yet runnable, or another worker won.
+	ClaimTask(ctx context.Context, id string, types []string, workerID string, lease time.Duration) (*Task, error)
+	// CompleteTask records the result of the given attempt of a processing task. EConflict when
+	// the task is not processing at that attempt (another execution finished it).
+	CompleteTask(ctx context.Context, id string, attempt int, res *TaskResult) (*Task, error)
+	// FailTask records the final failure of the given attempt; EConflict as CompleteTask.
+	FailTask(ctx context.Context, id string, attempt int, f *TaskFailure) (*Task, error)
+	// RetryTask puts the given attempt of a processing task back to queued, runnable after
+	// runAfter, keeping f as the last error; EConflict as CompleteTask.
+	RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *TaskFailure) (*Task, error)
+	// RequeueExpired puts processing tasks whose lease has run out back to queued and returns
+	// their ids. With all=true every processing task is requeued (embedded start-up, when no
+	// other process can hold one).
+	RequeueExpired(ctx context.Context, now time.Time, all bool) ([]string, error)
+	// CountQueued returns the number of queued tasks per task type.
+	CountQueued(ctx context.Context) (map[string]int, error)
+
+	// Ping checks the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
