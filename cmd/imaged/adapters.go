@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/dbqueue"
+	"github.com/imaged/imaged/fs"
+	imagedhttp "github.com/imaged/imaged/http"
+	"github.com/imaged/imaged/inmem"
+	"github.com/imaged/imaged/s3"
+	"github.com/imaged/imaged/sqlite"
+)
+
+// adapters are the backends chosen by URL.
+type adapters struct {
+	store  imaged.TaskStore
+	queue  imaged.Queue
+	blobs  imaged.BlobStore
+	events imaged.Events
+
+	databaseURL, queueURL, storageURL string
+	closers                           []io.Closer
+}
+
+func (a *adapters) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i].Close()
+	}
+}
+
+func (a *adapters) health() []imagedhttp.HealthCheck {
+	return []imagedhttp.HealthCheck{
+		{Name: "database", Required: true, Check: a.store.Ping},
+		{Name: "storage", Required: true, Check: a.blobs.Ping},
+		{Name: "queue", Required: true, Check: a.queue.Ping},
+	}
+}
+
+// openAdapters opens the task store, queue, blob store and event bus named by the settings.
+// A malformed or unreachable backend fails start-up naming its setting.
+func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger) (*adapters, error) {
+	a := &adapters{}
+	ok := false
+	defer func() {
+		if !ok {
+			a.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("setting IMAGED_DATA_DIR: %w", err)
+	}
+
+	a.databaseURL = cfg.DatabaseURL
+	if a.databaseURL == "" {
+		a.databaseURL = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
+	}
+	store, embedded, err := openStore(ctx, a.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
+	}
+	a.store = store
+	a.closers = append(a.closers, store)
+	if embedded {
+		// An embedded database belongs to this process alone: whatever it shows as processing
+		// was cut short by a crash or kill, and runs again now.
+		ids, err := store.RequeueExpired(ctx, time.Now(), true)
+		if err != nil {
+			return nil, fmt.Errorf("recovering interrupted tasks: %w", err)
+		}
+		if len(ids) > 0 {
+			log.Warn("tasks interrupted by the previous run were queued again", "count", len(ids))
+		}
+	}
+
+	a.queueURL = cfg.QueueURL
+	if a.queueURL == "" {
+		a.queueURL = "db://"
+	}
+	qu, err := url.Parse(a.queueURL)
+	if err != nil {
+		return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: %w", err)
+	}
+	switch qu.Scheme {
+	case "db":
+		q := dbqueue.New(store, dbqueue.Options{PollInterval: cfg.PollInterval})
+		a.queue = q
+		a.closers = append(a.closers, q)
+	default:
+		return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: unsupported scheme %q (use db://)", qu.Scheme)
+	}
+
+	a.storageURL = cfg.StorageURL
+	if a.storageURL == "" {
+		a.storageURL = "file://" + filepath.Join(cfg.DataDir, "blobs")
+	}
+	blobs, err := openBlobs(ctx, cfg, a.storageURL)
+	if err != nil {
+		return nil, fmt.Errorf("setting IMAGED_STORAGE_URL: %w", err)
+	}
+	a.blobs = blobs
+
+	bus := inmem.New(inmem.Options{})
+	a.events = bus
+	a.closers = append(a.closers, bus)
+	ok = true
+	return a, nil
+}
+
+func openStore(ctx context.Context, raw string) (imaged.TaskStore, bool, error) {
+	scheme, rest, found := strings.Cut(raw, "://")
+	if !found {
+		return nil, false, fmt.Errorf("%q is not a URL (want sqlite://PATH)", raw)
+	}
+	switch scheme {
+	case "sqlite":
+		if rest == "" {
+			return nil, false, errors.New("sqlite:// needs a file path")
+		}
+		s, err := sqlite.Open(ctx, rest)
+		if err != nil {
+			return nil, false, err
+		}
+		return s, true, nil
+	}
+	return nil, false, fmt.Errorf("unsupported scheme %q (use sqlite://PATH)", scheme)
+}
+
+func openBlobs(ctx context.Context, cfg *Config, raw string) (imaged.BlobStore, error) {
+	scheme, rest, found := strings.Cut(raw, "://")
+	if !found {
+		return nil, fmt.Errorf("%q is not a URL (want file://DIR or s3://BUCKET)", raw)
+	}
+	switch scheme {
+	case "file":
+		if rest == "" {
+			return nil, errors.New("file:// needs a directory")
+		}
+		secret, err := urlSecret(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return fs.New(rest, fs.Options{BaseURL: publicURL(cfg), Secret: secret})
+	case "s3":
+		s3cfg, err := s3.ParseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		if s3cfg.PresignExpiry == 0 {
+			s3cfg.PresignExpiry = cfg.URLExpiry
+		}
+		return s3.New(ctx, s3cfg)
+	}
+	return nil, fmt.Errorf("unsupported scheme %q (use file://DIR or s3://BUCKET)", scheme)
+}
+
+// urlSecret returns the key signing local-disk URLs: the setting, or one generated once and
+// kept in the data directory so URLs stay valid across restarts.
+func urlSecret(cfg *Config) ([]byte, error) {
+	if cfg.URLSecret != "" {
+		return []byte(cfg.URLSecret), nil
+	}
+	path := filepath.Join(cfg.DataDir, "url-secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return nil, err
+	}
+	secret := []byte(hex.EncodeToString(k[:]))
+	if err := os.WriteFile(path, secret, 0o600); err != nil {
+		return nil, fmt.Errorf("writing the URL signing key: %w", err)
+	}
+	return secret, nil
+}
+
+func publicURL(cfg *Config) string {
+	if cfg.PublicURL != "" {
+		return strings.TrimRight(cfg.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return "http://127.0.0.1:8000"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// redact hides credentials in URLs written to logs.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable)"
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	q := u.Query()
+	for _, k := range []string{"secret_key", "access_key", "password"} {
+		if q.Has(k) {
+			q.Set(k, "REDACTED")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// migrate applies or lists database migrations.
+func migrate(ctx context.Context, cfg *Config, verb string, out io.Writer) error {
+	raw := cfg.DatabaseURL
+	if raw == "" {
+		raw = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
+	}
+	scheme, rest, _ := strings.Cut(raw, "://")
+	if scheme != "sqlite" {
+		return fmt.Errorf("setting IMAGED_DATABASE_URL: unsupported scheme %q", scheme)
+	}
+	if err := os.MkdirAll(filepath.Dir(rest), 0o755); err != nil {
+		return err
+	}
+	s, err := sqlite.Open(ctx, rest, sqlite.OpenOptions{NoMigrate: true})
+	if err != nil {
+		return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
+	}
+	defer s.Close()
+	if verb == "up" {
+		if err := s.MigrateUp(ctx); err != nil {
+			return err
+		}
+	}
+	states, err := s.MigrationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range states {
+		fmt.Fprintf(out, "%v\n", st)
+	}
+	return nil
+}

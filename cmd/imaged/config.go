@@ -1,0 +1,157 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// Config is every setting imaged reads. Each comes from an IMAGED_* environment variable or the
+// matching flag (the flag wins); a bad value fails start-up naming the setting.
+type Config struct {
+	Addr            string
+	PublicURL       string
+	DataDir         string
+	DatabaseURL     string
+	QueueURL        string
+	StorageURL      string
+	URLSecret       string
+	URLExpiry       time.Duration
+	Workers         int
+	TaskDeadline    time.Duration
+	ShutdownGrace   time.Duration
+	MaxAttempts     int
+	RetryBackoff    time.Duration
+	MaxUploadBytes  int64
+	MaxWidth        int
+	MaxHeight       int
+	MaxInflight     int
+	MaxWaiting      int
+	VipsConcurrency int
+	PollInterval    time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// setting describes one configuration entry; the README's table lists the same entries.
+type setting struct {
+	flag, env, help string
+	bind            func(fs *flag.FlagSet, name, help string)
+}
+
+func settings(c *Config) []setting {
+	str := func(p *string, def string) func(*flag.FlagSet, string, string) {
+		return func(fs *flag.FlagSet, n, h string) { fs.StringVar(p, n, def, h) }
+	}
+	integer := func(p *int, def int) func(*flag.FlagSet, string, string) {
+		return func(fs *flag.FlagSet, n, h string) { fs.IntVar(p, n, def, h) }
+	}
+	dur := func(p *time.Duration, def time.Duration) func(*flag.FlagSet, string, string) {
+		return func(fs *flag.FlagSet, n, h string) { fs.DurationVar(p, n, def, h) }
+	}
+	return []setting{
+		{"addr", "IMAGED_ADDR", "listen address of the API", str(&c.Addr, ":8000")},
+		{"public-url", "IMAGED_PUBLIC_URL", "base URL clients reach the API at (for signed local-disk URLs); default from addr", str(&c.PublicURL, "")},
+		{"data-dir", "IMAGED_DATA_DIR", "directory of the embedded database and blobs", str(&c.DataDir, "./data")},
+		{"database-url", "IMAGED_DATABASE_URL", "task store: sqlite://PATH (default DATA_DIR/imaged.db)", str(&c.DatabaseURL, "")},
+		{"queue-url", "IMAGED_QUEUE_URL", "queue: db:// (default: the database is the queue)", str(&c.QueueURL, "")},
+		{"storage-url", "IMAGED_STORAGE_URL", "blob store: file://DIR (default DATA_DIR/blobs) or s3://BUCKET?endpoint=…", str(&c.StorageURL, "")},
+		{"url-secret", "IMAGED_URL_SECRET", "key signing local-disk blob URLs; default: generated once into DATA_DIR", str(&c.URLSecret, "")},
+		{"url-expiry", "IMAGED_URL_EXPIRY", "lifetime of presigned/signed blob URLs", dur(&c.URLExpiry, time.Hour)},
+		{"workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only", integer(&c.Workers, runtime.NumCPU())},
+		{"task-deadline", "IMAGED_TASK_DEADLINE", "longest run of one task attempt", dur(&c.TaskDeadline, 5*time.Minute)},
+		{"shutdown-grace", "IMAGED_SHUTDOWN_GRACE", "time requests and running tasks get to finish on SIGTERM", dur(&c.ShutdownGrace, 30*time.Second)},
+		{"max-attempts", "IMAGED_MAX_ATTEMPTS", "attempts per task before it fails (transient errors only are retried)", integer(&c.MaxAttempts, 3)},
+		{"retry-backoff", "IMAGED_RETRY_BACKOFF", "first retry delay; doubles each attempt, with jitter", dur(&c.RetryBackoff, time.Second)},
+		{"max-upload-bytes", "IMAGED_MAX_UPLOAD_BYTES", "largest image accepted, in bytes", func(fs *flag.FlagSet, n, h string) {
+			fs.Int64Var(&c.MaxUploadBytes, n, imaged.DefaultLimits.MaxBytes, h)
+		}},
+		{"max-width", "IMAGED_MAX_WIDTH", "widest image accepted, in pixels (read from the header)", integer(&c.MaxWidth, imaged.DefaultLimits.MaxWidth)},
+		{"max-height", "IMAGED_MAX_HEIGHT", "tallest image accepted, in pixels (read from the header)", integer(&c.MaxHeight, imaged.DefaultLimits.MaxHeight)},
+		{"max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", integer(&c.MaxInflight, 2*runtime.NumCPU())},
+		{"max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", integer(&c.MaxWaiting, 8*runtime.NumCPU())},
+		{"vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", integer(&c.VipsConcurrency, 1)},
+		{"poll-interval", "IMAGED_POLL_INTERVAL", "how often the database queue looks for tasks other processes queued", dur(&c.PollInterval, 500*time.Millisecond)},
+		{"log-level", "IMAGED_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel, "info")},
+		{"log-format", "IMAGED_LOG_FORMAT", "json or text", str(&c.LogFormat, "json")},
+	}
+}
+
+// parseConfig reads the environment, then args. Errors name the setting at fault.
+func parseConfig(name string, args []string, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	list := settings(c)
+	for _, s := range list {
+		s.bind(fs, s.flag, s.help+" ["+s.env+"]")
+	}
+	for _, s := range list {
+		if v, ok := lookup(getenv, s.env); ok {
+			if err := fs.Set(s.flag, v); err != nil {
+				return nil, fmt.Errorf("setting %s: invalid value %q: %v", s.env, v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return c, c.validate()
+}
+
+func lookup(getenv func(string) string, key string) (string, bool) {
+	v := getenv(key)
+	return v, v != ""
+}
+
+func (c *Config) validate() error {
+	checks := []struct {
+		ok      bool
+		setting string
+		msg     string
+	}{
+		{c.Workers >= 0, "IMAGED_WORKERS", "must be 0 or more"},
+		{c.TaskDeadline > 0, "IMAGED_TASK_DEADLINE", "must be positive"},
+		{c.ShutdownGrace >= 0, "IMAGED_SHUTDOWN_GRACE", "must not be negative"},
+		{c.MaxAttempts >= 1 && c.MaxAttempts <= 10, "IMAGED_MAX_ATTEMPTS", "must be between 1 and 10"},
+		{c.RetryBackoff > 0, "IMAGED_RETRY_BACKOFF", "must be positive"},
+		{c.MaxUploadBytes > 0, "IMAGED_MAX_UPLOAD_BYTES", "must be positive"},
+		{c.MaxWidth > 0 && c.MaxWidth <= 100000, "IMAGED_MAX_WIDTH", "must be between 1 and 100000"},
+		{c.MaxHeight > 0 && c.MaxHeight <= 100000, "IMAGED_MAX_HEIGHT", "must be between 1 and 100000"},
+		{c.MaxInflight > 0, "IMAGED_MAX_INFLIGHT", "must be positive"},
+		{c.MaxWaiting >= 0, "IMAGED_MAX_WAITING", "must not be negative"},
+		{c.VipsConcurrency >= 1 && c.VipsConcurrency <= 64, "IMAGED_VIPS_CONCURRENCY", "must be between 1 and 64"},
+		{c.PollInterval >= 10*time.Millisecond, "IMAGED_POLL_INTERVAL", "must be at least 10ms"},
+		{c.URLExpiry >= time.Second && c.URLExpiry <= 7*24*time.Hour, "IMAGED_URL_EXPIRY", "must be between 1s and 168h"},
+		{oneOf(c.LogLevel, "debug", "info", "warn", "error"), "IMAGED_LOG_LEVEL", "must be debug, info, warn or error"},
+		{oneOf(c.LogFormat, "json", "text"), "IMAGED_LOG_FORMAT", "must be json or text"},
+		{c.DataDir != "", "IMAGED_DATA_DIR", "must not be empty"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return fmt.Errorf("setting %s: %s", ch.setting, ch.msg)
+		}
+	}
+	return nil
+}
+
+func oneOf(v string, opts ...string) bool {
+	for _, o := range opts {
+		if v == o {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Config) limits() imaged.Limits {
+	return imaged.Limits{MaxBytes: c.MaxUploadBytes, MaxWidth: c.MaxWidth, MaxHeight: c.MaxHeight}
+}

@@ -1,0 +1,214 @@
+// Command imaged is the image service: `imaged serve` runs the API and workers in one process,
+// `imaged worker` runs workers only, `imaged migrate` manages the database schema.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/imaged/imaged"
+	imagedhttp "github.com/imaged/imaged/http"
+	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/vips"
+	"github.com/imaged/imaged/worker"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "imaged:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: imaged <command> [flags]
+
+commands:
+  serve            run the API and workers (embedded defaults when no URLs are set)
+  worker           run workers only
+  migrate up       apply database migrations
+  migrate status   show applied and pending migrations
+  version          print the version
+
+Every flag has an IMAGED_* environment variable; run 'imaged serve -h' for the list.`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "imaged", versionString())
+		return nil
+	case "serve", "worker":
+		cfg, err := parseConfig(args[0], args[1:], getenv)
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return serve(ctx, cfg, args[0] == "serve", stderr)
+	case "migrate":
+		if len(args) < 2 || (args[1] != "up" && args[1] != "status") {
+			return errors.New("usage: imaged migrate up|status [flags]")
+		}
+		cfg, err := parseConfig("migrate", args[2:], getenv)
+		if err != nil {
+			return err
+		}
+		return migrate(ctx, cfg, args[1], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return version
+}
+
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(w, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(w, opts)
+	}
+	return slog.New(imaged.ContextHandler{Handler: h})
+}
+
+// serve runs the API (when api is true) and cfg.Workers workers until ctx is cancelled, then
+// shuts down gracefully: stop accepting, let requests and running tasks finish within the
+// grace period, put back what could not finish.
+func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
+	log := newLogger(cfg, logw)
+	slog.SetDefault(log)
+	a, err := openAdapters(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	vips.Startup(vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits()})
+	defer vips.Shutdown()
+	processor := vips.New(vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits()})
+	metrics := prom.New()
+
+	var wg sync.WaitGroup
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	if cfg.Workers > 0 {
+		w := worker.New(worker.Config{
+			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace,
+			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry,
+		}, a.store, a.queue, a.blobs, processor, a.events, metrics, log)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			log.Info("workers started", "worker_id", w.ID(), "concurrency", cfg.Workers)
+			if err := w.Run(workCtx); err != nil {
+				log.Error("worker stopped with an error", "error", err.Error())
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		gaugeQueueDepth(workCtx, a.queue, metrics, log)
+	}()
+
+	var srv *http.Server
+	errc := make(chan error, 1)
+	if api {
+		handler := imagedhttp.NewServer(imagedhttp.Config{
+			Version: versionString(), Limits: cfg.limits(), MaxAttempts: cfg.MaxAttempts,
+			MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
+		}, imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
+			Events: a.events, Metrics: metrics, Log: log, Health: a.health()})
+		srv = &http.Server{
+			Addr: cfg.Addr, Handler: handler,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, WriteTimeout: 5 * time.Minute,
+			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			stopWork()
+			wg.Wait()
+			return fmt.Errorf("setting IMAGED_ADDR: cannot listen on %s: %w", cfg.Addr, err)
+		}
+		log.Info("imaged serving", "addr", ln.Addr().String(), "version", versionString(),
+			"database", redact(a.databaseURL), "queue", a.queueURL, "storage", redact(a.storageURL), "workers", cfg.Workers)
+		go func() { errc <- srv.Serve(ln) }()
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", cfg.ShutdownGrace.String())
+	case err := <-errc:
+		stopWork()
+		wg.Wait()
+		return fmt.Errorf("http server: %w", err)
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("requests still running at the end of the grace period were cut", "error", err.Error())
+		}
+		cancel()
+	}
+	stopWork()
+	wg.Wait()
+	log.Info("shutdown complete")
+	return nil
+}
+
+// gaugeQueueDepth keeps tasks_queued current for dashboards and autoscalers.
+func gaugeQueueDepth(ctx context.Context, q imaged.Queue, m *prom.Metrics, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		depth, err := q.Depth(dctx)
+		cancel()
+		if err == nil {
+			for _, typ := range imaged.TaskTypes {
+				m.TasksQueued.WithLabelValues(typ).Set(float64(depth[typ]))
+			}
+		} else if ctx.Err() == nil {
+			log.Warn("reading the queue depth failed", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

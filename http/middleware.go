@@ -1,0 +1,120 @@
+package http
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// withCorrelationID takes X-Correlation-ID from the request (or makes one), puts it in the
+// context for every log line and task, and echoes it in the response.
+func withCorrelationID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Correlation-ID")
+		if !validCorrelationID(id) {
+			id = imaged.NewID()
+		}
+		w.Header().Set("X-Correlation-ID", id)
+		next.ServeHTTP(w, r.WithContext(imaged.WithCorrelationID(r.Context(), id)))
+	})
+}
+
+// validCorrelationID accepts short ids of safe characters, so a client cannot inject log lines
+// or huge headers through it.
+func validCorrelationID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		ok := c == '-' || c == '_' || c == '.' || c == ':' ||
+			(c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// withRecover turns a panic in a handler into a 500 with a JSON body and a logged stack.
+func (s *Server) withRecover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(r.Context(), "handler panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				s.writeError(w, r, imaged.Errorf(imaged.EInternal, "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets streaming handlers (SSE) flush through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// withLogAndMetrics wraps the mux directly, so that after it returns r.Pattern holds the route
+// pattern: metrics are labelled by pattern, never by raw path. One log line per request.
+func (s *Server) withLogAndMetrics(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		mux.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		endpoint := patternPath(r.Pattern)
+		s.deps.Metrics.HTTPRequests.WithLabelValues(r.Method, endpoint, strconv.Itoa(rec.status)).Inc()
+		s.deps.Metrics.HTTPDuration.WithLabelValues(r.Method, endpoint).Observe(elapsed.Seconds())
+		s.log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path, "endpoint", endpoint,
+			"status", rec.status, "bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds())/1000,
+			"remote", r.RemoteAddr)
+	})
+}
+
+// patternPath strips the method from a ServeMux pattern ("GET /v1/tasks/{id}" → "/v1/tasks/{id}").
+func patternPath(p string) string {
+	for i := 0; i < len(p); i++ {
+		if p[i] == ' ' {
+			return p[i+1:]
+		}
+	}
+	if p == "" || p == "/" {
+		return "unmatched"
+	}
+	return p
+}

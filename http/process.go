@@ -1,0 +1,202 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// pipelineRequest is the JSON shape of /v1/process and /v1/tasks.
+type pipelineRequest struct {
+	ImageID     string          `json:"image_id"`
+	Ops         json.RawMessage `json:"ops"`
+	CallbackURL string          `json:"callback_url,omitempty"`
+	MaxAttempts int             `json:"max_attempts,omitempty"`
+}
+
+// decodeJSON decodes a bounded JSON body strictly into dst.
+func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFieldBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		if err == io.EOF {
+			return imaged.Errorf(imaged.EInvalid, "the request body is empty; send a JSON object")
+		}
+		return bodyError(err, "the request body is not valid JSON: "+err.Error())
+	}
+	if dec.More() {
+		return imaged.Errorf(imaged.EInvalid, "the request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// source is an image to run a pipeline over: bytes uploaded with the request or a stored image.
+type source struct {
+	data  []byte
+	image *imaged.Image
+}
+
+// readPipelineRequest reads a pipeline request as JSON ({"image_id","ops"}) or multipart (a
+// file part and an ops part). It validates the ops before any image is read or decoded.
+func (s *Server) readPipelineRequest(w http.ResponseWriter, r *http.Request) (*pipelineRequest, []imaged.Op, *upload, error) {
+	var req pipelineRequest
+	var up *upload
+	switch {
+	case isMultipart(r):
+		var err error
+		if up, err = s.readUpload(w, r, false); err != nil {
+			return nil, nil, nil, err
+		}
+		req.ImageID = up.fields["image_id"]
+		req.Ops = json.RawMessage(up.fields["ops"])
+		req.CallbackURL = up.fields["callback_url"]
+		if v := up.fields["max_attempts"]; v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, nil, nil, imaged.FieldErrorf("max_attempts", "max_attempts must be an integer")
+			}
+			req.MaxAttempts = n
+		}
+		if up.file == nil && req.ImageID == "" {
+			return nil, nil, nil, imaged.FieldErrorf("file", "send an image as a multipart part named file, or an image_id")
+		}
+	case isJSON(r) || r.Header.Get("Content-Type") == "":
+		if err := decodeJSON(w, r, &req); err != nil {
+			return nil, nil, nil, err
+		}
+		if req.ImageID == "" {
+			return nil, nil, nil, imaged.FieldErrorf("image_id", "image_id is required (or send multipart with a file part)")
+		}
+	default:
+		return nil, nil, nil, imaged.Errorf(imaged.EUnsupported,
+			"send application/json with image_id and ops, or multipart/form-data with file and ops parts")
+	}
+	if up != nil && up.file != nil && req.ImageID != "" {
+		return nil, nil, nil, imaged.FieldErrorf("image_id", "send either a file or an image_id, not both")
+	}
+	ops, err := imaged.ParseOps(req.Ops)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := s.deps.Processor.Validate(ops); err != nil {
+		return nil, nil, nil, err
+	}
+	return &req, ops, up, nil
+}
+
+// loadImage returns the bytes of a stored image.
+func (s *Server) loadImage(ctx context.Context, id string) (*imaged.Image, []byte, error) {
+	img, err := s.deps.Store.Image(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc, _, err := s.deps.Blobs.Get(ctx, img.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, nil, imaged.WrapError(imaged.EUnavailable, err, "reading the stored image failed")
+	}
+	return img, b, nil
+}
+
+// processResponse is the JSON answer of a pipeline with analysis ops.
+type processResponse struct {
+	Analyses []imaged.Analysis `json:"analyses"`
+	Output   *imaged.Output    `json:"output,omitempty"`
+}
+
+func (s *Server) handleProcess() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ops, up, err := s.readPipelineRequest(w, r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		ctx := r.Context()
+		var src []byte
+		if up != nil && up.file != nil {
+			if _, err := imaged.Probe(up.file, s.cfg.Limits); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			src = up.file
+		} else {
+			_, b, err := s.loadImage(ctx, req.ImageID)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			src = b
+		}
+		release, err := s.acquire(ctx)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		typ := imaged.TaskTypeOf(ops)
+		start := time.Now()
+		res, err := s.deps.Processor.Process(ctx, src, ops, imaged.ProcessOptions{Accept: r.Header.Get("Accept")})
+		release()
+		s.deps.Metrics.ProcessingDuration.WithLabelValues(typ).Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.deps.Metrics.ImagesProcessed.WithLabelValues(typ, "failure").Inc()
+			s.writeError(w, r, err)
+			return
+		}
+		s.deps.Metrics.ImagesProcessed.WithLabelValues(typ, "success").Inc()
+		w.Header().Set("X-Processing-Seconds", strconv.FormatFloat(time.Since(start).Seconds(), 'f', 4, 64))
+		if len(res.Analyses) == 0 {
+			if !res.Changed {
+				s.writeError(w, r, imaged.FieldErrorf("ops", "the pipeline neither changes nor analyses the image"))
+				return
+			}
+			w.Header().Set("Content-Type", res.ContentType)
+			w.Header().Set("Content-Length", strconv.Itoa(len(res.Data)))
+			w.Header().Set("X-Image-Width", strconv.Itoa(res.Width))
+			w.Header().Set("X-Image-Height", strconv.Itoa(res.Height))
+			w.Header().Set("Vary", "Accept")
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.Copy(w, bytes.NewReader(res.Data))
+			return
+		}
+		body := processResponse{Analyses: res.Analyses}
+		if res.Changed {
+			out, err := s.storeSyncOutput(ctx, res)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			body.Output = out
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
+}
+
+// storeSyncOutput stores the image a mixed (transform + analysis) synchronous pipeline made, so
+// the JSON answer can point at it.
+func (s *Server) storeSyncOutput(ctx context.Context, res *imaged.Result) (*imaged.Output, error) {
+	now := time.Now().UTC()
+	key := imaged.ResultKey("sync-"+imaged.NewID(), res.Format, now)
+	if err := s.deps.Blobs.Put(ctx, key, res.Data, res.ContentType); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(res.Data)
+	out := &imaged.Output{Key: key, Format: res.Format, ContentType: res.ContentType, Width: res.Width,
+		Height: res.Height, Bytes: int64(len(res.Data)), SHA256: hex.EncodeToString(sum[:])}
+	if u, err := s.deps.Blobs.URL(ctx, key, s.cfg.URLExpiry); err == nil {
+		out.URL = u
+	}
+	return out, nil
+}

@@ -1,0 +1,35 @@
+package http
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes holds the whole API on one screen.
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.Handle("POST /v1/images", s.handleImageUpload())
+	mux.Handle("GET /v1/images/{id}", s.handleImageGet())
+	mux.Handle("GET /v1/images/{id}/content", s.handleImageContent())
+	mux.Handle("DELETE /v1/images/{id}", s.handleImageDelete())
+
+	mux.Handle("POST /v1/process", s.handleProcess())
+
+	mux.Handle("POST /v1/tasks", s.handleTaskCreate())
+	mux.Handle("GET /v1/tasks", s.handleTaskList())
+	mux.Handle("GET /v1/tasks/{id}", s.handleTaskGet())
+	mux.Handle("DELETE /v1/tasks/{id}", s.handleTaskCancel())
+	mux.Handle("GET /v1/tasks/{id}/result", s.handleTaskResult())
+
+	mux.Handle("POST /v1/batches", s.handleBatchCreate())
+	mux.Handle("GET /v1/batches/{id}", s.handleBatchGet())
+
+	mux.Handle("GET /v1/blobs/{key...}", s.handleSignedBlob())
+
+	mux.Handle("GET /health", s.handleHealth())
+	mux.Handle("GET /health/live", s.handleLive())
+	mux.Handle("GET /health/ready", s.handleReady())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Metrics.Registry, promhttp.HandlerOpts{}))
+
+	mux.Handle("/", s.handleNotFound())
+}

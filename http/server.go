@@ -1,0 +1,138 @@
+// Package http serves imaged's JSON API over net/http: routes in routes.go, one file per
+// resource, middleware as plain wrappers, and one function (writeError) through which every
+// error leaves.
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/prom"
+)
+
+// Config tunes the API.
+type Config struct {
+	Version     string
+	Limits      imaged.Limits
+	MaxAttempts int           // attempts per task; default 3
+	MaxBatch    int           // items per batch; default 100
+	MaxInflight int           // synchronous pipelines at once; default 2×CPU
+	MaxWaiting  int           // synchronous requests waiting for a slot before 503; default 8×CPU
+	WaitTimeout time.Duration // longest wait for a slot; default 10 s
+	URLExpiry   time.Duration // presigned URL lifetime; default 1 h
+}
+
+// HealthCheck is one dependency reported by /health; Required ones decide /health/ready.
+type HealthCheck struct {
+	Name     string
+	Required bool
+	Check    func(ctx context.Context) error
+}
+
+// Deps are the adapters the API talks to. Events and Metrics may be nil.
+type Deps struct {
+	Store     imaged.TaskStore
+	Queue     imaged.Queue
+	Blobs     imaged.BlobStore
+	Processor imaged.Processor
+	Events    imaged.Events
+	Metrics   *prom.Metrics
+	Log       *slog.Logger
+	Health    []HealthCheck
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	handler http.Handler
+	slots   chan struct{}
+	waiting chan struct{}
+}
+
+// NewServer returns the API handler with every route and middleware in place.
+func NewServer(cfg Config, deps Deps) *Server {
+	if cfg.Limits == (imaged.Limits{}) {
+		cfg.Limits = imaged.DefaultLimits
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 100
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 2 * runtime.NumCPU()
+	}
+	if cfg.MaxWaiting <= 0 {
+		cfg.MaxWaiting = 8 * runtime.NumCPU()
+	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 10 * time.Second
+	}
+	if cfg.URLExpiry <= 0 {
+		cfg.URLExpiry = time.Hour
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = prom.New()
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Log,
+		slots: make(chan struct{}, cfg.MaxInflight), waiting: make(chan struct{}, cfg.MaxWaiting)}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	s.handler = withCorrelationID(s.withRecover(s.withLogAndMetrics(mux)))
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// acquire takes a slot for a synchronous pipeline. When every slot is busy it waits, but only
+// while fewer than MaxWaiting requests wait and for at most WaitTimeout; otherwise it answers
+// unavailable so that overload turns into quick 503s with Retry-After instead of a pile-up.
+func (s *Server) acquire(ctx context.Context) (func(), error) {
+	release := func() { <-s.slots; s.deps.Metrics.InflightSyncRequest.Dec() }
+	select {
+	case s.slots <- struct{}{}:
+		s.deps.Metrics.InflightSyncRequest.Inc()
+		return release, nil
+	default:
+	}
+	select {
+	case s.waiting <- struct{}{}:
+		defer func() { <-s.waiting }()
+	default:
+		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: "the server is busy; try again shortly", RetryAfter: time.Second}
+	}
+	t := time.NewTimer(s.cfg.WaitTimeout)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		s.deps.Metrics.InflightSyncRequest.Inc()
+		return release, nil
+	case <-t.C:
+		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: "the server is busy; try again shortly", RetryAfter: 2 * time.Second}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *Server) publish(ctx context.Context, e imaged.Event) {
+	if s.deps.Events == nil {
+		return
+	}
+	if e.CorrelationID == "" {
+		e.CorrelationID = imaged.CorrelationID(ctx)
+	}
+	if err := s.deps.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
+		s.log.WarnContext(ctx, "event publish failed", "type", e.Type, "error", err.Error())
+	}
+}

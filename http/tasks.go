@@ -1,0 +1,217 @@
+package http
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// taskView is a task as the API shows it: the task, with its id echoed as task_id.
+type taskView struct {
+	*imaged.Task
+	TaskID string `json:"task_id"`
+}
+
+func viewTask(t *imaged.Task) taskView { return taskView{Task: t, TaskID: t.ID} }
+
+const maxIdempotencyKey = 255
+
+func idempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get("Idempotency-Key")
+	if len(k) > maxIdempotencyKey {
+		return "", imaged.FieldErrorf("Idempotency-Key", "Idempotency-Key is over %d characters", maxIdempotencyKey)
+	}
+	return k, nil
+}
+
+func checkCallbackURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return imaged.FieldErrorf("callback_url", "callback_url must be an absolute http or https URL")
+	}
+	return nil
+}
+
+func (s *Server) maxAttempts(n int) (int, error) {
+	if n == 0 {
+		return s.cfg.MaxAttempts, nil
+	}
+	if n < 1 || n > 10 {
+		return 0, imaged.FieldErrorf("max_attempts", "max_attempts must be between 1 and 10")
+	}
+	return n, nil
+}
+
+// newTask builds a queued task for a pipeline over an existing image.
+func (s *Server) newTask(ctx context.Context, imageID string, ops []imaged.Op, attempts int, callback string, now time.Time) *imaged.Task {
+	return &imaged.Task{
+		ID: imaged.NewID(), Type: imaged.TaskTypeOf(ops), Status: imaged.StatusQueued, ImageID: imageID,
+		Ops: ops, MaxAttempts: attempts, CorrelationID: imaged.CorrelationID(ctx), CallbackURL: callback,
+		CreatedAt: now, RunAfter: now,
+	}
+}
+
+// enqueue hands recorded tasks to the queue. A task the queue refused is cancelled with the
+// reason, so that no task is left queued that no worker will ever see.
+func (s *Server) enqueue(ctx context.Context, tasks []*imaged.Task) error {
+	for _, t := range tasks {
+		if err := s.deps.Queue.Publish(ctx, t, 0); err != nil {
+			if _, cerr := s.deps.Store.CancelTask(context.WithoutCancel(ctx), t.ID); cerr != nil {
+				s.log.ErrorContext(ctx, "cancelling an unqueued task failed", "task_id", t.ID, "error", cerr.Error())
+			}
+			return imaged.WrapError(imaged.EUnavailable, err, "the queue refused the task; try again")
+		}
+		s.publish(ctx, imaged.Event{Type: imaged.EventTaskQueued, TaskID: t.ID, BatchID: t.BatchID,
+			ImageID: t.ImageID, Status: imaged.StatusQueued})
+	}
+	return nil
+}
+
+func (s *Server) handleTaskCreate() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		key, err := idempotencyKey(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		req, ops, up, err := s.readPipelineRequest(w, r)
+		if err == nil {
+			err = checkCallbackURL(req.CallbackURL)
+		}
+		var attempts int
+		if err == nil {
+			attempts, err = s.maxAttempts(req.MaxAttempts)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		imageID := req.ImageID
+		if up != nil && up.file != nil {
+			img, err := s.storeImage(ctx, up.file, up.filename)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			imageID = img.ID
+		} else if _, err := s.deps.Store.Image(ctx, imageID); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		t := s.newTask(ctx, imageID, ops, attempts, req.CallbackURL, time.Now().UTC())
+		t.IdempotencyKey = key
+		existed, err := s.deps.Store.CreateTasks(ctx, []*imaged.Task{t}, nil)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !existed {
+			if err := s.enqueue(ctx, []*imaged.Task{t}); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		} else {
+			w.Header().Set("Idempotent-Replayed", "true")
+		}
+		w.Header().Set("Location", "/v1/tasks/"+t.ID)
+		writeJSON(w, http.StatusAccepted, viewTask(t))
+	})
+}
+
+func (s *Server) handleTaskGet() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t, err := s.deps.Store.Task(r.Context(), r.PathValue("id"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, viewTask(t))
+	})
+}
+
+// handleTaskResult streams a completed task's output image.
+func (s *Server) handleTaskResult() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t, err := s.deps.Store.Task(r.Context(), r.PathValue("id"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if t.Status != imaged.StatusCompleted {
+			s.writeError(w, r, imaged.Errorf(imaged.EConflict, "the task is %s; its result exists once it is completed", t.Status))
+			return
+		}
+		if t.Result == nil || t.Result.Output == nil {
+			s.writeError(w, r, imaged.Errorf(imaged.ENotFound, "the task's pipeline made no image; its analyses are in GET /v1/tasks/%s", t.ID))
+			return
+		}
+		s.serveBlob(w, r, t.Result.Output.Key, t.Result.Output.ContentType, t.Result.Output.SHA256)
+	})
+}
+
+type taskList struct {
+	Items      []taskView `json:"items"`
+	NextCursor string     `json:"next_cursor,omitempty"`
+}
+
+func (s *Server) handleTaskList() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := imaged.TaskFilter{Status: q.Get("status"), BatchID: q.Get("batch_id"), Cursor: q.Get("cursor"), Limit: 20}
+		if f.Status != "" && !contains(imaged.Statuses, f.Status) {
+			s.writeError(w, r, imaged.FieldErrorf("status", "status must be one of %v", imaged.Statuses))
+			return
+		}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100 {
+				s.writeError(w, r, imaged.FieldErrorf("limit", "limit must be an integer between 1 and 100"))
+				return
+			}
+			f.Limit = n
+		}
+		tasks, next, err := s.deps.Store.ListTasks(r.Context(), f)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out := taskList{Items: make([]taskView, 0, len(tasks)), NextCursor: next}
+		for _, t := range tasks {
+			out.Items = append(out.Items, viewTask(t))
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *Server) handleTaskCancel() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t, err := s.deps.Store.CancelTask(r.Context(), r.PathValue("id"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.publish(r.Context(), imaged.Event{Type: imaged.EventTaskCancelled, TaskID: t.ID, BatchID: t.BatchID,
+			ImageID: t.ImageID, Status: t.Status})
+		writeJSON(w, http.StatusOK, viewTask(t))
+	})
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

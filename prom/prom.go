@@ -1,0 +1,74 @@
+// Package prom declares imaged's Prometheus metrics in one place. The names are the seed's, with
+// the queue-depth gauge named tasks_queued (a gauge must not end in _total).
+package prom
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// ProcessingBuckets are the seed's buckets for image processing durations, in seconds.
+var ProcessingBuckets = []float64{0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0}
+
+// RequestBuckets cover fast HTTP answers (health, metadata) as well as slow pipelines.
+var RequestBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// Metrics holds every collector imaged exports.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	HTTPRequests        *prometheus.CounterVec   // method, endpoint, status_code
+	HTTPDuration        *prometheus.HistogramVec // method, endpoint
+	ProcessingDuration  *prometheus.HistogramVec // operation_type
+	ImagesProcessed     *prometheus.CounterVec   // operation_type, status
+	TasksQueued         *prometheus.GaugeVec     // task_type
+	TasksFinished       *prometheus.CounterVec   // task_type, status
+	TaskRetries         *prometheus.CounterVec   // task_type
+	WorkersBusy         prometheus.Gauge
+	ImagesUploaded      prometheus.Counter
+	InflightSyncRequest prometheus.Gauge
+}
+
+// New creates the collectors on a fresh registry, with the Go and process collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		Registry: reg,
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total", Help: "HTTP requests by method, route pattern and status code.",
+		}, []string{"method", "endpoint", "status_code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_request_duration_seconds", Help: "HTTP request duration by method and route pattern.",
+			Buckets: RequestBuckets,
+		}, []string{"method", "endpoint"}),
+		ProcessingDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "image_processing_duration_seconds", Help: "Pipeline run time by operation type (task type).",
+			Buckets: ProcessingBuckets,
+		}, []string{"operation_type"}),
+		ImagesProcessed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "images_processed_total", Help: "Pipelines run, by operation type and outcome.",
+		}, []string{"operation_type", "status"}),
+		TasksQueued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tasks_queued", Help: "Tasks waiting in the queue, by task type.",
+		}, []string{"task_type"}),
+		TasksFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tasks_finished_total", Help: "Tasks that reached a terminal state, by task type and status.",
+		}, []string{"task_type", "status"}),
+		TaskRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "task_retries_total", Help: "Task attempts that failed transiently and were queued again.",
+		}, []string{"task_type"}),
+		WorkersBusy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "workers_busy", Help: "Worker slots running a task now.",
+		}),
+		ImagesUploaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "images_uploaded_total", Help: "Images accepted by POST /v1/images.",
+		}),
+		InflightSyncRequest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sync_pipelines_in_flight", Help: "Synchronous pipelines running now.",
+		}),
+	}
+	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
+		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest)
+	return m
+}

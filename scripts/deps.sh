@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages imaged builds and tests against (Debian/Ubuntu), skipping those
+# already present. Runs apt through sudo when not root.
+set -euo pipefail
+
+packages=(
+  pkg-config gcc g++
+  libvips-dev libvips-tools        # transforms (libvips 8.14 on Debian 12)
+  python3-skimage                  # real test photos
+  wrk                              # load benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

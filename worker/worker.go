@@ -1,0 +1,300 @@
+// Package worker runs queued tasks: consume → load the original → run the pipeline → store the
+// result → record the outcome → publish events. It decides retries (transient errors, with
+// exponential backoff and jitter, up to the task's max attempts) and deadlines.
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/prom"
+)
+
+// Config tunes a worker pool.
+type Config struct {
+	ID          string        // worker id recorded on tasks; random when empty
+	Concurrency int           // tasks in flight; default 1
+	Types       []string      // task types to run; empty = all
+	Deadline    time.Duration // per task attempt; default 5 min
+	Grace       time.Duration // on shutdown, how long running tasks may go on; default 30 s
+	BackoffBase time.Duration // retry n waits BackoffBase·2^n ± jitter; default 1 s
+	BackoffMax  time.Duration // default 5 min
+	URLExpiry   time.Duration // for result URLs; default 1 h
+}
+
+// Worker consumes tasks from a Queue.
+type Worker struct {
+	cfg       Config
+	store     imaged.TaskStore
+	queue     imaged.Queue
+	blobs     imaged.BlobStore
+	processor imaged.Processor
+	events    imaged.Events
+	metrics   *prom.Metrics
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]context.CancelFunc
+}
+
+// New returns a worker. metrics and events may be nil.
+func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.BlobStore,
+	processor imaged.Processor, events imaged.Events, metrics *prom.Metrics, log *slog.Logger) *Worker {
+	if cfg.ID == "" {
+		cfg.ID = "worker-" + imaged.NewID()[:8]
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 5 * time.Minute
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = time.Second
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 5 * time.Minute
+	}
+	if cfg.URLExpiry <= 0 {
+		cfg.URLExpiry = time.Hour
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Worker{cfg: cfg, store: store, queue: queue, blobs: blobs, processor: processor,
+		events: events, metrics: metrics, log: log, running: map[string]context.CancelFunc{}}
+}
+
+// ID returns the worker id.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Run consumes until ctx is cancelled. Running tasks then get the grace period to finish; what
+// is still running after it is cancelled and put back in the queue. Run returns when every task
+// has been recorded.
+func (w *Worker) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.Grace, w.cancelRunning) })
+	defer stop()
+	lease := w.cfg.Deadline + w.cfg.Grace + 30*time.Second
+	err := w.queue.Consume(ctx, imaged.ConsumeOptions{
+		WorkerID: w.cfg.ID, Types: w.cfg.Types, Concurrency: w.cfg.Concurrency, Lease: lease,
+	}, w.Handle)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (w *Worker) cancelRunning() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, cancel := range w.running {
+		cancel()
+	}
+}
+
+// errShutdown marks an attempt interrupted because the process is stopping.
+var errShutdown = errors.New("worker shutting down")
+
+// Handle runs one delivery to its recorded outcome. It returns an error only when the outcome
+// could not be recorded, so that the queue delivers the task again.
+func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
+	ctx = imaged.WithWorkerID(ctx, w.cfg.ID)
+	if d.CorrelationID != "" {
+		ctx = imaged.WithCorrelationID(ctx, d.CorrelationID)
+	}
+	task := d.Task
+	if task == nil {
+		lease := w.cfg.Deadline + w.cfg.Grace + 30*time.Second
+		t, err := w.store.ClaimTask(ctx, d.TaskID, nil, w.cfg.ID, lease)
+		if err != nil {
+			return fmt.Errorf("claim task %s: %w", d.TaskID, err)
+		}
+		if t == nil {
+			// Already terminal, cancelled, running elsewhere or not yet due: a duplicate
+			// delivery. The row is the truth; drop the message.
+			w.log.InfoContext(ctx, "delivery dropped: task not claimable", "task_id", d.TaskID)
+			return nil
+		}
+		task = t
+	}
+	ctx = imaged.WithCorrelationID(ctx, task.CorrelationID)
+
+	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	w.mu.Lock()
+	w.running[task.ID] = func() { cancel(errShutdown) }
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, task.ID)
+		w.mu.Unlock()
+		cancel(nil)
+	}()
+	if w.metrics != nil {
+		w.metrics.WorkersBusy.Inc()
+		defer w.metrics.WorkersBusy.Dec()
+	}
+
+	w.publish(ctx, imaged.Event{Type: imaged.EventTaskStarted, TaskID: task.ID, BatchID: task.BatchID,
+		ImageID: task.ImageID, Status: imaged.StatusProcessing, Attempt: task.Attempts})
+	w.log.InfoContext(ctx, "task started", "task_id", task.ID, "type", task.Type, "attempt", task.Attempts)
+
+	start := time.Now()
+	deadlineCtx, cancelDeadline := context.WithTimeout(runCtx, w.cfg.Deadline)
+	res, err := w.run(deadlineCtx, task)
+	cancelDeadline()
+	elapsed := time.Since(start)
+	if w.metrics != nil {
+		w.metrics.ProcessingDuration.WithLabelValues(task.Type).Observe(elapsed.Seconds())
+	}
+	if err == nil {
+		res.ProcessingSeconds = elapsed.Seconds()
+		return w.complete(ctx, task, res)
+	}
+	return w.fail(ctx, task, err, context.Cause(runCtx), elapsed)
+}
+
+// run loads the original, runs the pipeline and stores the result image.
+func (w *Worker) run(ctx context.Context, task *imaged.Task) (*imaged.TaskResult, error) {
+	img, err := w.store.Image(ctx, task.ImageID)
+	if err != nil {
+		return nil, err
+	}
+	rc, _, err := w.blobs.Get(ctx, img.Key)
+	if err != nil {
+		return nil, err
+	}
+	src, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, imaged.WrapError(imaged.EUnavailable, err, "reading the original image failed")
+	}
+	out, err := w.processor.Process(ctx, src, task.Ops, imaged.ProcessOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res := &imaged.TaskResult{Analyses: out.Analyses}
+	if out.Changed {
+		key := imaged.ResultKey(task.ID, out.Format, task.CreatedAt)
+		if err := w.blobs.Put(ctx, key, out.Data, out.ContentType); err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(out.Data)
+		res.Output = &imaged.Output{Key: key, Format: out.Format, ContentType: out.ContentType,
+			Width: out.Width, Height: out.Height, Bytes: int64(len(out.Data)), SHA256: hex.EncodeToString(sum[:])}
+		if u, err := w.blobs.URL(ctx, key, w.cfg.URLExpiry); err == nil {
+			res.Output.URL = u
+		}
+	}
+	return res, nil
+}
+
+func (w *Worker) complete(ctx context.Context, task *imaged.Task, res *imaged.TaskResult) error {
+	done, err := w.store.CompleteTask(ctx, task.ID, task.Attempts, res)
+	if imaged.IsCode(err, imaged.EConflict) {
+		w.log.WarnContext(ctx, "task finished elsewhere; result of this attempt discarded", "task_id", task.ID, "attempt", task.Attempts)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record completion of task %s: %w", task.ID, err)
+	}
+	if w.metrics != nil {
+		w.metrics.ImagesProcessed.WithLabelValues(task.Type, "success").Inc()
+		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusCompleted).Inc()
+	}
+	w.log.InfoContext(ctx, "task completed", "task_id", task.ID, "seconds", res.ProcessingSeconds)
+	w.publish(ctx, imaged.Event{Type: imaged.EventTaskCompleted, TaskID: done.ID, BatchID: done.BatchID,
+		ImageID: done.ImageID, Status: done.Status, Result: done.Result, ProcessingSeconds: res.ProcessingSeconds,
+		Attempt: done.Attempts})
+	return nil
+}
+
+// Permanent reports whether err cannot go away by trying again: the input or the pipeline is
+// at fault.
+func Permanent(err error) bool {
+	switch imaged.ErrorCode(err) {
+	case imaged.EInvalid, imaged.ENotFound, imaged.ETooLarge, imaged.EUnsupported, imaged.EPermissionDenied:
+		return true
+	}
+	return false
+}
+
+func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, elapsed time.Duration) error {
+	f := &imaged.TaskFailure{Code: imaged.ErrorCode(err), Message: imaged.ErrorMessage(err)}
+	shutdown := errors.Is(cause, errShutdown)
+	if errors.Is(err, context.DeadlineExceeded) && !shutdown {
+		f = &imaged.TaskFailure{Code: imaged.EUnavailable, Message: fmt.Sprintf("the task ran past its deadline of %s", w.cfg.Deadline)}
+	}
+	if shutdown {
+		// Not the task's fault: put it back at once without spending a retry's backoff.
+		f = &imaged.TaskFailure{Code: imaged.EUnavailable, Message: "interrupted by a worker shutdown; queued again"}
+		if _, rerr := w.store.RetryTask(ctx, task.ID, task.Attempts, time.Now(), f); rerr != nil && !imaged.IsCode(rerr, imaged.EConflict) {
+			return fmt.Errorf("requeue task %s on shutdown: %w", task.ID, rerr)
+		}
+		w.log.WarnContext(ctx, "task requeued on shutdown", "task_id", task.ID)
+		return w.queue.Publish(context.WithoutCancel(ctx), task, 0)
+	}
+	w.log.WarnContext(ctx, "task attempt failed", "task_id", task.ID, "attempt", task.Attempts, "error", err.Error())
+	if !Permanent(err) && task.Attempts < task.MaxAttempts {
+		delay := w.backoff(task.Attempts)
+		if _, rerr := w.store.RetryTask(ctx, task.ID, task.Attempts, time.Now().Add(delay), f); rerr != nil {
+			if imaged.IsCode(rerr, imaged.EConflict) {
+				return nil
+			}
+			return fmt.Errorf("record retry of task %s: %w", task.ID, rerr)
+		}
+		if w.metrics != nil {
+			w.metrics.TaskRetries.WithLabelValues(task.Type).Inc()
+		}
+		return w.queue.Publish(ctx, task, delay)
+	}
+	done, rerr := w.store.FailTask(ctx, task.ID, task.Attempts, f)
+	if imaged.IsCode(rerr, imaged.EConflict) {
+		return nil
+	}
+	if rerr != nil {
+		return fmt.Errorf("record failure of task %s: %w", task.ID, rerr)
+	}
+	if w.metrics != nil {
+		w.metrics.ImagesProcessed.WithLabelValues(task.Type, "failure").Inc()
+		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusFailed).Inc()
+	}
+	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
+		ImageID: done.ImageID, Status: done.Status, Error: f, ProcessingSeconds: elapsed.Seconds(), Attempt: done.Attempts})
+	return nil
+}
+
+// backoff returns BackoffBase·2^(attempt-1), capped, with ±25 % jitter so retries of many tasks
+// that failed together do not arrive together.
+func (w *Worker) backoff(attempt int) time.Duration {
+	d := float64(w.cfg.BackoffBase) * math.Pow(2, float64(max(attempt-1, 0)))
+	d = math.Min(d, float64(w.cfg.BackoffMax))
+	d *= 0.75 + rand.Float64()*0.5
+	return time.Duration(d)
+}
+
+func (w *Worker) publish(ctx context.Context, e imaged.Event) {
+	if w.events == nil {
+		return
+	}
+	e.WorkerID = w.cfg.ID
+	e.CorrelationID = imaged.CorrelationID(ctx)
+	if err := w.events.Publish(context.WithoutCancel(ctx), e); err != nil {
+		w.log.WarnContext(ctx, "event publish failed", "type", e.Type, "error", err.Error())
+	}
+}
