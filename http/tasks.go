@@ -1,7 +1,9 @@
 package http
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -120,6 +122,11 @@ func (s *Server) handleTaskCreate() http.Handler {
 				return
 			}
 		} else {
+			if !sameRequest(t, imageID, ops) && (up == nil || up.file == nil) {
+				s.writeError(w, r, &imaged.Error{Code: imaged.EConflict, Field: "Idempotency-Key",
+					Message: "the Idempotency-Key was used for task " + t.ID + " with another image or pipeline"})
+				return
+			}
 			w.Header().Set("Idempotent-Replayed", "true")
 		}
 		w.Header().Set("Location", "/v1/tasks/"+t.ID)
@@ -203,6 +210,24 @@ func (s *Server) handleTaskCancel() http.Handler {
 			ImageID: t.ImageID, Status: t.Status})
 		writeJSON(w, http.StatusOK, viewTask(t))
 	})
+}
+
+// sameRequest reports whether a replayed task was made from the same image and pipeline.
+func sameRequest(t *imaged.Task, imageID string, ops []imaged.Op) bool {
+	if t.ImageID != imageID {
+		return false
+	}
+	a, _ := json.Marshal(t.Ops)
+	b, _ := json.Marshal(ops)
+	return bytes.Equal(compactJSON(a), compactJSON(b))
+}
+
+func compactJSON(b []byte) []byte {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return b
+	}
+	return buf.Bytes()
 }
 
 func contains(list []string, v string) bool {

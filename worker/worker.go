@@ -131,6 +131,11 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
 		task = t
 	}
 	ctx = imaged.WithCorrelationID(ctx, task.CorrelationID)
+	if task.MaxAttempts > 0 && task.Attempts > task.MaxAttempts {
+		// Every earlier attempt ended with its worker gone (crash, kill, lost lease): a task
+		// that takes its worker down must not loop forever.
+		return w.giveUp(ctx, task)
+	}
 
 	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	w.mu.Lock()
@@ -276,6 +281,25 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 	}
 	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
 		ImageID: done.ImageID, Status: done.Status, Error: f, ProcessingSeconds: elapsed.Seconds(), Attempt: done.Attempts})
+	return nil
+}
+
+// giveUp fails a task whose attempts all ended without an outcome.
+func (w *Worker) giveUp(ctx context.Context, task *imaged.Task) error {
+	f := &imaged.TaskFailure{Code: imaged.EInternal,
+		Message: fmt.Sprintf("gave up after %d attempts: each ended without an outcome (worker lost)", task.Attempts-1)}
+	done, err := w.store.FailTask(ctx, task.ID, task.Attempts, f)
+	if imaged.IsCode(err, imaged.EConflict) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record failure of task %s: %w", task.ID, err)
+	}
+	if w.metrics != nil {
+		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusFailed).Inc()
+	}
+	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
+		ImageID: done.ImageID, Status: done.Status, Error: f, Attempt: done.Attempts})
 	return nil
 }
 

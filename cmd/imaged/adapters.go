@@ -112,7 +112,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger) (*adapters
 	}
 	a.blobs = blobs
 
-	bus := inmem.New(inmem.Options{})
+	bus := inmem.NewEvents(inmem.EventsOptions{})
 	a.events = bus
 	a.closers = append(a.closers, bus)
 	ok = true

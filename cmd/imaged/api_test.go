@@ -378,3 +378,25 @@ func TestCorrelationIDGenerated(t *testing.T) {
 		t.Fatal("an unsafe correlation id was echoed")
 	}
 }
+
+func TestIdempotencyKey(t *testing.T) {
+	s := startServer(t, "", "IMAGED_WORKERS=0")
+	id := s.upload(readTestdata(t, "chelsea.jpg"))
+	body := fmt.Sprintf(`{"image_id":%q,"ops":[{"op":"flip"}]}`, id)
+	hdr := map[string]string{"Content-Type": "application/json", "Idempotency-Key": "order-42"}
+	first := s.do("POST", "/v1/tasks", strings.NewReader(body), hdr)
+	second := s.do("POST", "/v1/tasks", strings.NewReader(body), hdr)
+	if first.status != 202 || second.status != 202 {
+		t.Fatalf("statuses %d %d: %s", first.status, second.status, second.body)
+	}
+	if first.json(t)["id"] != second.json(t)["id"] || second.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a replay made a new task: %s vs %s", first.body, second.body)
+	}
+	other := fmt.Sprintf(`{"image_id":%q,"ops":[{"op":"grayscale"}]}`, id)
+	if r := s.do("POST", "/v1/tasks", strings.NewReader(other), hdr); r.status != 409 {
+		t.Fatalf("key reused with another pipeline: %d %s", r.status, r.body)
+	}
+	if l := s.get("/v1/tasks").json(t); len(l["items"].([]any)) != 1 {
+		t.Fatalf("%d tasks, want 1", len(l["items"].([]any)))
+	}
+}

@@ -1,0 +1,582 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// DefaultLease is the lease ClaimTask grants when asked for none.
+const DefaultLease = 5 * time.Minute
+
+// List page sizes.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 1000
+)
+
+// taskColumns is the column list every task query selects or returns, in scanTask's order.
+const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
+	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
+	created_at, started_at, finished_at, result, error_code, error_message`
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanTask(sc scanner) (*imaged.Task, error) {
+	var (
+		t                           imaged.Task
+		ops                         string
+		runAfter, created           string
+		lease, started, finished    sql.NullString
+		result, errCode, errMessage sql.NullString
+	)
+	err := sc.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
+		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
+		&runAfter, &lease, &created, &started, &finished, &result, &errCode, &errMessage)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(ops), &t.Ops); err != nil {
+		return nil, fmt.Errorf("sqlite: ops of task %s: %w", t.ID, err)
+	}
+	if t.RunAfter, err = parseTime(runAfter); err != nil {
+		return nil, err
+	}
+	if t.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	if t.LeaseUntil, err = parseTimePtr(lease); err != nil {
+		return nil, err
+	}
+	if t.StartedAt, err = parseTimePtr(started); err != nil {
+		return nil, err
+	}
+	if t.FinishedAt, err = parseTimePtr(finished); err != nil {
+		return nil, err
+	}
+	if result.Valid {
+		t.Result = new(imaged.TaskResult)
+		if err := json.Unmarshal([]byte(result.String), t.Result); err != nil {
+			return nil, fmt.Errorf("sqlite: result of task %s: %w", t.ID, err)
+		}
+	}
+	if errCode.Valid || errMessage.Valid {
+		t.Error = &imaged.TaskFailure{Code: errCode.String, Message: errMessage.String}
+	}
+	return &t, nil
+}
+
+func queryTasks(ctx context.Context, q querier, query string, args ...any) ([]*imaged.Task, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*imaged.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// queryTask runs a query (or an UPDATE … RETURNING) that yields at most one task; nil when none.
+func queryTask(ctx context.Context, q querier, query string, args ...any) (*imaged.Task, error) {
+	t, err := scanTask(q.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return t, err
+}
+
+// inTx runs fn in a write transaction (BEGIN IMMEDIATE) on the writer connection.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// CreateTasks records queued tasks and, when batch is not nil, their batch, in one transaction.
+//
+// The store fills what the caller left empty: ID (a UUIDv7), Type (from the ops), CreatedAt
+// (now) and RunAfter (CreatedAt); Status becomes queued and Attempts 0. A batch gets ID,
+// CreatedAt, Total, Status and Counts, and each task its BatchID. Times are kept in UTC at
+// microsecond precision, and the arguments carry the stored values back.
+//
+// Idempotency: with a batch whose IdempotencyKey is already stored, the stored batch and its
+// tasks are written into the arguments (in creation order) and existed is true; EConflict when
+// the stored batch holds a different number of tasks than given, since the arguments cannot
+// carry it back. Without a batch, one task whose IdempotencyKey is stored is treated the same
+// way. Any other clash of ids or keys is EConflict and nothing is stored.
+func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *imaged.Batch) (bool, error) {
+	if len(tasks) == 0 {
+		return false, imaged.Errorf(imaged.EInvalid, "there are no tasks to create")
+	}
+	existed := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if batch != nil && batch.IdempotencyKey != "" {
+			var id string
+			err := tx.QueryRowContext(ctx, `SELECT id FROM batches WHERE idempotency_key = ?`,
+				batch.IdempotencyKey).Scan(&id)
+			if err == nil {
+				b, stored, err := loadBatch(ctx, tx, id)
+				if err != nil {
+					return err
+				}
+				if len(stored) != len(tasks) {
+					return imaged.Errorf(imaged.EConflict,
+						"the idempotency key was used for a batch of %d tasks, not %d", len(stored), len(tasks))
+				}
+				*batch = *b
+				for i := range tasks {
+					*tasks[i] = *stored[i]
+				}
+				existed = true
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		if batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "" {
+			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE idempotency_key = ?`,
+				tasks[0].IdempotencyKey)
+			if err != nil {
+				return err
+			}
+			if stored != nil {
+				*tasks[0] = *stored
+				existed = true
+				return nil
+			}
+		}
+
+		at := now()
+		if batch != nil {
+			if batch.ID == "" {
+				batch.ID = newID()
+			}
+			if batch.CreatedAt.IsZero() {
+				batch.CreatedAt = at
+			}
+			batch.CreatedAt = batch.CreatedAt.UTC().Truncate(time.Microsecond)
+			batch.Total = len(tasks)
+			batch.Status = imaged.StatusQueued
+			batch.Counts = countsOf(nil)
+			batch.Counts[imaged.StatusQueued] = len(tasks)
+			batch.FinishedAt = nil
+			_, err := tx.ExecContext(ctx, `
+				INSERT INTO batches (id, total, correlation_id, callback_url, idempotency_key, created_at)
+				VALUES (?, ?, ?, ?, ?, ?)`,
+				batch.ID, batch.Total, batch.CorrelationID, batch.CallbackURL,
+				nullString(batch.IdempotencyKey), formatTime(batch.CreatedAt))
+			if isConstraint(err) {
+				return imaged.WrapError(imaged.EConflict, err, "batch %s already exists", batch.ID)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, t := range tasks {
+			if t.ID == "" {
+				t.ID = newID()
+			}
+			if t.Type == "" {
+				t.Type = imaged.TaskTypeOf(t.Ops)
+			}
+			if t.CreatedAt.IsZero() {
+				t.CreatedAt = at
+			}
+			t.CreatedAt = t.CreatedAt.UTC().Truncate(time.Microsecond)
+			if t.RunAfter.IsZero() {
+				t.RunAfter = t.CreatedAt
+			}
+			t.RunAfter = t.RunAfter.UTC().Truncate(time.Microsecond)
+			t.Status = imaged.StatusQueued
+			t.Attempts = 0
+			t.WorkerID = ""
+			t.StartedAt, t.FinishedAt, t.LeaseUntil, t.Result, t.Error = nil, nil, nil, nil, nil
+			if batch != nil {
+				t.BatchID = batch.ID
+			}
+			ops, err := json.Marshal(t.Ops)
+			if err != nil {
+				return imaged.WrapError(imaged.EInvalid, err, "the ops of task %s cannot be stored", t.ID)
+			}
+			_, err = tx.ExecContext(ctx, `
+				INSERT INTO tasks (id, type, status, image_id, ops, batch_id, attempts, max_attempts,
+					correlation_id, callback_url, idempotency_key, run_after, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)`,
+				t.ID, t.Type, t.Status, t.ImageID, string(ops), nullString(t.BatchID), t.MaxAttempts,
+				t.CorrelationID, t.CallbackURL, nullString(t.IdempotencyKey),
+				formatTime(t.RunAfter), formatTime(t.CreatedAt))
+			if isConstraint(err) {
+				return imaged.WrapError(imaged.EConflict, err, "task %s or its idempotency key already exists", t.ID)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if imaged.ErrorCode(err) != imaged.EInternal {
+			return false, err
+		}
+		return false, fmt.Errorf("sqlite: create tasks: %w", err)
+	}
+	return existed, nil
+}
+
+// Task returns the task; ENotFound when absent.
+func (s *Store) Task(ctx context.Context, id string) (*imaged.Task, error) {
+	t, err := queryTask(ctx, s.r, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: task: %w", err)
+	}
+	if t == nil {
+		return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", id)
+	}
+	return t, nil
+}
+
+// ListTasks returns one page of tasks, newest first (ties broken by id, descending), and the
+// cursor of the next page. Limit defaults to DefaultListLimit and is capped at MaxListLimit.
+// An unknown status or a cursor this store did not issue is EInvalid.
+func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var where []string
+	var args []any
+	if f.Status != "" {
+		if !slices.Contains(imaged.Statuses, f.Status) {
+			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
+		}
+		where = append(where, "status = ?")
+		args = append(args, f.Status)
+	}
+	if f.BatchID != "" {
+		where = append(where, "batch_id = ?")
+		args = append(args, f.BatchID)
+	}
+	if f.Cursor != "" {
+		created, id, ok := decodeCursor(f.Cursor)
+		if !ok {
+			return nil, "", imaged.FieldErrorf("cursor", "the cursor is not one this service issued")
+		}
+		where = append(where, "(created_at, id) < (?, ?)")
+		args = append(args, created, id)
+	}
+	query := `SELECT ` + taskColumns + ` FROM tasks`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+	tasks, err := queryTasks(ctx, s.r, query, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: list tasks: %w", err)
+	}
+	next := ""
+	if len(tasks) > limit {
+		tasks = tasks[:limit]
+		last := tasks[limit-1]
+		next = encodeCursor(formatTime(last.CreatedAt), last.ID)
+	}
+	return tasks, next, nil
+}
+
+func encodeCursor(created, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(created + " " + id))
+}
+
+func decodeCursor(c string) (created, id string, ok bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", "", false
+	}
+	created, id, ok = strings.Cut(string(b), " ")
+	if !ok || id == "" {
+		return "", "", false
+	}
+	if _, err := parseTime(created); err != nil {
+		return "", "", false
+	}
+	return created, id, true
+}
+
+// CancelTask moves a queued task to cancelled; EConflict when it is no longer queued, ENotFound
+// when absent.
+func (s *Store) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
+	t, err := queryTask(ctx, s.w, `
+		UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
+		WHERE id = ? AND status = 'queued'
+		RETURNING `+taskColumns, formatTime(now()), id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: cancel task: %w", err)
+	}
+	if t != nil {
+		return t, nil
+	}
+	cur, err := s.Task(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return nil, imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", id, cur.Status)
+}
+
+// Batch returns the batch with counts per status and its tasks in creation order; ENotFound
+// when absent. The batch's status is derived: completed (with FinishedAt, the last task's) once
+// every task is terminal, queued while no task has left the queue, processing otherwise.
+func (s *Store) Batch(ctx context.Context, id string) (*imaged.Batch, []*imaged.Task, error) {
+	// One read transaction, so the batch, its counts and its tasks agree.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: batch: %w", err)
+	}
+	defer tx.Rollback()
+	b, tasks, err := loadBatch(ctx, tx, id)
+	if err != nil && imaged.ErrorCode(err) == imaged.EInternal {
+		err = fmt.Errorf("sqlite: batch: %w", err)
+	}
+	return b, tasks, err
+}
+
+func loadBatch(ctx context.Context, q querier, id string) (*imaged.Batch, []*imaged.Task, error) {
+	var b imaged.Batch
+	var created string
+	err := q.QueryRowContext(ctx, `
+		SELECT id, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at
+		FROM batches WHERE id = ?`, id).Scan(
+		&b.ID, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if b.CreatedAt, err = parseTime(created); err != nil {
+		return nil, nil, err
+	}
+	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = ? ORDER BY seq`, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.Counts = countsOf(tasks)
+	var last *time.Time
+	terminal := 0
+	for _, t := range tasks {
+		if imaged.IsTerminal(t.Status) {
+			terminal++
+			if t.FinishedAt != nil && (last == nil || t.FinishedAt.After(*last)) {
+				last = t.FinishedAt
+			}
+		}
+	}
+	switch {
+	case terminal == len(tasks):
+		b.Status = imaged.StatusCompleted
+		if last == nil {
+			last = &b.CreatedAt
+		}
+		fin := *last
+		b.FinishedAt = &fin
+	case b.Counts[imaged.StatusQueued] == len(tasks):
+		b.Status = imaged.StatusQueued
+	default:
+		b.Status = imaged.StatusProcessing
+	}
+	return &b, tasks, nil
+}
+
+// countsOf counts tasks per status, with every status present.
+func countsOf(tasks []*imaged.Task) map[string]int {
+	c := make(map[string]int, len(imaged.Statuses))
+	for _, st := range imaged.Statuses {
+		c[st] = 0
+	}
+	for _, t := range tasks {
+		c[t.Status]++
+	}
+	return c
+}
+
+// ClaimTask moves one queued, runnable task to processing in one conditional UPDATE …
+// RETURNING, so two claims can never return the same task. With id it claims that task (when
+// types is not empty, only if it is of one of them); otherwise the oldest runnable task of the
+// given types (all types when empty). A lease of zero or less is DefaultLease. (nil, nil) when
+// there is nothing to claim, including an unknown id.
+func (s *Store) ClaimTask(ctx context.Context, id string, types []string, workerID string, lease time.Duration) (*imaged.Task, error) {
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	at := now()
+	args := []any{workerID, formatTime(at.Add(lease)), formatTime(at)}
+	cond := `status = 'queued' AND run_after <= ?`
+	condArgs := []any{formatTime(at)}
+	if len(types) > 0 {
+		cond += ` AND type IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(types)), ", ") + `)`
+		for _, typ := range types {
+			condArgs = append(condArgs, typ)
+		}
+	}
+	var where string
+	if id != "" {
+		where = `id = ? AND ` + cond
+		args = append(append(args, id), condArgs...)
+	} else {
+		where = `seq = (SELECT seq FROM tasks WHERE ` + cond + ` ORDER BY created_at, seq LIMIT 1)`
+		args = append(args, condArgs...)
+	}
+	t, err := queryTask(ctx, s.w, `
+		UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = ?,
+			lease_until = ?, started_at = ?
+		WHERE `+where+`
+		RETURNING `+taskColumns, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim task: %w", err)
+	}
+	return t, nil
+}
+
+// finish applies set to the given attempt of a processing task; EConflict when the task is not
+// processing at that attempt, ENotFound when absent.
+func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set string, args ...any) (*imaged.Task, error) {
+	args = append(args, id, attempt)
+	t, err := queryTask(ctx, s.w, `
+		UPDATE tasks SET `+set+`
+		WHERE id = ? AND status = 'processing' AND attempts = ?
+		RETURNING `+taskColumns, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s task: %w", verb, err)
+	}
+	if t != nil {
+		return t, nil
+	}
+	cur, err := s.Task(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return nil, imaged.Errorf(imaged.EConflict,
+		"task %s is %s at attempt %d; attempt %d cannot %s it", id, cur.Status, cur.Attempts, attempt, verb)
+}
+
+// CompleteTask records the result of the given attempt of a processing task and clears the
+// error of earlier attempts. EConflict when the task is not processing at that attempt,
+// ENotFound when absent.
+func (s *Store) CompleteTask(ctx context.Context, id string, attempt int, res *imaged.TaskResult) (*imaged.Task, error) {
+	var result any
+	if res != nil {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return nil, imaged.WrapError(imaged.EInvalid, err, "the result of task %s cannot be stored", id)
+		}
+		result = string(b)
+	}
+	return s.finish(ctx, "complete", id, attempt, `status = 'completed', result = ?, finished_at = ?,
+		lease_until = NULL, error_code = NULL, error_message = NULL`, result, formatTime(now()))
+}
+
+// FailTask records the final failure of the given attempt; EConflict and ENotFound as
+// CompleteTask.
+func (s *Store) FailTask(ctx context.Context, id string, attempt int, f *imaged.TaskFailure) (*imaged.Task, error) {
+	code, msg := failure(f)
+	return s.finish(ctx, "fail", id, attempt, `status = 'failed', error_code = ?, error_message = ?,
+		finished_at = ?, lease_until = NULL`, code, msg, formatTime(now()))
+}
+
+// RetryTask puts the given attempt of a processing task back to queued, runnable after
+// runAfter, keeping f as the last error; EConflict and ENotFound as CompleteTask.
+func (s *Store) RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (*imaged.Task, error) {
+	code, msg := failure(f)
+	return s.finish(ctx, "retry", id, attempt, `status = 'queued', run_after = ?, error_code = ?,
+		error_message = ?, lease_until = NULL`, formatTime(runAfter), code, msg)
+}
+
+func failure(f *imaged.TaskFailure) (code, msg any) {
+	if f == nil {
+		return nil, nil
+	}
+	return f.Code, f.Message
+}
+
+// RequeueExpired puts processing tasks whose lease ended at or before now back to queued (all
+// processing tasks when all is true) and returns their ids. Their attempts stay counted.
+func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]string, error) {
+	query := `UPDATE tasks SET status = 'queued', lease_until = NULL WHERE status = 'processing'`
+	var args []any
+	if !all {
+		query += ` AND lease_until <= ?`
+		args = append(args, formatTime(at))
+	}
+	rows, err := s.w.QueryContext(ctx, query+` RETURNING id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
+	}
+	return ids, nil
+}
+
+// CountQueued returns the number of queued tasks per task type, every known type present.
+// Tasks waiting for a retry's RunAfter count as queued.
+func (s *Store) CountQueued(ctx context.Context) (map[string]int, error) {
+	out := make(map[string]int, len(imaged.TaskTypes))
+	for _, typ := range imaged.TaskTypes {
+		out[typ] = 0
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT type, count(*) FROM tasks WHERE status = 'queued' GROUP BY type`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: count queued: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var typ string
+		var n int
+		if err := rows.Scan(&typ, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: count queued: %w", err)
+		}
+		out[typ] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: count queued: %w", err)
+	}
+	return out, nil
+}
