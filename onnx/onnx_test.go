@@ -1,0 +1,125 @@
+package onnx
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// requireModels skips when `make models` has not run, unless IMAGED_TEST_REQUIRE_SERVICES=1.
+func requireModels(t *testing.T, rt *Runtime, files ...string) {
+	t.Helper()
+	if err := rt.Available(files...); err != nil {
+		if os.Getenv("IMAGED_TEST_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("models required: %v", err)
+		}
+		t.Skipf("SKIPPING: %v", err)
+	}
+}
+
+func TestMissingLibraryIsUnavailable(t *testing.T) {
+	rt := New(Config{ModelsDir: t.TempDir()})
+	err := rt.Available("model.onnx")
+	if !imaged.IsCode(err, imaged.EUnavailable) || !strings.Contains(err.Error(), "make models") {
+		t.Fatalf("Available: want unavailable naming make models, got %v", err)
+	}
+	if envLoaded {
+		t.Skip("library already loaded by another test")
+	}
+	_, err = rt.Pool("model.onnx", []string{"x"}, []string{"y"}).Get(context.Background())
+	if !imaged.IsCode(err, imaged.EUnavailable) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
+		t.Fatalf("Get: want unavailable naming make models, got %v", err)
+	}
+}
+
+func TestMissingModelIsUnavailable(t *testing.T) {
+	_, err := NewSession(filepath.Join(t.TempDir(), "absent.onnx"), []string{"x"}, []string{"y"})
+	if !imaged.IsCode(err, imaged.EUnavailable) {
+		t.Fatalf("want unavailable, got %v", err)
+	}
+}
+
+func TestPoolCreatesLazilyAndBoundsUse(t *testing.T) {
+	var created atomic.Int32
+	p := NewPool(2, func() (*Session, error) {
+		created.Add(1)
+		return &Session{}, nil
+	})
+	if created.Load() != 0 {
+		t.Fatal("pool created a session before first use")
+	}
+	ctx := context.Background()
+	a, _ := p.Get(ctx)
+	b, _ := p.Get(ctx)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.Get(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third Get on a pool of 2: want deadline exceeded, got %v", err)
+	}
+	p.Put(a)
+	c, err := p.Get(ctx)
+	if err != nil || c != a {
+		t.Fatalf("Get after Put should reuse the idle session, got %v %v", c, err)
+	}
+	p.Put(b)
+	p.Put(c)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := p.Get(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			p.Put(s)
+		}()
+	}
+	wg.Wait()
+	if n := created.Load(); n != 2 {
+		t.Fatalf("created %d sessions, want 2", n)
+	}
+}
+
+func TestPoolCreationErrorFreesSlot(t *testing.T) {
+	fail := errors.New("boom")
+	p := NewPool(1, func() (*Session, error) { return nil, fail })
+	for i := 0; i < 3; i++ {
+		if _, err := p.Get(context.Background()); !errors.Is(err, fail) {
+			t.Fatalf("try %d: want the creation error, got %v", i, err)
+		}
+	}
+}
+
+func TestRunClassifierModel(t *testing.T) {
+	rt := New(Config{})
+	const model = "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+	requireModels(t, rt, model)
+	p := rt.Pool(model, []string{"x"}, []string{"softmax_0.tmp_0"})
+	if rt.Pool(model, []string{"x"}, []string{"softmax_0.tmp_0"}) != p {
+		t.Fatal("the same model should give the same pool")
+	}
+	in := Tensor{Shape: []int64{2, 3, 48, 192}, Data: make([]float32, 2*3*48*192)}
+	out, err := p.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || len(out[0].Shape) != 2 || out[0].Shape[0] != 2 || out[0].Shape[1] != 2 {
+		t.Fatalf("output shape %v, want [2 2]", out[0].Shape)
+	}
+	if s := out[0].Data[0] + out[0].Data[1]; s < 0.99 || s > 1.01 {
+		t.Fatalf("softmax row sums to %v", s)
+	}
+	if _, err := p.Run(context.Background(), Tensor{Shape: []int64{1, 3}, Data: []float32{1}}); err == nil {
+		t.Fatal("a tensor whose data does not fill its shape should fail")
+	}
+}

@@ -1,0 +1,643 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/imaged/imaged"
+)
+
+// DefaultLease is the lease ClaimTask grants when asked for none.
+const DefaultLease = 5 * time.Minute
+
+// List page sizes.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 1000
+)
+
+// taskColumns is the column list every task query selects or returns, in scanTask's order.
+const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
+	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
+	created_at, started_at, finished_at, result, error_code, error_message`
+
+// querier is what *pgxpool.Pool and pgx.Tx share.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func scanTask(row pgx.Row) (*imaged.Task, error) {
+	var (
+		t                        imaged.Task
+		ops, result              []byte
+		lease, started, finished *time.Time
+		errCode, errMessage      *string
+	)
+	err := row.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
+		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
+		&t.RunAfter, &lease, &t.CreatedAt, &started, &finished, &result, &errCode, &errMessage)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(ops, &t.Ops); err != nil {
+		return nil, fmt.Errorf("postgres: ops of task %s: %w", t.ID, err)
+	}
+	t.RunAfter = t.RunAfter.UTC()
+	t.CreatedAt = t.CreatedAt.UTC()
+	t.LeaseUntil, t.StartedAt, t.FinishedAt = utc(lease), utc(started), utc(finished)
+	if result != nil {
+		t.Result = new(imaged.TaskResult)
+		if err := json.Unmarshal(result, t.Result); err != nil {
+			return nil, fmt.Errorf("postgres: result of task %s: %w", t.ID, err)
+		}
+	}
+	if errCode != nil || errMessage != nil {
+		t.Error = &imaged.TaskFailure{}
+		if errCode != nil {
+			t.Error.Code = *errCode
+		}
+		if errMessage != nil {
+			t.Error.Message = *errMessage
+		}
+	}
+	return &t, nil
+}
+
+// utc converts a scanned time (pgx returns local times) to UTC.
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func queryTasks(ctx context.Context, q querier, query string, args ...any) ([]*imaged.Task, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*imaged.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// queryTask runs a query (or an UPDATE … RETURNING) that yields at most one task; nil when none.
+func queryTask(ctx context.Context, q querier, query string, args ...any) (*imaged.Task, error) {
+	t, err := scanTask(q.QueryRow(ctx, query, args...))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return t, err
+}
+
+// CreateTasks records queued tasks and, when batch is not nil, their batch, in one transaction.
+//
+// The store fills what the caller left empty: ID (a UUIDv7), Type (from the ops), CreatedAt
+// (the database's clock at the start of the transaction) and RunAfter (CreatedAt); Status
+// becomes queued and Attempts 0. A batch gets ID, CreatedAt, Total, Status and Counts, and each
+// task its BatchID. Times are kept in UTC at microsecond precision, and the arguments carry the
+// stored values back.
+//
+// Idempotency: with a batch whose IdempotencyKey is already stored, the stored batch and its
+// tasks are written into the arguments (in creation order) and existed is true; EConflict when
+// the stored batch holds a different number of tasks than given, since the arguments cannot
+// carry it back. Without a batch, one task whose IdempotencyKey is stored is treated the same
+// way. Two processes creating with one key at once both get that answer: the one whose insert
+// collides with the other's runs again and finds the stored record. Any other clash of ids or
+// keys is EConflict and nothing is stored. Ops the database cannot store are EInvalid.
+func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *imaged.Batch) (bool, error) {
+	if len(tasks) == 0 {
+		return false, imaged.Errorf(imaged.EInvalid, "there are no tasks to create")
+	}
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	// The key whose clash means "created meanwhile by someone else": replaying finds it.
+	replayable := ""
+	switch {
+	case batch != nil && batch.IdempotencyKey != "":
+		replayable = "batches_idempotency_key"
+	case batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "":
+		replayable = "tasks_idempotency_key"
+	}
+	for try := 1; ; try++ {
+		existed, err := s.createTasks(ctx, tasks, batch)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+			return existed, s.wrap(ctx, "create tasks", err)
+		}
+		switch {
+		case pgErr.ConstraintName == replayable && try < 3:
+			continue
+		case pgErr.ConstraintName == "batches_pkey":
+			return false, imaged.WrapError(imaged.EConflict, err, "batch %s already exists", batch.ID)
+		case pgErr.ConstraintName == "batches_idempotency_key":
+			return false, imaged.WrapError(imaged.EConflict, err, "the idempotency key of the batch is in use")
+		case pgErr.ConstraintName == "tasks_idempotency_key":
+			return false, imaged.WrapError(imaged.EConflict, err, "the idempotency key of a task is in use")
+		default:
+			return false, imaged.WrapError(imaged.EConflict, err, "a task with one of these ids already exists")
+		}
+	}
+}
+
+func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *imaged.Batch) (bool, error) {
+	existed := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if batch != nil && batch.IdempotencyKey != "" {
+			var id string
+			err := tx.QueryRow(ctx, `SELECT id FROM batches WHERE idempotency_key = $1`,
+				batch.IdempotencyKey).Scan(&id)
+			if err == nil {
+				b, stored, err := loadBatch(ctx, tx, id)
+				if err != nil {
+					return err
+				}
+				if len(stored) != len(tasks) {
+					return imaged.Errorf(imaged.EConflict,
+						"the idempotency key was used for a batch of %d tasks, not %d", len(stored), len(tasks))
+				}
+				*batch = *b
+				for i := range tasks {
+					*tasks[i] = *stored[i]
+				}
+				existed = true
+				return nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		if batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "" {
+			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE idempotency_key = $1`,
+				tasks[0].IdempotencyKey)
+			if err != nil {
+				return err
+			}
+			if stored != nil {
+				*tasks[0] = *stored
+				existed = true
+				return nil
+			}
+		}
+
+		// One round trip for every insert. now() is the transaction's start, so tasks and
+		// batch left without times share one.
+		var b pgx.Batch
+		if batch != nil {
+			if batch.ID == "" {
+				batch.ID = newID()
+			}
+			batch.Total = len(tasks)
+			batch.Status = imaged.StatusQueued
+			batch.Counts = countsOf(nil)
+			batch.Counts[imaged.StatusQueued] = len(tasks)
+			batch.FinishedAt = nil
+			b.Queue(`
+				INSERT INTO batches (id, total, correlation_id, callback_url, idempotency_key, created_at)
+				VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
+				RETURNING created_at`,
+				batch.ID, batch.Total, batch.CorrelationID, batch.CallbackURL,
+				nullString(batch.IdempotencyKey), timeArg(batch.CreatedAt),
+			).QueryRow(func(row pgx.Row) error {
+				if err := row.Scan(&batch.CreatedAt); err != nil {
+					return err
+				}
+				batch.CreatedAt = batch.CreatedAt.UTC()
+				return nil
+			})
+		}
+		for _, t := range tasks {
+			if t.ID == "" {
+				t.ID = newID()
+			}
+			if t.Type == "" {
+				t.Type = imaged.TaskTypeOf(t.Ops)
+			}
+			t.Status = imaged.StatusQueued
+			t.Attempts = 0
+			t.WorkerID = ""
+			t.StartedAt, t.FinishedAt, t.LeaseUntil, t.Result, t.Error = nil, nil, nil, nil, nil
+			if batch != nil {
+				t.BatchID = batch.ID
+			}
+			ops, err := json.Marshal(t.Ops)
+			if err != nil {
+				return imaged.WrapError(imaged.EInvalid, err, "the ops of task %s cannot be stored", t.ID)
+			}
+			b.Queue(`
+				INSERT INTO tasks (id, type, status, image_id, ops, batch_id, attempts, max_attempts,
+					correlation_id, callback_url, idempotency_key, created_at, run_after)
+				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10,
+					COALESCE($11::timestamptz, now()), COALESCE($12::timestamptz, $11::timestamptz, now()))
+				RETURNING created_at, run_after`,
+				t.ID, t.Type, t.Status, t.ImageID, string(ops), nullString(t.BatchID), t.MaxAttempts,
+				t.CorrelationID, t.CallbackURL, nullString(t.IdempotencyKey),
+				timeArg(t.CreatedAt), timeArg(t.RunAfter),
+			).QueryRow(func(row pgx.Row) error {
+				if err := row.Scan(&t.CreatedAt, &t.RunAfter); err != nil {
+					return err
+				}
+				t.CreatedAt, t.RunAfter = t.CreatedAt.UTC(), t.RunAfter.UTC()
+				return nil
+			})
+		}
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	return existed, err
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Task returns the task; ENotFound when absent.
+func (s *Store) Task(ctx context.Context, id string) (*imaged.Task, error) {
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	return s.task(ctx, id)
+}
+
+func (s *Store) task(ctx context.Context, id string) (*imaged.Task, error) {
+	t, err := queryTask(ctx, s.pool, `SELECT `+taskColumns+` FROM tasks WHERE id = $1`, id)
+	if err != nil {
+		return nil, s.wrap(ctx, "task", err)
+	}
+	if t == nil {
+		return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", id)
+	}
+	return t, nil
+}
+
+// ListTasks returns one page of tasks, newest first (ties broken by id, descending), and the
+// cursor of the next page. Limit defaults to DefaultListLimit and is capped at MaxListLimit.
+// An unknown status or a cursor this store did not issue is EInvalid.
+func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.Status != "" {
+		if !slices.Contains(imaged.Statuses, f.Status) {
+			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
+		}
+		where = append(where, "status = "+arg(f.Status))
+	}
+	if f.BatchID != "" {
+		where = append(where, "batch_id = "+arg(f.BatchID))
+	}
+	if f.Cursor != "" {
+		created, id, ok := decodeCursor(f.Cursor)
+		if !ok {
+			return nil, "", imaged.FieldErrorf("cursor", "the cursor is not one this service issued")
+		}
+		where = append(where, "(created_at, id) < ("+arg(created)+"::timestamptz, "+arg(id)+")")
+	}
+	query := `SELECT ` + taskColumns + ` FROM tasks`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ` + arg(limit+1)
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	tasks, err := queryTasks(ctx, s.pool, query, args...)
+	if err != nil {
+		return nil, "", s.wrap(ctx, "list tasks", err)
+	}
+	next := ""
+	if len(tasks) > limit {
+		tasks = tasks[:limit]
+		last := tasks[limit-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return tasks, next, nil
+}
+
+// cursorLayout is fixed width at the precision the store keeps.
+const cursorLayout = "2006-01-02T15:04:05.000000Z"
+
+func encodeCursor(created time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(created.UTC().Format(cursorLayout) + " " + id))
+}
+
+func decodeCursor(c string) (created time.Time, id string, ok bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
+		return time.Time{}, "", false
+	}
+	at, id, ok := strings.Cut(string(b), " ")
+	if !ok || id == "" {
+		return time.Time{}, "", false
+	}
+	created, err = time.Parse(cursorLayout, at)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	return created, id, true
+}
+
+// CancelTask moves a queued task to cancelled; EConflict when it is no longer queued, ENotFound
+// when absent.
+func (s *Store) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	t, err := queryTask(ctx, s.pool, `
+		UPDATE tasks SET status = 'cancelled', finished_at = now(), lease_until = NULL
+		WHERE id = $1 AND status = 'queued'
+		RETURNING `+taskColumns, id)
+	if err != nil {
+		return nil, s.wrap(ctx, "cancel task", err)
+	}
+	if t != nil {
+		return t, nil
+	}
+	cur, err := s.task(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return nil, imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", id, cur.Status)
+}
+
+// Batch returns the batch with counts per status and its tasks in creation order; ENotFound
+// when absent. The batch's status is derived: completed (with FinishedAt, the last task's) once
+// every task is terminal, queued while no task has left the queue, processing otherwise.
+func (s *Store) Batch(ctx context.Context, id string) (*imaged.Batch, []*imaged.Task, error) {
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	b, tasks, err := loadBatch(ctx, s.pool, id)
+	if err != nil {
+		return nil, nil, s.wrap(ctx, "batch", err)
+	}
+	return b, tasks, nil
+}
+
+// loadBatch reads the batch and its tasks. Counts and status come from the one query that
+// reads the tasks, so they agree with the tasks returned.
+func loadBatch(ctx context.Context, q querier, id string) (*imaged.Batch, []*imaged.Task, error) {
+	var b imaged.Batch
+	err := q.QueryRow(ctx, `
+		SELECT id, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at
+		FROM batches WHERE id = $1`, id).Scan(
+		&b.ID, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &b.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	b.CreatedAt = b.CreatedAt.UTC()
+	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = $1 ORDER BY seq`, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	b.Counts = countsOf(tasks)
+	var last *time.Time
+	terminal := 0
+	for _, t := range tasks {
+		if imaged.IsTerminal(t.Status) {
+			terminal++
+			if t.FinishedAt != nil && (last == nil || t.FinishedAt.After(*last)) {
+				last = t.FinishedAt
+			}
+		}
+	}
+	switch {
+	case terminal == len(tasks):
+		b.Status = imaged.StatusCompleted
+		if last == nil {
+			last = &b.CreatedAt
+		}
+		fin := *last
+		b.FinishedAt = &fin
+	case b.Counts[imaged.StatusQueued] == len(tasks):
+		b.Status = imaged.StatusQueued
+	default:
+		b.Status = imaged.StatusProcessing
+	}
+	return &b, tasks, nil
+}
+
+// countsOf counts tasks per status, with every status present.
+func countsOf(tasks []*imaged.Task) map[string]int {
+	c := make(map[string]int, len(imaged.Statuses))
+	for _, st := range imaged.Statuses {
+		c[st] = 0
+	}
+	for _, t := range tasks {
+		c[t.Status]++
+	}
+	return c
+}
+
+// ClaimTask moves one queued, runnable task to processing in one conditional UPDATE …
+// RETURNING, so two claims can never return the same task. With id it claims that task (when
+// types is not empty, only if it is of one of them); otherwise the oldest runnable task of the
+// given types (all types when empty), skipping rows another claim has locked, so that workers of
+// several processes take different tasks without waiting for each other. Runnable means
+// run_after has passed by the database's clock, which also stamps StartedAt and LeaseUntil. A
+// lease of zero or less is DefaultLease. (nil, nil) when there is nothing to claim, including
+// an unknown id.
+func (s *Store) ClaimTask(ctx context.Context, id string, types []string, workerID string, lease time.Duration) (*imaged.Task, error) {
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	args := []any{workerID, lease.Microseconds()}
+	cond := `status = 'queued' AND run_after <= now()`
+	if len(types) > 0 {
+		args = append(args, types)
+		cond += ` AND type = ANY($3)`
+	}
+	var where string
+	if id != "" {
+		args = append(args, id)
+		where = `id = $` + strconv.Itoa(len(args)) + ` AND ` + cond
+	} else {
+		where = `id = (SELECT id FROM tasks WHERE ` + cond + `
+			ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'queued'`
+	}
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	t, err := queryTask(ctx, s.pool, `
+		UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = $1,
+			started_at = now(), lease_until = now() + $2 * interval '1 microsecond'
+		WHERE `+where+`
+		RETURNING `+taskColumns, args...)
+	if err != nil {
+		return nil, s.wrap(ctx, "claim task", err)
+	}
+	return t, nil
+}
+
+// finish applies set to the given attempt of a processing task; EConflict when the task is not
+// processing at that attempt, ENotFound when absent. set's parameters start at $3.
+func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set string, args ...any) (*imaged.Task, error) {
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	t, err := queryTask(ctx, s.pool, `
+		UPDATE tasks SET `+set+`
+		WHERE id = $1 AND status = 'processing' AND attempts = $2
+		RETURNING `+taskColumns, append([]any{id, attempt}, args...)...)
+	if err != nil {
+		return nil, s.wrap(ctx, verb+" task", err)
+	}
+	if t != nil {
+		return t, nil
+	}
+	cur, err := s.task(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return nil, imaged.Errorf(imaged.EConflict,
+		"task %s is %s at attempt %d; attempt %d cannot %s it", id, cur.Status, cur.Attempts, attempt, verb)
+}
+
+// CompleteTask records the result of the given attempt of a processing task and clears the
+// error of earlier attempts. EConflict when the task is not processing at that attempt,
+// ENotFound when absent. A NUL character in the result's strings, which PostgreSQL's jsonb
+// cannot hold, is stored as U+FFFD.
+func (s *Store) CompleteTask(ctx context.Context, id string, attempt int, res *imaged.TaskResult) (*imaged.Task, error) {
+	var result any
+	if res != nil {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return nil, imaged.WrapError(imaged.EInvalid, err, "the result of task %s cannot be stored", id)
+		}
+		result = string(replaceJSONNul(b))
+	}
+	return s.finish(ctx, "complete", id, attempt, `status = 'completed', result = $3::jsonb,
+		finished_at = now(), lease_until = NULL, error_code = NULL, error_message = NULL`, result)
+}
+
+// FailTask records the final failure of the given attempt; EConflict and ENotFound as
+// CompleteTask.
+func (s *Store) FailTask(ctx context.Context, id string, attempt int, f *imaged.TaskFailure) (*imaged.Task, error) {
+	code, msg := failure(f)
+	return s.finish(ctx, "fail", id, attempt, `status = 'failed', error_code = $3, error_message = $4,
+		finished_at = now(), lease_until = NULL`, code, msg)
+}
+
+// RetryTask puts the given attempt of a processing task back to queued, runnable after
+// runAfter, keeping f as the last error; EConflict and ENotFound as CompleteTask.
+func (s *Store) RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (*imaged.Task, error) {
+	code, msg := failure(f)
+	return s.finish(ctx, "retry", id, attempt, `status = 'queued', run_after = $3, error_code = $4,
+		error_message = $5, lease_until = NULL`, runAfter.UTC().Truncate(time.Microsecond), code, msg)
+}
+
+// failure returns the columns of f. Failure messages carry text from decoders and engines, so
+// what PostgreSQL cannot store (NUL, invalid UTF-8) is replaced rather than lose the failure.
+func failure(f *imaged.TaskFailure) (code, msg any) {
+	if f == nil {
+		return nil, nil
+	}
+	return storableText(f.Code), storableText(f.Message)
+}
+
+func storableText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
+}
+
+// replaceJSONNul replaces the escape \u0000, which jsonb rejects, by \ufffd in encoded JSON.
+// Backslashes occur in JSON only inside strings, each starting an escape, so walking the
+// escapes finds every NUL and nothing else.
+func replaceJSONNul(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`\u0000`)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		if bytes.HasPrefix(b[i:], []byte(`\u0000`)) {
+			out = append(out, `\ufffd`...)
+			i += len(`\u0000`) - 1
+			continue
+		}
+		out = append(out, b[i], b[i+1]) // any other escape, kept whole
+		i++
+	}
+	return out
+}
+
+// RequeueExpired puts processing tasks whose lease ended at or before now back to queued (all
+// processing tasks when all is true) and returns their ids. Their attempts stay counted.
+func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]string, error) {
+	query := `UPDATE tasks SET status = 'queued', lease_until = NULL WHERE status = 'processing'`
+	var args []any
+	if !all {
+		query += ` AND lease_until <= $1`
+		args = append(args, at.UTC())
+	}
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, query+` RETURNING id`, args...)
+	if err != nil {
+		return nil, s.wrap(ctx, "requeue expired", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, s.wrap(ctx, "requeue expired", err)
+	}
+	return ids, nil
+}
+
+// CountQueued returns the number of queued tasks per task type, every known type present.
+// Tasks waiting for a retry's RunAfter count as queued.
+func (s *Store) CountQueued(ctx context.Context) (map[string]int, error) {
+	out := make(map[string]int, len(imaged.TaskTypes))
+	for _, typ := range imaged.TaskTypes {
+		out[typ] = 0
+	}
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT type, count(*) FROM tasks WHERE status = 'queued' GROUP BY type`)
+	if err != nil {
+		return nil, s.wrap(ctx, "count queued", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var typ string
+		var n int
+		if err := rows.Scan(&typ, &n); err != nil {
+			return nil, s.wrap(ctx, "count queued", err)
+		}
+		out[typ] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(ctx, "count queued", err)
+	}
+	return out, nil
+}
