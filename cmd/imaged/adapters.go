@@ -20,6 +20,7 @@ import (
 	"github.com/imaged/imaged/fs"
 	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/inmem"
+	"github.com/imaged/imaged/postgres"
 	"github.com/imaged/imaged/s3"
 	"github.com/imaged/imaged/sqlite"
 )
@@ -67,7 +68,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger) (*adapters
 	if a.databaseURL == "" {
 		a.databaseURL = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
 	}
-	store, embedded, err := openStore(ctx, a.databaseURL)
+	store, embedded, err := openStore(ctx, a.databaseURL, cfg.NoMigrate)
 	if err != nil {
 		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
 	}
@@ -119,7 +120,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger) (*adapters
 	return a, nil
 }
 
-func openStore(ctx context.Context, raw string) (imaged.TaskStore, bool, error) {
+func openStore(ctx context.Context, raw string, noMigrate bool) (imaged.TaskStore, bool, error) {
 	scheme, rest, found := strings.Cut(raw, "://")
 	if !found {
 		return nil, false, fmt.Errorf("%q is not a URL (want sqlite://PATH)", raw)
@@ -134,8 +135,20 @@ func openStore(ctx context.Context, raw string) (imaged.TaskStore, bool, error) 
 			return nil, false, err
 		}
 		return s, true, nil
+	case "postgres", "postgresql":
+		pcfg, err := postgres.ParseURL(raw)
+		if err != nil {
+			return nil, false, err
+		}
+		pcfg.NoMigrate = noMigrate
+		s, err := postgres.Open(ctx, pcfg)
+		if err != nil {
+			return nil, false, err
+		}
+		// Shared by several processes: interrupted tasks come back when their lease runs out.
+		return s, false, nil
 	}
-	return nil, false, fmt.Errorf("unsupported scheme %q (use sqlite://PATH)", scheme)
+	return nil, false, fmt.Errorf("unsupported scheme %q (use sqlite://PATH or postgres://…)", scheme)
 }
 
 func openBlobs(ctx context.Context, cfg *Config, raw string) (imaged.BlobStore, error) {
@@ -220,6 +233,11 @@ func redact(raw string) string {
 	return u.String()
 }
 
+// migrator is what both database stores offer for `imaged migrate`.
+type migrator interface {
+	MigrateUp(ctx context.Context) error
+}
+
 // migrate applies or lists database migrations.
 func migrate(ctx context.Context, cfg *Config, verb string, out io.Writer) error {
 	raw := cfg.DatabaseURL
@@ -227,28 +245,58 @@ func migrate(ctx context.Context, cfg *Config, verb string, out io.Writer) error
 		raw = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
 	}
 	scheme, rest, _ := strings.Cut(raw, "://")
-	if scheme != "sqlite" {
+	var m migrator
+	var status func() ([]string, error)
+	switch scheme {
+	case "sqlite":
+		if err := os.MkdirAll(filepath.Dir(rest), 0o755); err != nil {
+			return err
+		}
+		s, err := sqlite.Open(ctx, rest, sqlite.OpenOptions{NoMigrate: true})
+		if err != nil {
+			return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
+		}
+		defer s.Close()
+		m = s
+		status = func() ([]string, error) { return describe(s.MigrationStatus(ctx)) }
+	case "postgres", "postgresql":
+		pcfg, err := postgres.ParseURL(raw)
+		if err != nil {
+			return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
+		}
+		pcfg.NoMigrate = true
+		s, err := postgres.Open(ctx, pcfg)
+		if err != nil {
+			return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
+		}
+		defer s.Close()
+		m = s
+		status = func() ([]string, error) { return describe(s.MigrationStatus(ctx)) }
+	default:
 		return fmt.Errorf("setting IMAGED_DATABASE_URL: unsupported scheme %q", scheme)
 	}
-	if err := os.MkdirAll(filepath.Dir(rest), 0o755); err != nil {
-		return err
-	}
-	s, err := sqlite.Open(ctx, rest, sqlite.OpenOptions{NoMigrate: true})
-	if err != nil {
-		return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
-	}
-	defer s.Close()
 	if verb == "up" {
-		if err := s.MigrateUp(ctx); err != nil {
+		if err := m.MigrateUp(ctx); err != nil {
 			return err
 		}
 	}
-	states, err := s.MigrationStatus(ctx)
+	lines, err := status()
 	if err != nil {
 		return err
 	}
-	for _, st := range states {
-		fmt.Fprintf(out, "%v\n", st)
+	for _, l := range lines {
+		fmt.Fprintln(out, l)
 	}
 	return nil
+}
+
+func describe[T fmt.Stringer](states []T, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(states))
+	for i, s := range states {
+		out[i] = s.String()
+	}
+	return out, nil
 }

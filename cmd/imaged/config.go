@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/onnx"
 )
 
 // Config is every setting imaged reads. Each comes from an IMAGED_* environment variable or the
@@ -36,6 +37,10 @@ type Config struct {
 	PollInterval    time.Duration
 	LogLevel        string
 	LogFormat       string
+	NoMigrate       bool
+	ModelsDir       string
+	ONNXSessions    int
+	TesseractPool   int
 }
 
 // setting describes one configuration entry; the README's table lists the same entries.
@@ -77,6 +82,12 @@ func settings(c *Config) []setting {
 		{"max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", integer(&c.MaxWaiting, 8*runtime.NumCPU())},
 		{"vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", integer(&c.VipsConcurrency, 1)},
 		{"poll-interval", "IMAGED_POLL_INTERVAL", "how often the database queue looks for tasks other processes queued", dur(&c.PollInterval, 500*time.Millisecond)},
+		{"no-migrate", "IMAGED_NO_MIGRATE", "do not apply database migrations at start-up (run `imaged migrate up` instead)", func(fs *flag.FlagSet, n, h string) {
+			fs.BoolVar(&c.NoMigrate, n, false, h)
+		}},
+		{"models-dir", "IMAGED_MODELS_DIR", "ONNX Runtime library and model files (`make models` fills it)", str(&c.ModelsDir, onnx.DefaultModelsDir())},
+		{"onnx-sessions", "IMAGED_ONNX_SESSIONS", "ONNX sessions per model (each one thread)", integer(&c.ONNXSessions, 2)},
+		{"tesseract-pool", "IMAGED_TESSERACT_POOL", "initialised Tesseract clients per language set", integer(&c.TesseractPool, 2)},
 		{"log-level", "IMAGED_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel, "info")},
 		{"log-format", "IMAGED_LOG_FORMAT", "json or text", str(&c.LogFormat, "json")},
 	}
@@ -134,6 +145,8 @@ func (c *Config) validate() error {
 		{oneOf(c.LogLevel, "debug", "info", "warn", "error"), "IMAGED_LOG_LEVEL", "must be debug, info, warn or error"},
 		{oneOf(c.LogFormat, "json", "text"), "IMAGED_LOG_FORMAT", "must be json or text"},
 		{c.DataDir != "", "IMAGED_DATA_DIR", "must not be empty"},
+		{c.ONNXSessions >= 1 && c.ONNXSessions <= 64, "IMAGED_ONNX_SESSIONS", "must be between 1 and 64"},
+		{c.TesseractPool >= 1 && c.TesseractPool <= 64, "IMAGED_TESSERACT_POOL", "must be between 1 and 64"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

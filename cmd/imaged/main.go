@@ -19,6 +19,8 @@ import (
 
 	"github.com/imaged/imaged"
 	imagedhttp "github.com/imaged/imaged/http"
+	"github.com/imaged/imaged/ocr"
+	"github.com/imaged/imaged/onnx"
 	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/vips"
 	"github.com/imaged/imaged/worker"
@@ -28,6 +30,16 @@ import (
 var version = "dev"
 
 func main() {
+	// Tesseract's OpenMP reads OMP_THREAD_LIMIT when the library loads, before any Go code
+	// runs; one thread per recognition is 5–7× faster on small machines, so the process
+	// restarts itself once with the limit set unless the caller chose one.
+	if os.Getenv("OMP_THREAD_LIMIT") == "" {
+		if exe, err := os.Executable(); err == nil {
+			env := append(os.Environ(), "OMP_THREAD_LIMIT=1")
+			err = syscall.Exec(exe, os.Args, env)
+			fmt.Fprintln(os.Stderr, "imaged: restarting with OMP_THREAD_LIMIT=1 failed:", err)
+		}
+	}
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "imaged:", err)
 		os.Exit(1)
@@ -116,10 +128,17 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	}
 	defer a.close()
 
-	vips.Startup(vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits()})
-	defer vips.Shutdown()
-	processor := vips.New(vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits()})
 	metrics := prom.New()
+	runtime := onnx.New(onnx.Config{ModelsDir: cfg.ModelsDir, PoolSize: cfg.ONNXSessions})
+	defer runtime.Close()
+	ocrOp := ocr.NewOp(ocr.Config{Runtime: runtime, Registerer: metrics.Registry,
+		Tesseract: ocr.TesseractConfig{PoolSize: cfg.TesseractPool}})
+	defer ocrOp.Close()
+	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(),
+		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{ocrOp}}}
+	vips.Startup(vcfg)
+	defer vips.Shutdown()
+	processor := vips.New(vcfg)
 
 	var wg sync.WaitGroup
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
