@@ -21,6 +21,9 @@ import (
 	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/inmem"
 	"github.com/imaged/imaged/postgres"
+	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/redis"
+	"github.com/imaged/imaged/resilience"
 	"github.com/imaged/imaged/s3"
 	"github.com/imaged/imaged/sqlite"
 )
@@ -32,8 +35,10 @@ type adapters struct {
 	blobs  imaged.BlobStore
 	events imaged.Events
 
-	databaseURL, queueURL, storageURL string
-	closers                           []io.Closer
+	cache *redis.Client
+
+	databaseURL, queueURL, storageURL, redisURL string
+	closers                                     []io.Closer
 }
 
 func (a *adapters) close() {
@@ -43,16 +48,21 @@ func (a *adapters) close() {
 }
 
 func (a *adapters) health() []imagedhttp.HealthCheck {
-	return []imagedhttp.HealthCheck{
+	checks := []imagedhttp.HealthCheck{
 		{Name: "database", Required: true, Check: a.store.Ping},
 		{Name: "storage", Required: true, Check: a.blobs.Ping},
 		{Name: "queue", Required: true, Check: a.queue.Ping},
 	}
+	if a.cache != nil {
+		// The cache is an optimisation: its outage degrades, never fails, readiness.
+		checks = append(checks, imagedhttp.HealthCheck{Name: "cache", Required: false, Check: a.cache.Ping})
+	}
+	return checks
 }
 
 // openAdapters opens the task store, queue, blob store and event bus named by the settings.
 // A malformed or unreachable backend fails start-up naming its setting.
-func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger) (*adapters, error) {
+func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *prom.Metrics) (*adapters, error) {
 	a := &adapters{}
 	ok := false
 	defer func() {
@@ -72,8 +82,30 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger) (*adapters
 	if err != nil {
 		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
 	}
-	a.store = store
 	a.closers = append(a.closers, store)
+	rm := resilience.NewMetrics(metrics.Registry)
+	retry := resilience.RetryConfig{MaxAttempts: cfg.StoreRetries, Initial: cfg.StoreRetryWait}
+	store = resilience.Store(store, resilience.StoreConfig{Retry: retry,
+		Breaker: resilience.BreakerConfig{Name: "database", Failures: uint32(cfg.BreakerFailures), Recovery: cfg.BreakerRecovery, Log: log}}, rm)
+	a.redisURL = cfg.RedisURL
+	if cfg.RedisURL != "" {
+		redis.RouteLibraryLogs(log)
+		c, err := redis.Open(ctx, cfg.RedisURL, redis.Options{ResultTTL: cfg.ResultTTL, MetadataTTL: cfg.MetadataTTL,
+			Metrics: redis.NewMetrics(metrics.Registry),
+			Breaker: resilience.NewBreaker(resilience.BreakerConfig{Name: "cache", Failures: uint32(cfg.BreakerFailures),
+				Recovery: cfg.BreakerRecovery, Log: log}, rm)})
+		if err != nil {
+			return nil, fmt.Errorf("setting IMAGED_REDIS_URL: %w", err)
+		}
+		a.closers = append(a.closers, c)
+		if err := c.Ping(ctx); err != nil {
+			log.Warn("redis is not answering; reads go to the database until it does", "error", err.Error())
+		}
+		// Outside the database breaker: cached results are still served while it is open.
+		store = redis.CachedStore(store, c, log)
+		a.cache = c
+	}
+	a.store = store
 	if embedded {
 		// An embedded database belongs to this process alone: whatever it shows as processing
 		// was cut short by a crash or kill, and runs again now.
@@ -111,7 +143,10 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger) (*adapters
 	if err != nil {
 		return nil, fmt.Errorf("setting IMAGED_STORAGE_URL: %w", err)
 	}
-	a.blobs = blobs
+	a.blobs = resilience.Blobs(blobs, resilience.BlobConfig{Retry: retry,
+		Breaker: resilience.BreakerConfig{Name: "storage", Failures: uint32(cfg.BreakerFailures), Recovery: cfg.BreakerRecovery, Log: log},
+		Upload:  resilience.BreakerConfig{Name: "storage_upload", Failures: uint32(cfg.UploadFailures), Recovery: cfg.UploadRecovery, Log: log},
+	}, rm)
 
 	bus := inmem.NewEvents(inmem.EventsOptions{})
 	a.events = bus

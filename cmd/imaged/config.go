@@ -38,6 +38,15 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	NoMigrate       bool
+	RedisURL        string
+	ResultTTL       time.Duration
+	MetadataTTL     time.Duration
+	BreakerFailures int
+	BreakerRecovery time.Duration
+	UploadFailures  int
+	UploadRecovery  time.Duration
+	StoreRetries    int
+	StoreRetryWait  time.Duration
 	ModelsDir       string
 	ONNXSessions    int
 	TesseractPool   int
@@ -85,6 +94,15 @@ func settings(c *Config) []setting {
 		{"no-migrate", "IMAGED_NO_MIGRATE", "do not apply database migrations at start-up (run `imaged migrate up` instead)", func(fs *flag.FlagSet, n, h string) {
 			fs.BoolVar(&c.NoMigrate, n, false, h)
 		}},
+		{"redis-url", "IMAGED_REDIS_URL", "Redis for the result and metadata caches: redis://host:6379/0 (unset = no cache)", str(&c.RedisURL, "")},
+		{"cache-result-ttl", "IMAGED_CACHE_RESULT_TTL", "how long a finished task stays cached", dur(&c.ResultTTL, 5*time.Minute)},
+		{"cache-metadata-ttl", "IMAGED_CACHE_METADATA_TTL", "how long image metadata stays cached", dur(&c.MetadataTTL, time.Hour)},
+		{"breaker-failures", "IMAGED_BREAKER_FAILURES", "consecutive failures that open the database, storage and cache breakers", integer(&c.BreakerFailures, 5)},
+		{"breaker-recovery", "IMAGED_BREAKER_RECOVERY", "how long an open breaker waits before a trial call", dur(&c.BreakerRecovery, 60*time.Second)},
+		{"breaker-upload-failures", "IMAGED_BREAKER_UPLOAD_FAILURES", "consecutive failures that open the storage upload breaker", integer(&c.UploadFailures, 3)},
+		{"breaker-upload-recovery", "IMAGED_BREAKER_UPLOAD_RECOVERY", "how long the open upload breaker waits before a trial call", dur(&c.UploadRecovery, 30*time.Second)},
+		{"store-retries", "IMAGED_STORE_RETRIES", "attempts of a database or storage call that fails transiently", integer(&c.StoreRetries, 3)},
+		{"store-retry-wait", "IMAGED_STORE_RETRY_WAIT", "first wait between those attempts; doubles, with jitter", dur(&c.StoreRetryWait, time.Second)},
 		{"models-dir", "IMAGED_MODELS_DIR", "ONNX Runtime library and model files (`make models` fills it)", str(&c.ModelsDir, onnx.DefaultModelsDir())},
 		{"onnx-sessions", "IMAGED_ONNX_SESSIONS", "ONNX sessions per model (each one thread)", integer(&c.ONNXSessions, 2)},
 		{"tesseract-pool", "IMAGED_TESSERACT_POOL", "initialised Tesseract clients per language set", integer(&c.TesseractPool, 2)},
@@ -145,6 +163,14 @@ func (c *Config) validate() error {
 		{oneOf(c.LogLevel, "debug", "info", "warn", "error"), "IMAGED_LOG_LEVEL", "must be debug, info, warn or error"},
 		{oneOf(c.LogFormat, "json", "text"), "IMAGED_LOG_FORMAT", "must be json or text"},
 		{c.DataDir != "", "IMAGED_DATA_DIR", "must not be empty"},
+		{c.BreakerFailures >= 1 && c.BreakerFailures <= 1000, "IMAGED_BREAKER_FAILURES", "must be between 1 and 1000"},
+		{c.UploadFailures >= 1 && c.UploadFailures <= 1000, "IMAGED_BREAKER_UPLOAD_FAILURES", "must be between 1 and 1000"},
+		{c.BreakerRecovery >= 100*time.Millisecond, "IMAGED_BREAKER_RECOVERY", "must be at least 100ms"},
+		{c.UploadRecovery >= 100*time.Millisecond, "IMAGED_BREAKER_UPLOAD_RECOVERY", "must be at least 100ms"},
+		{c.StoreRetries >= 1 && c.StoreRetries <= 10, "IMAGED_STORE_RETRIES", "must be between 1 and 10"},
+		{c.StoreRetryWait > 0, "IMAGED_STORE_RETRY_WAIT", "must be positive"},
+		{c.ResultTTL >= time.Second, "IMAGED_CACHE_RESULT_TTL", "must be at least 1s"},
+		{c.MetadataTTL >= time.Second, "IMAGED_CACHE_METADATA_TTL", "must be at least 1s"},
 		{c.ONNXSessions >= 1 && c.ONNXSessions <= 64, "IMAGED_ONNX_SESSIONS", "must be between 1 and 64"},
 		{c.TesseractPool >= 1 && c.TesseractPool <= 64, "IMAGED_TESSERACT_POOL", "must be between 1 and 64"},
 	}

@@ -122,13 +122,13 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	log := newLogger(cfg, logw)
 	slog.SetDefault(log)
-	a, err := openAdapters(ctx, cfg, log)
+	metrics := prom.New()
+	a, err := openAdapters(ctx, cfg, log, metrics)
 	if err != nil {
 		return err
 	}
 	defer a.close()
 
-	metrics := prom.New()
 	runtime := onnx.New(onnx.Config{ModelsDir: cfg.ModelsDir, PoolSize: cfg.ONNXSessions})
 	defer runtime.Close()
 	ocrOp := ocr.NewOp(ocr.Config{Runtime: runtime, Registerer: metrics.Registry,
@@ -184,7 +184,8 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 			return fmt.Errorf("setting IMAGED_ADDR: cannot listen on %s: %w", cfg.Addr, err)
 		}
 		log.Info("imaged serving", "addr", ln.Addr().String(), "version", versionString(),
-			"database", redact(a.databaseURL), "queue", a.queueURL, "storage", redact(a.storageURL), "workers", cfg.Workers)
+			"database", redact(a.databaseURL), "queue", a.queueURL, "storage", redact(a.storageURL),
+			"cache", redact(a.redisURL), "workers", cfg.Workers)
 		go func() { errc <- srv.Serve(ln) }()
 	}
 

@@ -1,0 +1,231 @@
+package resilience
+
+import (
+	"context"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// StoreConfig configures Store.
+type StoreConfig struct {
+	// Breaker guards every call; defaults: name "database", 5 failures, 60 s.
+	Breaker BreakerConfig
+	// Retry applies to the calls that are safe to repeat (see Store).
+	Retry RetryConfig
+}
+
+// DefaultStoreConfig returns the specification's defaults.
+func DefaultStoreConfig() StoreConfig {
+	return StoreConfig{Breaker: BreakerConfig{Name: "database", Failures: DefaultFailures, Recovery: DefaultRecovery},
+		Retry: RetryConfig{}.withDefaults()}
+}
+
+// Store decorates a TaskStore with a circuit breaker around every call and retries where a
+// repeated call cannot do harm. m may be nil.
+//
+// What is retried, and why:
+//   - Reads (Image, Task, ListTasks, Batch, CountQueued): always.
+//   - DeleteImage: yes. An ENotFound after an earlier attempt failed transiently is taken as
+//     that attempt's success (it may have deleted the row before its answer was lost).
+//   - CancelTask, CompleteTask, FailTask, RetryTask: yes; they are conditional updates, so a
+//     repeat cannot apply twice. When a repeat answers EConflict, the task is read: if it
+//     shows exactly the state this call sets (cancelled; completed or failed at this attempt;
+//     queued at this attempt), the earlier attempt did it and the task is returned.
+//   - CreateTasks: only when an idempotency key covers the whole call (the batch's key, or
+//     the key of a single task without batch); a repeat then finds the stored record. If the
+//     stored record carries the ids the earlier attempt wrote into the arguments, it is this
+//     call's own write and existed is reported false, so the caller still enqueues it.
+//     Without a key a repeat could store the tasks twice: not retried.
+//   - CreateImage: not retried (a repeat after a lost answer conflicts with its own row).
+//   - ClaimTask: not retried (a lost answer leaves a claimed task that another claim would
+//     not return; the task comes back when its lease expires, and the queue polls again).
+//   - RequeueExpired: yes; requeueing what is already queued changes nothing.
+//   - Ping: through the breaker, not retried, so health reports an open breaker at once.
+//   - Close: straight to the store.
+func Store(next imaged.TaskStore, cfg StoreConfig, m *Metrics) imaged.TaskStore {
+	cfg.Breaker = cfg.Breaker.withDefaults("database", DefaultFailures, DefaultRecovery)
+	return &store{next: next, r: &retrier{b: NewBreaker(cfg.Breaker, m), cfg: cfg.Retry.withDefaults(), m: m}}
+}
+
+type store struct {
+	next imaged.TaskStore
+	r    *retrier
+}
+
+// Unwrap returns the decorated store.
+func (s *store) Unwrap() imaged.TaskStore { return s.next }
+
+// Breaker returns the breaker guarding the store.
+func (s *store) Breaker() *Breaker { return s.r.b }
+
+func (s *store) CreateImage(ctx context.Context, img *imaged.Image) error {
+	_, err := once(ctx, s.r, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.next.CreateImage(ctx, img)
+	})
+	return err
+}
+
+func (s *store) Image(ctx context.Context, id string) (*imaged.Image, error) {
+	return retry(ctx, s.r, "image", func(ctx context.Context) (*imaged.Image, error) {
+		return s.next.Image(ctx, id)
+	})
+}
+
+func (s *store) DeleteImage(ctx context.Context, id string) error {
+	failed := false
+	_, err := retry(ctx, s.r, "delete_image", func(ctx context.Context) (struct{}, error) {
+		err := s.next.DeleteImage(ctx, id)
+		if failed && imaged.IsCode(err, imaged.ENotFound) {
+			return struct{}{}, nil
+		}
+		failed = Transient(err)
+		return struct{}{}, err
+	})
+	return err
+}
+
+func (s *store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *imaged.Batch) (bool, error) {
+	keyed := (batch != nil && batch.IdempotencyKey != "") ||
+		(batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "")
+	if !keyed {
+		return once(ctx, s.r, func(ctx context.Context) (bool, error) {
+			return s.next.CreateTasks(ctx, tasks, batch)
+		})
+	}
+	var ids []string // the ids an attempt that failed transiently had written into the arguments
+	return retry(ctx, s.r, "create_tasks", func(ctx context.Context) (bool, error) {
+		existed, err := s.next.CreateTasks(ctx, tasks, batch)
+		if err == nil && existed && ids != nil && sameIDs(ids, tasks, batch) {
+			existed = false
+		}
+		if Transient(err) {
+			ids = idsOf(tasks, batch)
+		}
+		return existed, err
+	})
+}
+
+func idsOf(tasks []*imaged.Task, batch *imaged.Batch) []string {
+	ids := make([]string, 0, len(tasks)+1)
+	if batch != nil {
+		ids = append(ids, batch.ID)
+	}
+	for _, t := range tasks {
+		ids = append(ids, t.ID)
+	}
+	return ids
+}
+
+func sameIDs(ids []string, tasks []*imaged.Task, batch *imaged.Batch) bool {
+	now := idsOf(tasks, batch)
+	if len(now) != len(ids) {
+		return false
+	}
+	for i := range ids {
+		if ids[i] == "" || ids[i] != now[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *store) Task(ctx context.Context, id string) (*imaged.Task, error) {
+	return retry(ctx, s.r, "task", func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.Task(ctx, id)
+	})
+}
+
+type taskPage struct {
+	tasks []*imaged.Task
+	next  string
+}
+
+func (s *store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
+	p, err := retry(ctx, s.r, "list_tasks", func(ctx context.Context) (taskPage, error) {
+		tasks, next, err := s.next.ListTasks(ctx, f)
+		return taskPage{tasks, next}, err
+	})
+	return p.tasks, p.next, err
+}
+
+// conditional runs a conditional update with retries. When a repeat answers EConflict, ours
+// reports whether the task as stored now is what the update sets; then the earlier attempt
+// applied it and the task is returned.
+func (s *store) conditional(ctx context.Context, op, id string, update func(ctx context.Context) (*imaged.Task, error),
+	ours func(t *imaged.Task) bool) (*imaged.Task, error) {
+	failed := false
+	return retry(ctx, s.r, op, func(ctx context.Context) (*imaged.Task, error) {
+		t, err := update(ctx)
+		if failed && imaged.IsCode(err, imaged.EConflict) {
+			if cur, rerr := s.next.Task(ctx, id); rerr == nil && ours(cur) {
+				return cur, nil
+			}
+		}
+		failed = Transient(err)
+		return t, err
+	})
+}
+
+func (s *store) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
+	return s.conditional(ctx, "cancel_task", id, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.CancelTask(ctx, id)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusCancelled })
+}
+
+func (s *store) Batch(ctx context.Context, id string) (*imaged.Batch, []*imaged.Task, error) {
+	type answer struct {
+		b     *imaged.Batch
+		tasks []*imaged.Task
+	}
+	a, err := retry(ctx, s.r, "batch", func(ctx context.Context) (answer, error) {
+		b, tasks, err := s.next.Batch(ctx, id)
+		return answer{b, tasks}, err
+	})
+	return a.b, a.tasks, err
+}
+
+func (s *store) ClaimTask(ctx context.Context, id string, types []string, workerID string, lease time.Duration) (*imaged.Task, error) {
+	return once(ctx, s.r, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.ClaimTask(ctx, id, types, workerID, lease)
+	})
+}
+
+func (s *store) CompleteTask(ctx context.Context, id string, attempt int, res *imaged.TaskResult) (*imaged.Task, error) {
+	return s.conditional(ctx, "complete_task", id, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.CompleteTask(ctx, id, attempt, res)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusCompleted && t.Attempts == attempt })
+}
+
+func (s *store) FailTask(ctx context.Context, id string, attempt int, f *imaged.TaskFailure) (*imaged.Task, error) {
+	return s.conditional(ctx, "fail_task", id, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.FailTask(ctx, id, attempt, f)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusFailed && t.Attempts == attempt })
+}
+
+func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (*imaged.Task, error) {
+	return s.conditional(ctx, "retry_task", id, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.RetryTask(ctx, id, attempt, runAfter, f)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == attempt })
+}
+
+func (s *store) RequeueExpired(ctx context.Context, now time.Time, all bool) ([]string, error) {
+	return retry(ctx, s.r, "requeue_expired", func(ctx context.Context) ([]string, error) {
+		return s.next.RequeueExpired(ctx, now, all)
+	})
+}
+
+func (s *store) CountQueued(ctx context.Context) (map[string]int, error) {
+	return retry(ctx, s.r, "count_queued", func(ctx context.Context) (map[string]int, error) {
+		return s.next.CountQueued(ctx)
+	})
+}
+
+func (s *store) Ping(ctx context.Context) error {
+	_, err := once(ctx, s.r, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.next.Ping(ctx)
+	})
+	return err
+}
+
+func (s *store) Close() error { return s.next.Close() }
