@@ -26,6 +26,7 @@ tools:
 # ONNX Runtime and the model files (PaddleOCR, the COCO detector), sha256-verified.
 models: deps
 	./scripts/models.sh
+	./scripts/models-detect.sh
 
 # The whole suite. Tests that need a service nobody started skip with a loud reason, unless
 # IMAGED_TEST_REQUIRE_SERVICES=1 (CI) makes them fail.

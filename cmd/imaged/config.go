@@ -50,6 +50,8 @@ type Config struct {
 	ModelsDir       string
 	ONNXSessions    int
 	TesseractPool   int
+	DetectModel     string
+	DetectModels    string
 }
 
 // setting describes one configuration entry; the README's table lists the same entries.
@@ -106,6 +108,8 @@ func settings(c *Config) []setting {
 		{"models-dir", "IMAGED_MODELS_DIR", "ONNX Runtime library and model files (`make models` fills it)", str(&c.ModelsDir, onnx.DefaultModelsDir())},
 		{"onnx-sessions", "IMAGED_ONNX_SESSIONS", "ONNX sessions per model (each one thread)", integer(&c.ONNXSessions, 2)},
 		{"tesseract-pool", "IMAGED_TESSERACT_POOL", "initialised Tesseract clients per language set", integer(&c.TesseractPool, 2)},
+		{"detect-model", "IMAGED_DETECT_MODEL", "detection model of requests that name none", str(&c.DetectModel, "ssd_mobilenet_v2_coco")},
+		{"detect-models", "IMAGED_DETECT_MODELS", "YOLO (Ultralytics) ONNX models users bring: name=path,… (paths relative to the models dir)", str(&c.DetectModels, "")},
 		{"log-level", "IMAGED_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel, "info")},
 		{"log-format", "IMAGED_LOG_FORMAT", "json or text", str(&c.LogFormat, "json")},
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/detect"
 	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/ocr"
 	"github.com/imaged/imaged/onnx"
@@ -134,8 +135,17 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	ocrOp := ocr.NewOp(ocr.Config{Runtime: runtime, Registerer: metrics.Registry,
 		Tesseract: ocr.TesseractConfig{PoolSize: cfg.TesseractPool}})
 	defer ocrOp.Close()
+	models, err := detect.ParseModels(cfg.DetectModels)
+	if err != nil {
+		return fmt.Errorf("setting IMAGED_DETECT_MODELS: %w", err)
+	}
+	detector, err := detect.New(detect.Config{Runtime: runtime, DefaultModel: cfg.DetectModel, Models: models,
+		Registerer: metrics.Registry})
+	if err != nil {
+		return fmt.Errorf("setting IMAGED_DETECT_MODEL: %w", err)
+	}
 	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(),
-		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{ocrOp}}}
+		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{ocrOp}, "detect": detectAnalyzer{detector}}}
 	vips.Startup(vcfg)
 	defer vips.Shutdown()
 	processor := vips.New(vcfg)
