@@ -18,10 +18,7 @@ import (
 	"time"
 
 	"github.com/imaged/imaged"
-	"github.com/imaged/imaged/detect"
 	imagedhttp "github.com/imaged/imaged/http"
-	"github.com/imaged/imaged/ocr"
-	"github.com/imaged/imaged/onnx"
 	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/vips"
 	"github.com/imaged/imaged/worker"
@@ -130,25 +127,13 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	}
 	defer a.close()
 
-	runtime := onnx.New(onnx.Config{ModelsDir: cfg.ModelsDir, PoolSize: cfg.ONNXSessions})
-	defer runtime.Close()
-	ocrOp := ocr.NewOp(ocr.Config{Runtime: runtime, Registerer: metrics.Registry,
-		Tesseract: ocr.TesseractConfig{PoolSize: cfg.TesseractPool}})
-	defer ocrOp.Close()
-	models, err := detect.ParseModels(cfg.DetectModels)
+	eng, err := newEngines(cfg, metrics)
 	if err != nil {
-		return fmt.Errorf("setting IMAGED_DETECT_MODELS: %w", err)
+		return err
 	}
-	detector, err := detect.New(detect.Config{Runtime: runtime, DefaultModel: cfg.DetectModel, Models: models,
-		Registerer: metrics.Registry})
-	if err != nil {
-		return fmt.Errorf("setting IMAGED_DETECT_MODEL: %w", err)
-	}
-	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(),
-		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{ocrOp}, "detect": detectAnalyzer{detector}}}
-	vips.Startup(vcfg)
+	defer eng.close()
 	defer vips.Shutdown()
-	processor := vips.New(vcfg)
+	processor := eng.processor
 
 	var wg sync.WaitGroup
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
