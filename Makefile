@@ -37,8 +37,8 @@ test: deps tools models
 test-short:
 	$(GO) test -count=1 -short ./...
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./vips/ ./http/
+bench: build models
+	$(GO) test -run '^$$' -bench . -benchtime 20x -cpu 1 ./cmd/imaged/ ./vips/ ./detect/
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)

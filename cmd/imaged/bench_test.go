@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/imaged/imaged"
+	imagedhttp "github.com/imaged/imaged/http"
+	"github.com/imaged/imaged/prom"
+)
+
+// The benchmarks compare each synchronous path through the service (loopback HTTP, multipart
+// upload, header probe, bounded slot, metrics) with the same pipeline called in-process, so the
+// ratio of the two is the service's overhead. Run with `make bench`.
+
+type benchStack struct {
+	url       string
+	processor imaged.Processor
+}
+
+func newBenchStack(b *testing.B) *benchStack {
+	b.Helper()
+	cfg, err := parseConfig("serve", nil, func(k string) string {
+		if k == "IMAGED_DATA_DIR" {
+			return b.TempDir()
+		}
+		return os.Getenv(k)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	metrics := prom.New()
+	a, err := openAdapters(context.Background(), cfg, log, metrics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(a.close)
+	eng, err := newEngines(cfg, metrics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(eng.close)
+	h := imagedhttp.NewServer(imagedhttp.Config{Limits: cfg.limits()}, imagedhttp.Deps{Store: a.store, Queue: a.queue,
+		Blobs: a.blobs, Processor: eng.processor, Metrics: metrics, Log: log})
+	srv := httptest.NewServer(h)
+	b.Cleanup(srv.Close)
+	return &benchStack{url: srv.URL, processor: eng.processor}
+}
+
+func benchFile(b *testing.B, parts ...string) []byte {
+	b.Helper()
+	data, err := os.ReadFile(filepath.Join(append([]string{"..", ".."}, parts...)...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// photo2MP is a real photo scaled to about 2.5 MP, so the resize does real work.
+func photo2MP(b *testing.B, p imaged.Processor) []byte {
+	ops, _ := imaged.ParseOps([]byte(`[{"op":"resize","width":1600,"height":1600,"fit":"exact","enlarge":true},{"op":"convert","format":"jpeg","quality":90}]`))
+	res, err := p.Process(context.Background(), benchFile(b, "testdata", "astronaut.jpg"), ops, imaged.ProcessOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return res.Data
+}
+
+func benchHTTP(b *testing.B, st *benchStack, path string, file []byte, field, value string, parallel int) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", "in")
+	fw.Write(file)
+	mw.WriteField(field, value)
+	mw.Close()
+	payload, ct := body.Bytes(), mw.FormDataContentType()
+	b.SetParallelism(parallel)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := http.Post(st.url+path, ct, bytes.NewReader(payload))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || n == 0 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
+
+func benchDirect(b *testing.B, st *benchStack, file []byte, opsJSON string, parallel int) {
+	ops, err := imaged.ParseOps([]byte(opsJSON))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(parallel)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.processor.Process(context.Background(), file, ops, imaged.ProcessOptions{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+const resizeOps = `[{"op":"resize","width":800,"height":600},{"op":"convert","format":"jpeg","quality":85}]`
+
+// SetParallelism multiplies GOMAXPROCS; with -cpu 1 the values below are the concurrency.
+func BenchmarkSyncResize(b *testing.B) {
+	st := newBenchStack(b)
+	photo := photo2MP(b, st.processor)
+	for _, par := range []int{1, 2} {
+		b.Run("http/c"+string(rune('0'+par)), func(b *testing.B) { benchHTTP(b, st, "/v1/process", photo, "ops", resizeOps, par) })
+		b.Run("direct/c"+string(rune('0'+par)), func(b *testing.B) { benchDirect(b, st, photo, resizeOps, par) })
+	}
+}
+
+func BenchmarkOCR(b *testing.B) {
+	st := newBenchStack(b)
+	page := benchFile(b, "ocr", "testdata", "eval", "clean-01-dejavu-sans-30.png")
+	for _, engine := range []string{"tesseract", "paddle"} {
+		opts := `{"engine":"` + engine + `"}`
+		ops := `[{"op":"ocr","engine":"` + engine + `"}]`
+		if err := st.processor.Validate(mustOps(b, ops)); err != nil {
+			b.Fatal(err)
+		}
+		for _, par := range []int{1, 2} {
+			b.Run(engine+"/http/c"+string(rune('0'+par)), func(b *testing.B) { benchHTTP(b, st, "/v1/ocr", page, "options", opts, par) })
+			b.Run(engine+"/direct/c"+string(rune('0'+par)), func(b *testing.B) { benchDirect(b, st, page, ops, par) })
+		}
+	}
+}
+
+func BenchmarkDetect(b *testing.B) {
+	st := newBenchStack(b)
+	photo := benchFile(b, "testdata", "chelsea.jpg")
+	for _, par := range []int{1, 2} {
+		b.Run("http/c"+string(rune('0'+par)), func(b *testing.B) { benchHTTP(b, st, "/v1/detect", photo, "options", `{}`, par) })
+		b.Run("direct/c"+string(rune('0'+par)), func(b *testing.B) { benchDirect(b, st, photo, `[{"op":"detect"}]`, par) })
+	}
+}
+
+func mustOps(b *testing.B, s string) []imaged.Op {
+	ops, err := imaged.ParseOps([]byte(s))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ops
+}
