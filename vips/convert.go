@@ -1,0 +1,182 @@
+package vips
+
+import (
+	"context"
+	"strings"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
+)
+
+// output is how the result is encoded; the zero value keeps the input's format with the
+// format's default settings and strips metadata.
+type output struct {
+	format      string // "" keeps the input's format
+	quality     int    // 0 is the format's default
+	progressive bool
+	lossless    bool
+	keepMeta    bool
+}
+
+// outputFormats are the formats convert accepts; auto picks from the request's Accept header.
+var outputFormats = []string{"jpeg", "png", "webp", "avif", "tiff", "gif", "auto"}
+
+// convertStep sets the output format and encoder settings: format (jpeg, png, webp, avif, tiff,
+// gif, or auto: AVIF or WebP when the request's Accept header takes them, else JPEG), quality
+// 1..100 (defaults: jpeg 85, webp 80, avif 60), progressive (interlaced JPEG or PNG), lossless
+// (WebP, AVIF) and strip (default true: EXIF, XMP and IPTC are dropped; an ICC profile is
+// always applied to the pixels and dropped). Settings a format has no use for are ignored.
+// Transparency is laid on white for JPEG. convert changes no pixel, but a pipeline that holds it
+// produces a new file; the last convert of a pipeline wins.
+type convertStep struct{ out output }
+
+func init() { register("convert", parseConvert, false) }
+
+func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
+	var a struct {
+		opName
+		Format      string `json:"format"`
+		Quality     *int   `json:"quality"`
+		Progressive bool   `json:"progressive"`
+		Lossless    bool   `json:"lossless"`
+		Strip       *bool  `json:"strip"`
+	}
+	if err := op.DecodeArgs(i, &a); err != nil {
+		return nil, err
+	}
+	format := strings.ToLower(a.Format)
+	if format == "jpg" {
+		format = "jpeg"
+	}
+	if format == "" {
+		return nil, invalid(i, "format", "convert.format is required: one of %s", strings.Join(outputFormats, ", "))
+	}
+	if err := oneOf(i, "convert", "format", format, outputFormats...); err != nil {
+		return nil, err
+	}
+	if format != "auto" && !canSave(format) {
+		return nil, invalid(i, "format", "convert.format %s is not available on this server", format)
+	}
+	st := &convertStep{out: output{format: format, progressive: a.Progressive, lossless: a.Lossless, keepMeta: a.Strip != nil && !*a.Strip}}
+	if a.Quality != nil {
+		if err := between(i, "convert", "quality", *a.Quality, 1, 100); err != nil {
+			return nil, err
+		}
+		st.out.quality = *a.Quality
+	}
+	return st, nil
+}
+
+func (c *convertStep) apply(_ context.Context, s *state) error {
+	s.out = c.out
+	if s.out.format == "auto" {
+		s.out.format = negotiate(s.opts.Accept)
+	}
+	return nil
+}
+
+// negotiate picks the output for format auto: AVIF when the client accepts it, else WebP,
+// else JPEG.
+func negotiate(accept string) string {
+	accept = strings.ToLower(accept)
+	switch {
+	case strings.Contains(accept, "image/avif") && canSave("avif"):
+		return "avif"
+	case strings.Contains(accept, "image/webp") && canSave("webp"):
+		return "webp"
+	}
+	return "jpeg"
+}
+
+// outputFormat is the format the result is written in: convert's choice, else the input's
+// (BMP becomes PNG, and any format libvips cannot write falls back to PNG).
+func (s *state) outputFormat() string {
+	if s.out.format != "" {
+		return s.out.format
+	}
+	f := s.src.format
+	if f == "bmp" || !canSave(f) {
+		return "png"
+	}
+	return f
+}
+
+// encode writes the current image once, in the output format.
+func (s *state) encode() ([]byte, string, error) {
+	format := s.outputFormat()
+	o := s.out
+	strip := !o.keepMeta
+	img := s.img
+	var (
+		data []byte
+		err  error
+	)
+	switch format {
+	case "jpeg":
+		if err := flattenAlpha(img); err != nil {
+			return nil, "", err
+		}
+		p := govips.NewJpegExportParams()
+		p.Quality = qualityOr(o.quality, 85)
+		p.Interlace = o.progressive
+		p.OptimizeCoding = true
+		p.StripMetadata = strip
+		data, _, err = img.ExportJpeg(p)
+	case "png":
+		p := govips.NewPngExportParams()
+		p.Compression = 6
+		p.Interlace = o.progressive
+		p.StripMetadata = strip
+		data, _, err = img.ExportPng(p)
+	case "webp":
+		p := govips.NewWebpExportParams()
+		p.Quality = qualityOr(o.quality, 80)
+		p.Lossless = o.lossless
+		p.StripMetadata = strip
+		data, _, err = img.ExportWebp(p)
+	case "avif":
+		p := govips.NewAvifExportParams()
+		p.Quality = qualityOr(o.quality, 60)
+		p.Lossless = o.lossless
+		p.Effort = 4
+		p.StripMetadata = strip
+		data, _, err = img.ExportAvif(p)
+	case "tiff":
+		p := govips.NewTiffExportParams()
+		p.Quality = qualityOr(o.quality, 85)
+		p.StripMetadata = strip
+		data, _, err = img.ExportTiff(p)
+	case "gif":
+		p := govips.NewGifExportParams()
+		p.Dither = 1.0
+		p.StripMetadata = strip
+		data, _, err = img.ExportGIF(p)
+	default:
+		return nil, "", imaged.Errorf(imaged.EInternal, "no encoder for %s", format)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return data, format, nil
+}
+
+func qualityOr(q, def int) int {
+	if q > 0 {
+		return q
+	}
+	return def
+}
+
+// flattenAlpha puts an image with transparency on white, for formats without alpha.
+func flattenAlpha(img *govips.ImageRef) error {
+	if !img.HasAlpha() {
+		return nil
+	}
+	if img.Bands() < 3 {
+		if err := img.ToColorSpace(govips.InterpretationSRGB); err != nil {
+			return err
+		}
+	}
+	return img.Flatten(&govips.Color{R: 255, G: 255, B: 255})
+}

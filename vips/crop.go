@@ -1,0 +1,125 @@
+package vips
+
+import (
+	"context"
+	"strings"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
+)
+
+// cropStep cuts a box out of the image: either an explicit box (x, y, width, height), which
+// must lie inside the image, or a width×height box placed by gravity, where smart/attention
+// and entropy let libvips choose the most interesting region. A gravity box larger than the
+// image is clamped to it.
+type cropStep struct {
+	box           bool
+	x, y          int
+	width, height int // 0 means the whole side, for gravity crops
+	gravity       string
+}
+
+func init() { register("crop", parseCrop, false) }
+
+func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
+	var a struct {
+		opName
+		X       *int   `json:"x"`
+		Y       *int   `json:"y"`
+		Width   *int   `json:"width"`
+		Height  *int   `json:"height"`
+		Gravity string `json:"gravity"`
+	}
+	if err := op.DecodeArgs(i, &a); err != nil {
+		return nil, err
+	}
+	c := &cropStep{gravity: "centre"}
+	if a.Width != nil {
+		if err := between(i, "crop", "width", *a.Width, 1, p.limits.MaxWidth); err != nil {
+			return nil, err
+		}
+		c.width = *a.Width
+	}
+	if a.Height != nil {
+		if err := between(i, "crop", "height", *a.Height, 1, p.limits.MaxHeight); err != nil {
+			return nil, err
+		}
+		c.height = *a.Height
+	}
+	if a.X != nil || a.Y != nil {
+		c.box = true
+		if a.Gravity != "" {
+			return nil, invalid(i, "gravity", "crop takes either x and y or gravity, not both")
+		}
+		if a.Width == nil || a.Height == nil {
+			field := "width"
+			if a.Width != nil {
+				field = "height"
+			}
+			return nil, invalid(i, field, "crop with x and y needs width and height")
+		}
+		if a.X != nil {
+			if err := between(i, "crop", "x", *a.X, 0, p.limits.MaxWidth-1); err != nil {
+				return nil, err
+			}
+			c.x = *a.X
+		}
+		if a.Y != nil {
+			if err := between(i, "crop", "y", *a.Y, 0, p.limits.MaxHeight-1); err != nil {
+				return nil, err
+			}
+			c.y = *a.Y
+		}
+		return c, nil
+	}
+	if a.Width == nil && a.Height == nil {
+		return nil, invalid(i, "width", "crop needs width and height (with x and y, or a gravity)")
+	}
+	if a.Gravity != "" {
+		c.gravity = strings.ToLower(a.Gravity)
+		if err := oneOf(i, "crop", "gravity", c.gravity, append(append([]string{}, gravities...), smartGravities...)...); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *cropStep) apply(_ context.Context, s *state) error {
+	w, h := s.img.Width(), s.img.Height()
+	if c.box {
+		if c.x+c.width > w || c.y+c.height > h {
+			field := "width"
+			if c.y+c.height > h && c.x+c.width <= w {
+				field = "height"
+			}
+			return s.invalid(field, "crop box %d,%d %d×%d lies outside the %d×%d image",
+				c.x, c.y, c.width, c.height, w, h)
+		}
+		return s.img.ExtractArea(c.x, c.y, c.width, c.height)
+	}
+	cw, ch := c.width, c.height
+	if cw == 0 || cw > w {
+		cw = w
+	}
+	if ch == 0 || ch > h {
+		ch = h
+	}
+	return cropGravity(s.img, cw, ch, c.gravity)
+}
+
+// cropGravity crops img to cw×ch (no larger than the image), placed by gravity.
+func cropGravity(img *govips.ImageRef, cw, ch int, gravity string) error {
+	w, h := img.Width(), img.Height()
+	if cw == w && ch == h {
+		return nil
+	}
+	switch gravity {
+	case "smart", "attention":
+		return img.SmartCrop(cw, ch, govips.InterestingAttention)
+	case "entropy":
+		return img.SmartCrop(cw, ch, govips.InterestingEntropy)
+	}
+	x, y := place(gravity, w, h, cw, ch)
+	return img.ExtractArea(x, y, cw, ch)
+}

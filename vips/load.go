@@ -1,0 +1,245 @@
+package vips
+
+import (
+	"bytes"
+	"encoding/binary"
+	"image/png"
+	"log/slog"
+	"regexp"
+	"strings"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+	"golang.org/x/image/bmp"
+
+	"github.com/imaged/imaged"
+)
+
+// decode reads src once. When the first op is a downscaling resize, libvips' thumbnail loader
+// shrinks while decoding (JPEG at 1/2, 1/4, 1/8 in the DCT, WebP at any scale), which is where
+// most of the time of a typical request goes; otherwise the whole image is loaded. Either way the
+// image is turned upright from its EXIF orientation and brought to 8-bit sRGB (or 8-bit grey).
+func (p *Processor) decode(src []byte, steps []compiled, opts imaged.ProcessOptions) (_ *state, err error) {
+	format := imaged.SniffFormat(src)
+	switch format {
+	case "jpeg", "png", "webp", "tiff", "gif", "bmp":
+	default:
+		return nil, undecodable("the data is not a jpeg, png, webp, tiff, bmp or gif image")
+	}
+	buf := src
+	if format == "bmp" {
+		// libvips reads BMP only through ImageMagick, which stays blocked; Go's decoder is enough.
+		if buf, err = bmpToPNG(src); err != nil {
+			return nil, undecodable("the bmp is damaged: " + err.Error())
+		}
+	}
+	params := govips.NewImportParams()
+	params.FailOnError.Set(false)
+	img, err := govips.LoadImageFromBuffer(buf, params)
+	if err != nil {
+		return nil, undecodable(vipsMessage(err))
+	}
+	s := &state{img: img, op: "decode", opts: opts, limits: p.limits}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.src = source{
+		format:      format,
+		width:       img.Width(),
+		height:      img.Height(),
+		orientation: img.Orientation(),
+		pages:       max(img.Pages(), 1),
+		icc:         img.HasICCProfile(),
+		exif:        exifFields(img),
+	}
+	if s.src.orientation >= 5 && s.src.orientation <= 8 {
+		s.src.width, s.src.height = s.src.height, s.src.width
+	}
+	if s.src.width > p.limits.MaxWidth || s.src.height > p.limits.MaxHeight {
+		return nil, imaged.Errorf(imaged.ETooLarge, "the image is %d×%d pixels; the limit is %d×%d",
+			s.src.width, s.src.height, p.limits.MaxWidth, p.limits.MaxHeight)
+	}
+
+	if r, ok := steps[0].step.(*resizeStep); ok {
+		if tw, th, ok := r.shrinkOnLoad(s.src.width, s.src.height); ok {
+			if err := s.loadScaled(buf, tw, th); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if s.img.Orientation() > 1 {
+		if err := s.img.AutoRotate(); err != nil {
+			return nil, s.fail(err)
+		}
+	}
+	if err := normalize(s.img); err != nil {
+		return nil, s.fail(err)
+	}
+	if err := s.settle(); err != nil {
+		return nil, s.fail(err)
+	}
+	return s, nil
+}
+
+// loadScaled replaces the image with the source decoded at about tw×th by libvips' thumbnail
+// loader, which shrinks while decoding.
+func (s *state) loadScaled(buf []byte, tw, th int) error {
+	thumb, err := govips.LoadThumbnailFromBuffer(buf, tw, th, govips.InterestingNone, govips.SizeForce, nil)
+	if err != nil {
+		return undecodable(vipsMessage(err))
+	}
+	defer thumb.Close()
+	// The thumbnail is upright already (its colours are not: the embedded profile is still to
+	// apply), and libvips streams it (sequential access), which later ops such as rotate or
+	// smart crop cannot work on: hold it in memory instead.
+	if err := thumb.RemoveOrientation(); err != nil {
+		return s.fail(err)
+	}
+	held, err := inMemory(thumb)
+	if err != nil {
+		return s.fail(err)
+	}
+	s.replace(held)
+	s.prescaled = true
+	return nil
+}
+
+// settle marks the image as the single page it is. Only the first page or frame is loaded, but
+// the file's page count and page height stay in the metadata, and govips would then treat a
+// resized or rotated image as a strip of animation frames.
+func (s *state) settle() error {
+	if s.img.Pages() > 1 {
+		if err := s.img.SetPages(1); err != nil {
+			return err
+		}
+	}
+	if s.img.PageHeight() != s.img.Height() {
+		return s.img.SetPageHeight(s.img.Height())
+	}
+	return nil
+}
+
+// inMemory decodes a streamed image into one that allows random access. govips offers no
+// vips_image_copy_memory, so the pixels pass through an uncompressed TIFF: two copies of an
+// image that is already at its reduced size.
+func inMemory(img *govips.ImageRef) (*govips.ImageRef, error) {
+	p := govips.NewTiffExportParams()
+	p.Compression = govips.TiffCompressionNone
+	p.Predictor = govips.TiffPredictorNone
+	data, _, err := img.ExportTiff(p)
+	if err != nil {
+		return nil, err
+	}
+	return govips.NewImageFromBuffer(data)
+}
+
+// normalize brings an image to 8 bits per band in sRGB, or in grey for grey images, applying
+// an embedded ICC profile first so colours survive the profile being stripped on output.
+func normalize(img *govips.ImageRef) error {
+	if img.HasICCProfile() {
+		switch img.Interpretation() {
+		case govips.InterpretationSRGB, govips.InterpretationRGB, govips.InterpretationRGB16,
+			govips.InterpretationCMYK:
+			if isSRGBProfile(img.GetICCProfile()) {
+				// Most photos carry sRGB itself: a transform would cost a pass over every
+				// pixel and change nothing.
+				break
+			}
+			if err := img.TransformICCProfile(govips.SRGBIEC6196621ICCProfilePath); err != nil {
+				// A broken profile is common in the wild; the pixels are usable without it.
+				slog.Debug("ignoring an ICC profile libvips cannot apply", "error", vipsMessage(err))
+			}
+		}
+		if err := img.RemoveICCProfile(); err != nil {
+			return err
+		}
+	}
+	switch img.Interpretation() {
+	case govips.InterpretationSRGB, govips.InterpretationBW:
+	case govips.InterpretationGrey16:
+		if err := img.ToColorSpace(govips.InterpretationBW); err != nil {
+			return err
+		}
+	default:
+		if err := img.ToColorSpace(govips.InterpretationSRGB); err != nil {
+			return err
+		}
+	}
+	if img.BandFormat() != govips.BandFormatUchar {
+		if err := img.Cast(govips.BandFormatUchar); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isSRGBProfile reports whether an ICC profile describes sRGB, by the description tag that
+// sRGB profiles (IEC 61966-2.1 and its compact variants) carry, in ASCII (ICC v2 "desc") or
+// UTF-16 (ICC v4 "mluc").
+func isSRGBProfile(icc []byte) bool {
+	if len(icc) < 132 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(icc[128:132]))
+	for i := 0; i < n && 132+12*i+12 <= len(icc); i++ {
+		e := icc[132+12*i:]
+		if string(e[:4]) != "desc" {
+			continue
+		}
+		off, size := int(binary.BigEndian.Uint32(e[4:8])), int(binary.BigEndian.Uint32(e[8:12]))
+		if off < 0 || size < 0 || off+size > len(icc) || off+size < off {
+			return false
+		}
+		desc := icc[off : off+size]
+		return bytes.Contains(desc, []byte("sRGB")) || bytes.Contains(desc, []byte("\x00s\x00R\x00G\x00B"))
+	}
+	return false
+}
+
+func bmpToPNG(src []byte) ([]byte, error) {
+	img, err := bmp.Decode(bytes.NewReader(src))
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	enc := png.Encoder{CompressionLevel: png.NoCompression}
+	if err := enc.Encode(&out, img); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// exifValue splits libvips' rendering of an EXIF field, "Canon (Canon, ASCII, 6 components,
+// 6 bytes)", into its plain value.
+var exifValue = regexp.MustCompile(`^(.*) \(.*, [A-Za-z]+, \d+ components?, \d+ bytes?\)$`)
+
+// exifFields keeps the readable EXIF tags of the source by their EXIF name (Make, Model,
+// DateTimeOriginal…), leaving out binary blobs.
+func exifFields(img *govips.ImageRef) map[string]string {
+	out := map[string]string{}
+	for _, k := range img.ImageFields() {
+		// Only the exif-ifd* fields are strings; reading exif-data (a blob) as one would leave
+		// an error in libvips' shared error buffer.
+		if !strings.HasPrefix(k, "exif-ifd") {
+			continue
+		}
+		v := img.GetString(k)
+		_, name, ok := strings.Cut(strings.TrimPrefix(k, "exif-ifd"), "-")
+		if !ok || name == "" || name == "MakerNote" || strings.HasPrefix(name, "0x") {
+			continue
+		}
+		if m := exifValue.FindStringSubmatch(v); m != nil {
+			v = m[1]
+		}
+		v = strings.TrimSpace(v)
+		if v == "" || len(v) > 256 {
+			continue
+		}
+		out[name] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}

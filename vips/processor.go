@@ -1,0 +1,294 @@
+package vips
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
+)
+
+// Processor runs pipelines on libvips. It holds no per-image state, so one Processor serves
+// every request and worker concurrently.
+type Processor struct {
+	cfg       Config
+	limits    imaged.Limits
+	analyzers map[string]Analyzer
+}
+
+var _ imaged.Processor = (*Processor)(nil)
+
+// New returns a Processor, starting libvips with cfg if Startup has not run. It panics when an
+// analyzer takes the name of a built-in op, a wiring mistake that must not reach a request.
+func New(cfg Config) *Processor {
+	Startup(cfg)
+	p := &Processor{cfg: cfg, limits: cfg.limits(), analyzers: map[string]Analyzer{}}
+	for name, a := range cfg.Analyzers {
+		name = strings.ToLower(name)
+		if _, clash := builtins[name]; clash {
+			panic(fmt.Sprintf("vips: analyzer %q takes the name of a built-in op", name))
+		}
+		p.analyzers[name] = a
+	}
+	return p
+}
+
+// step is one compiled op: its parameters are checked and it only needs the image.
+type step interface {
+	apply(ctx context.Context, s *state) error
+}
+
+// opSpec describes a built-in op: how to check its parameters, and whether it only reads the
+// image (analysis) or changes it (transform).
+type opSpec struct {
+	parse    func(p *Processor, i int, op imaged.Op) (step, error)
+	analysis bool
+}
+
+// builtins is filled by each op family's file.
+var builtins = map[string]opSpec{}
+
+func register(name string, parse func(p *Processor, i int, op imaged.Op) (step, error), analysis bool) {
+	builtins[name] = opSpec{parse: parse, analysis: analysis}
+}
+
+type compiled struct {
+	name     string
+	step     step
+	analysis bool
+}
+
+// Ops lists the ops this processor runs, built-in and registered, sorted.
+func (p *Processor) Ops() []string {
+	names := make([]string, 0, len(builtins)+len(p.analyzers))
+	for n := range builtins {
+		names = append(names, n)
+	}
+	for n := range p.analyzers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Validate checks every op's parameters without touching pixels. Errors are EInvalid and name
+// the op and the field (ops[i].field).
+func (p *Processor) Validate(ops []imaged.Op) error {
+	_, err := p.compile(ops)
+	return err
+}
+
+func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
+	if err := imaged.CheckOpsShape(ops); err != nil {
+		return nil, err
+	}
+	steps := make([]compiled, len(ops))
+	for i, op := range ops {
+		name := strings.ToLower(op.Name)
+		if spec, ok := builtins[name]; ok {
+			st, err := spec.parse(p, i, op)
+			if err != nil {
+				return nil, err
+			}
+			steps[i] = compiled{name: name, step: st, analysis: spec.analysis}
+			continue
+		}
+		if a, ok := p.analyzers[name]; ok {
+			if err := a.Validate(i, op); err != nil {
+				var e *imaged.Error
+				if errors.As(err, &e) {
+					return nil, err
+				}
+				return nil, imaged.FieldErrorf(fieldPath(i, ""), "%s: %v", name, err)
+			}
+			steps[i] = compiled{name: name, step: analyzerStep{name: name, a: a, op: op}, analysis: true}
+			continue
+		}
+		return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
+			name, strings.Join(p.Ops(), ", "))
+	}
+	return steps, nil
+}
+
+// Process runs ops over the image in src: it validates them, decodes once, runs each op in order
+// on the one in-memory image and encodes once. Bad parameters and undecodable images are
+// EInvalid, an image over the limits is ETooLarge, and libvips failures are EInternal. When no
+// op changed the image, Result.Data is nil.
+func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, opts imaged.ProcessOptions) (*imaged.Result, error) {
+	steps, err := p.compile(ops)
+	if err != nil {
+		return nil, err
+	}
+	if !ready(p.cfg) {
+		return nil, imaged.Errorf(imaged.EUnavailable, "the image processor has shut down")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := p.decode(src, steps, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	for i, st := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		s.index, s.op = i, st.name
+		if err := st.step.apply(ctx, s); err != nil {
+			return nil, s.fail(err)
+		}
+		if !st.analysis {
+			s.changed = true
+			if err := s.checkSize(); err != nil {
+				return nil, err
+			}
+			if err := s.settle(); err != nil {
+				return nil, s.fail(err)
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.finish()
+}
+
+// state is one pipeline run: the current image and what the ops have decided so far.
+type state struct {
+	img       *govips.ImageRef
+	src       source
+	index     int    // index of the running op
+	op        string // name of the running op
+	opts      imaged.ProcessOptions
+	limits    imaged.Limits
+	out       output // set by convert
+	changed   bool
+	prescaled bool // the loader already applied the first op's resize
+	analyses  []imaged.Analysis
+}
+
+// source is what the original file said about itself, kept for info after the pixels change.
+type source struct {
+	format      string
+	width       int // as displayed, after orientation
+	height      int
+	orientation int
+	pages       int
+	icc         bool
+	exif        map[string]string
+}
+
+func (s *state) close() {
+	if s.img != nil {
+		s.img.Close()
+		s.img = nil
+	}
+}
+
+// replace swaps the current image for img.
+func (s *state) replace(img *govips.ImageRef) {
+	if s.img != nil && s.img != img {
+		s.img.Close()
+	}
+	s.img = img
+}
+
+// invalid returns an EInvalid error for a field of the running op.
+func (s *state) invalid(field, format string, args ...any) error {
+	return invalid(s.index, field, format, args...)
+}
+
+// checkSize refuses an op whose result is larger than the output limits.
+func (s *state) checkSize() error {
+	w, h := s.img.Width(), s.img.Height()
+	if w > s.limits.MaxWidth || h > s.limits.MaxHeight {
+		return s.invalid("", "%s would make the image %d×%d pixels; the limit is %d×%d",
+			s.op, w, h, s.limits.MaxWidth, s.limits.MaxHeight)
+	}
+	return nil
+}
+
+// fail turns an error from a step into a domain error: domain errors and cancellations pass
+// through, a decoding failure that surfaced late (libvips decodes lazily) is EInvalid, and any
+// other libvips failure is internal.
+func (s *state) fail(err error) error {
+	var e *imaged.Error
+	if errors.As(err, &e) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	msg := vipsMessage(err)
+	if decodeFailure(msg) {
+		return undecodable(msg)
+	}
+	return imaged.WrapError(imaged.EInternal, errors.New(msg), "%s failed", s.op)
+}
+
+// finish encodes the image when an op changed it and describes the result.
+func (s *state) finish() (*imaged.Result, error) {
+	res := &imaged.Result{
+		Analyses: s.analyses,
+		Changed:  s.changed,
+		Width:    s.img.Width(),
+		Height:   s.img.Height(),
+	}
+	if !s.changed {
+		res.Format = s.src.format
+		res.ContentType = imaged.ContentTypeOf(s.src.format)
+		return res, nil
+	}
+	s.op = "encode"
+	data, format, err := s.encode()
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	res.Data = data
+	res.Format = format
+	res.ContentType = imaged.ContentTypeOf(format)
+	res.Width, res.Height = s.img.Width(), s.img.Height()
+	return res, nil
+}
+
+// undecodable is the error for a source libvips cannot read.
+func undecodable(reason string) error {
+	return imaged.WrapError(imaged.EInvalid, errors.New(reason), "the image could not be decoded: %s", reason)
+}
+
+// vipsMessage keeps the libvips part of a govips error: govips appends a Go stack trace,
+// which belongs in no message.
+func vipsMessage(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\nStack:")
+	var lines []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	msg = strings.Join(lines, "; ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	if msg == "" {
+		msg = "libvips failed without a message"
+	}
+	return msg
+}
+
+// decodeFailure recognises libvips errors raised by a loader rather than by an operation.
+func decodeFailure(msg string) bool {
+	m := strings.ToLower(msg)
+	if strings.Contains(m, "save") {
+		return false
+	}
+	for _, k := range []string{"load", "vipsjpeg", "libpng", "png2vips", "webp2vips", "tiff2vips",
+		"gif", "premature end", "corrupt", "not a known", "truncated", "read error"} {
+		if strings.Contains(m, k) {
+			return true
+		}
+	}
+	return false
+}

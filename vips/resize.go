@@ -1,0 +1,211 @@
+package vips
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"strings"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
+)
+
+// Fit modes of resize, for a box of width×height:
+//
+//	inside   scale to fit within the box, keeping the aspect ratio (default)
+//	outside  scale to cover the box, keeping the aspect ratio; one side may exceed it
+//	cover    scale to cover the box, then crop to exactly width×height (by gravity)
+//	fill     stretch to exactly width×height, ignoring the aspect ratio
+//	exact    scale to fit within the box, then pad to exactly width×height (background, gravity)
+//
+// With only width or only height given, the other side follows the aspect ratio. Without
+// enlarge, no side is ever scaled up.
+var fits = []string{"inside", "outside", "cover", "fill", "exact"}
+
+var kernels = map[string]govips.Kernel{
+	"lanczos3": govips.KernelLanczos3,
+	"cubic":    govips.KernelCubic,
+	"linear":   govips.KernelLinear,
+	"nearest":  govips.KernelNearest,
+}
+
+type resizeStep struct {
+	width, height int // 0 when not given
+	fit           string
+	enlarge       bool
+	kernel        string
+	gravity       string // cover's crop and exact's placement
+	background    rgba   // exact's padding
+	hasBackground bool
+}
+
+func init() { register("resize", parseResize, false) }
+
+func parseResize(p *Processor, i int, op imaged.Op) (step, error) {
+	var a struct {
+		opName
+		Width      *int            `json:"width"`
+		Height     *int            `json:"height"`
+		Fit        string          `json:"fit"`
+		Enlarge    bool            `json:"enlarge"`
+		Kernel     string          `json:"kernel"`
+		Gravity    string          `json:"gravity"`
+		Background json.RawMessage `json:"background"`
+	}
+	if err := op.DecodeArgs(i, &a); err != nil {
+		return nil, err
+	}
+	if a.Width == nil && a.Height == nil {
+		return nil, invalid(i, "width", "resize needs width, height or both")
+	}
+	r := &resizeStep{fit: "inside", kernel: "lanczos3", gravity: "centre", enlarge: a.Enlarge}
+	if a.Width != nil {
+		if err := between(i, "resize", "width", *a.Width, 1, p.limits.MaxWidth); err != nil {
+			return nil, err
+		}
+		r.width = *a.Width
+	}
+	if a.Height != nil {
+		if err := between(i, "resize", "height", *a.Height, 1, p.limits.MaxHeight); err != nil {
+			return nil, err
+		}
+		r.height = *a.Height
+	}
+	if a.Fit != "" {
+		r.fit = strings.ToLower(a.Fit)
+		if err := oneOf(i, "resize", "fit", r.fit, fits...); err != nil {
+			return nil, err
+		}
+	}
+	if a.Kernel != "" {
+		r.kernel = strings.ToLower(a.Kernel)
+		if _, ok := kernels[r.kernel]; !ok {
+			return nil, oneOf(i, "resize", "kernel", r.kernel, "lanczos3", "cubic", "linear", "nearest")
+		}
+	}
+	if a.Gravity != "" {
+		r.gravity = strings.ToLower(a.Gravity)
+		allowed := gravities
+		if r.fit == "cover" {
+			allowed = append(append([]string{}, gravities...), smartGravities...)
+		}
+		if err := oneOf(i, "resize", "gravity", r.gravity, allowed...); err != nil {
+			return nil, err
+		}
+	}
+	bg, err := parseColour(i, "resize", "background", a.Background, black)
+	if err != nil {
+		return nil, err
+	}
+	r.background, r.hasBackground = bg, len(a.Background) > 0
+	return r, nil
+}
+
+// box is the target box for a w×h image, the missing side following the aspect ratio.
+func (r *resizeStep) box(w, h int) (bw, bh int) {
+	bw, bh = r.width, r.height
+	if bw == 0 {
+		bw = max(1, int(math.Round(float64(w)*float64(bh)/float64(h))))
+	}
+	if bh == 0 {
+		bh = max(1, int(math.Round(float64(h)*float64(bw)/float64(w))))
+	}
+	return bw, bh
+}
+
+// scaled is the size the w×h image is scaled to, before cover's crop or exact's padding.
+func (r *resizeStep) scaled(w, h int) (tw, th int) {
+	bw, bh := r.box(w, h)
+	sx, sy := float64(bw)/float64(w), float64(bh)/float64(h)
+	switch r.fit {
+	case "fill":
+		if !r.enlarge {
+			bw, bh = min(bw, w), min(bh, h)
+		}
+		return bw, bh
+	case "outside", "cover":
+		sx = max(sx, sy)
+	default: // inside, exact
+		sx = min(sx, sy)
+	}
+	if !r.enlarge {
+		sx = min(sx, 1)
+	}
+	return max(1, int(math.Round(float64(w)*sx))), max(1, int(math.Round(float64(h)*sx)))
+}
+
+// shrinkOnLoad says whether the loader should produce the scaled image directly: only when
+// it downscales, and only with lanczos3, the kernel libvips' thumbnail loader uses.
+func (r *resizeStep) shrinkOnLoad(w, h int) (tw, th int, ok bool) {
+	if r.kernel != "lanczos3" {
+		return 0, 0, false
+	}
+	tw, th = r.scaled(w, h)
+	return tw, th, tw < w || th < h
+}
+
+func (r *resizeStep) apply(_ context.Context, s *state) error {
+	img := s.img
+	w, h := img.Width(), img.Height()
+	if s.prescaled && s.index == 0 {
+		// The loader has scaled the source already (to within rounding); sizes still come
+		// from the source's.
+		w, h = s.src.width, s.src.height
+	}
+	if tw, th := r.scaled(w, h); tw != img.Width() || th != img.Height() {
+		if err := resizeTo(img, tw, th, kernels[r.kernel]); err != nil {
+			return err
+		}
+	}
+	bw, bh := r.box(w, h)
+	switch r.fit {
+	case "cover":
+		return cropGravity(img, min(bw, img.Width()), min(bh, img.Height()), r.gravity)
+	case "exact":
+		if img.Width() == bw && img.Height() == bh {
+			return nil
+		}
+		bg := r.background
+		if !r.hasBackground && img.HasAlpha() {
+			bg = transparent
+		}
+		x, y := place(r.gravity, bw, bh, img.Width(), img.Height())
+		return embed(img, x, y, bw, bh, bg)
+	}
+	return nil
+}
+
+// resizeTo scales img to exactly tw×th with kernel, premultiplying alpha so transparent pixels
+// do not bleed their colour into the edges.
+func resizeTo(img *govips.ImageRef, tw, th int, kernel govips.Kernel) error {
+	w, h := img.Width(), img.Height()
+	alpha := img.HasAlpha()
+	if alpha {
+		if err := img.PremultiplyAlpha(); err != nil {
+			return err
+		}
+	}
+	if err := img.ResizeWithVScale(float64(tw)/float64(w), float64(th)/float64(h), kernel); err != nil {
+		return err
+	}
+	if alpha {
+		if err := img.UnpremultiplyAlpha(); err != nil {
+			return err
+		}
+	}
+	// libvips rounds the scaled size; settle the last pixel so the result is exactly tw×th.
+	if img.Width() != tw || img.Height() != th {
+		if img.Width() > tw || img.Height() > th {
+			if err := img.ExtractArea(0, 0, min(tw, img.Width()), min(th, img.Height())); err != nil {
+				return err
+			}
+		}
+		if img.Width() < tw || img.Height() < th {
+			if err := img.Embed(0, 0, tw, th, govips.ExtendCopy); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package vips
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestResizeSizes(t *testing.T) {
+	p := New(Config{})
+	jpg := readTestdata(t, "chelsea.jpg") // 451x300
+	for _, tc := range []struct {
+		ops  string
+		w, h int
+	}{
+		{`{"op":"resize","width":200}`, 200, 133},
+		{`{"op":"resize","height":100}`, 150, 100},
+		{`{"op":"resize","width":200,"height":200}`, 200, 133},
+		{`{"op":"resize","width":200,"height":200,"fit":"inside"}`, 200, 133},
+		{`{"op":"resize","width":200,"height":200,"fit":"outside"}`, 301, 200},
+		{`{"op":"resize","width":200,"height":200,"fit":"cover"}`, 200, 200},
+		{`{"op":"resize","width":200,"height":200,"fit":"cover","gravity":"attention"}`, 200, 200},
+		{`{"op":"resize","width":200,"height":200,"fit":"cover","gravity":"west"}`, 200, 200},
+		{`{"op":"resize","width":200,"height":100,"fit":"fill"}`, 200, 100},
+		{`{"op":"resize","width":200,"height":200,"fit":"exact"}`, 200, 200},
+		{`{"op":"resize","width":1000}`, 451, 300},
+		{`{"op":"resize","width":1000,"enlarge":true}`, 1000, 665},
+		{`{"op":"resize","width":600,"height":600,"fit":"exact"}`, 600, 600},
+		{`{"op":"resize","width":100,"kernel":"nearest"}`, 100, 67},
+		{`{"op":"resize","width":100,"kernel":"cubic"}`, 100, 67},
+		{`{"op":"resize","width":100,"kernel":"linear"}`, 100, 67},
+		// Not first: no shrink-on-load, same sizes.
+		{`{"op":"flip"},{"op":"resize","width":200,"height":200,"fit":"cover"}`, 200, 200},
+		{`{"op":"flip"},{"op":"resize","width":200,"height":200,"fit":"exact"}`, 200, 200},
+		{`{"op":"resize","width":200},{"op":"resize","width":50}`, 50, 33},
+	} {
+		t.Run(tc.ops, func(t *testing.T) {
+			res := process(t, p, jpg, "["+tc.ops+"]")
+			checkFormat(t, res, "jpeg", tc.w, tc.h)
+			r := decodeRaw(t, res.Data)
+			if r.w != tc.w || r.h != tc.h || r.bands != 3 {
+				t.Fatalf("decoded %dx%dx%d, want %dx%dx3", r.w, r.h, r.bands, tc.w, tc.h)
+			}
+		})
+	}
+}
+
+// A resize keeps the picture: the mean colour stays, whichever path and kernel did the work.
+func TestResizeKeepsContent(t *testing.T) {
+	p := New(Config{})
+	src := readTestdata(t, "chelsea.png")
+	orig := mean(decodeRaw(t, src).luma())
+	for _, kernel := range []string{"lanczos3", "cubic", "linear", "nearest"} {
+		for _, first := range []bool{true, false} {
+			ops := fmt.Sprintf(`[{"op":"resize","width":150,"kernel":%q}]`, kernel)
+			if !first {
+				ops = fmt.Sprintf(`[{"op":"rotate","angle":0},{"op":"resize","width":150,"kernel":%q}]`, kernel)
+			}
+			res := process(t, p, src, ops)
+			checkFormat(t, res, "png", 150, 100)
+			if m := mean(decodeRaw(t, res.Data).luma()); m < orig-3 || m > orig+3 {
+				t.Errorf("%s: mean luma %.1f, source %.1f", ops, m, orig)
+			}
+		}
+	}
+}
+
+// The first downscaling resize decodes at reduced size; the result matches a full decode.
+func TestResizeShrinksOnLoad(t *testing.T) {
+	p := New(Config{})
+	big := bigJPEG(t)
+	steps, err := p.compile(parseOps(t, `[{"op":"resize","width":800,"height":600}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := p.decode(big, steps, imagedOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.prescaled || s.img.Width() != 800 || s.img.Height() != 532 {
+		t.Fatalf("prescaled=%v %dx%d, want a prescaled 800x532 image", s.prescaled, s.img.Width(), s.img.Height())
+	}
+	s.close()
+
+	fast := process(t, p, big, `[{"op":"resize","width":800,"height":600},{"op":"convert","format":"png"}]`)
+	slow := process(t, p, big, `[{"op":"rotate","angle":0},{"op":"resize","width":800,"height":600},{"op":"convert","format":"png"}]`)
+	checkFormat(t, fast, "png", 800, 532)
+	checkFormat(t, slow, "png", 800, 532)
+	if d := meanAbsDiff(t, decodeRaw(t, fast.Data), decodeRaw(t, slow.Data)); d > 3 {
+		t.Fatalf("shrink-on-load result differs from a full decode by %.2f per value", d)
+	}
+}
+
+func TestResizeExactPadsWithBackground(t *testing.T) {
+	p := New(Config{})
+	res := process(t, p, readTestdata(t, "chelsea.png"),
+		`[{"op":"resize","width":200,"height":200,"fit":"exact","background":"#ff0000"}]`)
+	checkFormat(t, res, "png", 200, 200)
+	r := decodeRaw(t, res.Data)
+	// 451x300 fits as 200x133, centred: rows 0..32 are padding.
+	if r.at(100, 5, 0) != 255 || r.at(100, 5, 1) != 0 || r.at(100, 195, 2) != 0 {
+		t.Fatalf("padding is not red: %v", r.pix[(5*200+100)*3:(5*200+100)*3+3])
+	}
+	if r.at(100, 100, 0) == 255 && r.at(100, 100, 1) == 0 {
+		t.Fatal("the middle is padding too")
+	}
+}
+
+func TestResizeKeepsAlpha(t *testing.T) {
+	p := New(Config{})
+	res := process(t, p, readTestdata(t, "alpha.png"), `[{"op":"resize","width":120}]`)
+	checkFormat(t, res, "png", 120, 87)
+	r := decodeRaw(t, res.Data)
+	if r.bands != 4 {
+		t.Fatalf("bands %d, want 4", r.bands)
+	}
+	if r.at(0, 0, 3) != 0 {
+		t.Fatalf("corner alpha %d, want transparent", r.at(0, 0, 3))
+	}
+}

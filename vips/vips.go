@@ -1,0 +1,117 @@
+// Package vips runs imaged pipelines on libvips. A pipeline is a list of small steps over one
+// image held in libvips: the source is decoded once (shrinking on load when the first step
+// downscales), every op works on that in-memory image in order, and the result is encoded once
+// at the end. Analysis ops (info, and any registered Analyzer such as ocr or detect) read the
+// current image and add JSON to the result without changing it.
+package vips
+
+import (
+	"log/slog"
+	"sync"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
+)
+
+// Config tunes the processor.
+type Config struct {
+	// Concurrency is the number of libvips worker threads per image. It defaults to 1: on small
+	// machines, parallelising across requests beats parallelising inside one image. libvips holds
+	// this setting process-wide, so the first Startup decides it.
+	Concurrency int
+	// Limits bound the input and output dimensions; imaged.DefaultLimits where zero.
+	Limits imaged.Limits
+	// Analyzers add analysis ops (ocr, detect) by name, without this package knowing them.
+	Analyzers map[string]Analyzer
+}
+
+func (c Config) concurrency() int {
+	if c.Concurrency <= 0 {
+		return 1
+	}
+	return c.Concurrency
+}
+
+func (c Config) limits() imaged.Limits {
+	l := c.Limits
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = imaged.DefaultLimits.MaxBytes
+	}
+	if l.MaxWidth <= 0 {
+		l.MaxWidth = imaged.DefaultLimits.MaxWidth
+	}
+	if l.MaxHeight <= 0 {
+		l.MaxHeight = imaged.DefaultLimits.MaxHeight
+	}
+	return l
+}
+
+var (
+	lifeMu  sync.Mutex
+	running bool
+	stopped bool
+)
+
+// Startup starts libvips once per process: the operation cache off (every request is a new
+// image, and the cache only holds memory), the thread count from cfg, loaders that libvips marks
+// untrusted (ImageMagick, PDF and the like) blocked, and libvips warnings routed to slog. Later
+// calls do nothing. New calls it too, so an explicit call is only needed to choose the settings
+// before the first processor exists.
+func Startup(cfg Config) {
+	lifeMu.Lock()
+	defer lifeMu.Unlock()
+	if running || stopped {
+		return
+	}
+	govips.LoggingSettings(logToSlog, govips.LogLevelWarning)
+	govips.Startup(&govips.Config{
+		ConcurrencyLevel: cfg.concurrency(),
+		MaxCacheFiles:    0,
+		MaxCacheMem:      0,
+		MaxCacheSize:     0,
+	})
+	blockUntrusted()
+	findSavers()
+	running = true
+}
+
+// Shutdown stops libvips. libvips cannot be started again in the same process: after Shutdown,
+// Process answers EUnavailable.
+func Shutdown() {
+	lifeMu.Lock()
+	defer lifeMu.Unlock()
+	if !running {
+		stopped = true
+		return
+	}
+	govips.Shutdown()
+	running = false
+	stopped = true
+}
+
+// ready reports whether libvips is running, starting it with cfg when it never was.
+func ready(cfg Config) bool {
+	lifeMu.Lock()
+	r, s := running, stopped
+	lifeMu.Unlock()
+	if r {
+		return true
+	}
+	if s {
+		return false
+	}
+	Startup(cfg)
+	return true
+}
+
+func logToSlog(domain string, level govips.LogLevel, message string) {
+	switch level {
+	case govips.LogLevelError, govips.LogLevelCritical:
+		slog.Error("libvips", "domain", domain, "message", message)
+	case govips.LogLevelWarning:
+		slog.Warn("libvips", "domain", domain, "message", message)
+	default:
+		slog.Debug("libvips", "domain", domain, "message", message)
+	}
+}

@@ -1,0 +1,3 @@
+package vips
+
+import _ "github.com/davidbyttow/govips/v2/vips"
