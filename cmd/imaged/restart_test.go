@@ -12,7 +12,6 @@ import (
 var slowOps = []map[string]any{
 	{"op": "resize", "width": 2500, "height": 2500, "fit": "exact", "enlarge": true},
 	{"op": "blur", "sigma": 6},
-	{"op": "resize", "width": 300},
 	{"op": "convert", "format": "jpeg", "quality": 80},
 }
 
