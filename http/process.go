@@ -17,6 +17,7 @@ import (
 // pipelineRequest is the JSON shape of /v1/process and /v1/tasks.
 type pipelineRequest struct {
 	ImageID     string          `json:"image_id"`
+	SourceURL   string          `json:"source_url,omitempty"`
 	Ops         json.RawMessage `json:"ops"`
 	CallbackURL string          `json:"callback_url,omitempty"`
 	MaxAttempts int             `json:"max_attempts,omitempty"`
@@ -57,6 +58,7 @@ func (s *Server) readPipelineRequest(w http.ResponseWriter, r *http.Request) (*p
 			return nil, nil, nil, err
 		}
 		req.ImageID = up.fields["image_id"]
+		req.SourceURL = up.fields["source_url"]
 		req.Ops = json.RawMessage(up.fields["ops"])
 		req.CallbackURL = up.fields["callback_url"]
 		if v := up.fields["max_attempts"]; v != "" {
@@ -66,22 +68,22 @@ func (s *Server) readPipelineRequest(w http.ResponseWriter, r *http.Request) (*p
 			}
 			req.MaxAttempts = n
 		}
-		if up.file == nil && req.ImageID == "" {
-			return nil, nil, nil, imaged.FieldErrorf("file", "send an image as a multipart part named file, or an image_id")
+		if up.file == nil && req.ImageID == "" && req.SourceURL == "" {
+			return nil, nil, nil, imaged.FieldErrorf("file", "send an image as a multipart part named file, an image_id or a source_url")
 		}
 	case isJSON(r) || r.Header.Get("Content-Type") == "":
 		if err := decodeJSON(w, r, &req); err != nil {
 			return nil, nil, nil, err
 		}
-		if req.ImageID == "" {
-			return nil, nil, nil, imaged.FieldErrorf("image_id", "image_id is required (or send multipart with a file part)")
+		if req.ImageID == "" && req.SourceURL == "" {
+			return nil, nil, nil, imaged.FieldErrorf("image_id", "image_id or source_url is required (or send multipart with a file part)")
 		}
 	default:
 		return nil, nil, nil, imaged.Errorf(imaged.EUnsupported,
 			"send application/json with image_id and ops, or multipart/form-data with file and ops parts")
 	}
-	if up != nil && up.file != nil && req.ImageID != "" {
-		return nil, nil, nil, imaged.FieldErrorf("image_id", "send either a file or an image_id, not both")
+	if n := btoi(up != nil && up.file != nil) + btoi(req.ImageID != "") + btoi(req.SourceURL != ""); n > 1 {
+		return nil, nil, nil, imaged.FieldErrorf("image_id", "send one of a file, an image_id or a source_url")
 	}
 	ops, err := imaged.ParseOps(req.Ops)
 	if err != nil {
@@ -125,7 +127,15 @@ func (s *Server) handleProcess() http.Handler {
 			return
 		}
 		ctx := r.Context()
-		src, err := s.sourceBytes(ctx, up, req.ImageID)
+		var src []byte
+		if req.SourceURL != "" {
+			var img *imaged.Image
+			if img, src, err = s.fetchSource(ctx, req.SourceURL); err == nil {
+				w.Header().Set("X-Image-ID", img.ID)
+			}
+		} else {
+			src, err = s.sourceBytes(ctx, up, req.ImageID)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -6,7 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// routes holds the whole API on one screen.
+// routes holds the whole API on one screen. Every route needs an API key except those
+// routeAccess (auth.go) lists.
 func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/images", s.handleImageUpload())
 	mux.Handle("GET /v1/images/{id}", s.handleImageGet())
@@ -27,11 +28,14 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/batches/{id}", s.handleBatchGet())
 
 	mux.Handle("GET /v1/blobs/{key...}", s.handleSignedBlob())
+	mux.Handle("GET /i/{signature}/{path...}", s.handleSignedImage())
 
 	mux.Handle("GET /health", s.handleHealth())
 	mux.Handle("GET /health/live", s.handleLive())
 	mux.Handle("GET /health/ready", s.handleReady())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Metrics.Registry, promhttp.HandlerOpts{}))
+	if !s.cfg.MetricsApart {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Metrics.Registry, promhttp.HandlerOpts{}))
+	}
 
 	mux.Handle("/", s.handleNotFound())
 }

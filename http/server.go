@@ -7,11 +7,13 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"time"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/signedurl"
 )
 
 // Config tunes the API.
@@ -24,6 +26,14 @@ type Config struct {
 	MaxWaiting  int           // synchronous requests waiting for a slot before 503; default 8×CPU
 	WaitTimeout time.Duration // longest wait for a slot; default 10 s
 	URLExpiry   time.Duration // presigned URL lifetime; default 1 h
+
+	// Access (auth.go, ratelimit.go). A zero limit is no limit.
+	KeyLimit       imaged.RateLimit // a key's limits unless its record says otherwise
+	IPLimit        imaged.RateLimit // requests without a key, per client address
+	Concurrency    int              // requests at once per key or client address, in this process
+	TrustedProxies []netip.Prefix   // peers whose X-Forwarded-For names the client
+	MetricsApart   bool             // /metrics is served on a listener of its own, not here
+	SignedMaxAge   time.Duration    // Cache-Control max-age of signed image URLs; default 1 year
 }
 
 // HealthCheck is one dependency reported by /health; Required ones decide /health/ready.
@@ -43,6 +53,11 @@ type Deps struct {
 	Metrics   *prom.Metrics
 	Log       *slog.Logger
 	Health    []HealthCheck
+
+	Auth    Authenticator      // nil: no key is required (authentication off)
+	Limiter imaged.RateLimiter // nil: no rate limits
+	Fetcher Fetcher            // nil: source_url is refused
+	Signer  *signedurl.Signer  // nil: signed image URLs are not served
 }
 
 // Server is the API's http.Handler.
@@ -53,6 +68,7 @@ type Server struct {
 	handler http.Handler
 	slots   chan struct{}
 	waiting chan struct{}
+	access  *accessState
 }
 
 // NewServer returns the API handler with every route and middleware in place.
@@ -78,6 +94,9 @@ func NewServer(cfg Config, deps Deps) *Server {
 	if cfg.URLExpiry <= 0 {
 		cfg.URLExpiry = time.Hour
 	}
+	if cfg.SignedMaxAge <= 0 {
+		cfg.SignedMaxAge = 365 * 24 * time.Hour
+	}
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
@@ -86,9 +105,10 @@ func NewServer(cfg Config, deps Deps) *Server {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: deps.Log,
 		slots: make(chan struct{}, cfg.MaxInflight), waiting: make(chan struct{}, cfg.MaxWaiting)}
+	s.access = newAccessState(deps.Metrics.Registry)
 	mux := http.NewServeMux()
 	s.routes(mux)
-	s.handler = withCorrelationID(s.withRecover(s.withLogAndMetrics(mux)))
+	s.handler = withSecurityHeaders(withCorrelationID(s.withRecover(s.withLogAndMetrics(s.withAccess(mux)))))
 	return s
 }
 

@@ -98,7 +98,14 @@ func (s *Server) handleTaskCreate() http.Handler {
 			return
 		}
 		imageID := req.ImageID
-		if up != nil && up.file != nil {
+		if req.SourceURL != "" {
+			img, _, err := s.fetchSource(ctx, req.SourceURL)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			imageID = img.ID
+		} else if up != nil && up.file != nil {
 			img, err := s.storeImage(ctx, up.file, up.filename)
 			if err != nil {
 				s.writeError(w, r, err)
@@ -122,7 +129,7 @@ func (s *Server) handleTaskCreate() http.Handler {
 				return
 			}
 		} else {
-			if !sameRequest(t, imageID, ops) && (up == nil || up.file == nil) {
+			if !sameRequest(t, imageID, ops) && (up == nil || up.file == nil) && req.SourceURL == "" {
 				s.writeError(w, r, &imaged.Error{Code: imaged.EConflict, Field: "Idempotency-Key",
 					Message: "the Idempotency-Key was used for task " + t.ID + " with another image or pipeline"})
 				return
