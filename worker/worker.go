@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -125,6 +126,9 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
 		if t == nil {
 			// Already terminal, cancelled, running elsewhere or not yet due: a duplicate
 			// delivery. The row is the truth; drop the message.
+			if err := w.handBackEarly(ctx, d.TaskID); err != nil {
+				return err
+			}
 			w.log.InfoContext(ctx, "delivery dropped: task not claimable", "task_id", d.TaskID)
 			return nil
 		}
@@ -226,6 +230,7 @@ func (w *Worker) complete(ctx context.Context, task *imaged.Task, res *imaged.Ta
 	w.publish(ctx, imaged.Event{Type: imaged.EventTaskCompleted, TaskID: done.ID, BatchID: done.BatchID,
 		ImageID: done.ImageID, Status: done.Status, Result: done.Result, ProcessingSeconds: res.ProcessingSeconds,
 		Attempt: done.Attempts})
+	w.batchFinished(ctx, done)
 	return nil
 }
 
@@ -281,6 +286,8 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 	}
 	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
 		ImageID: done.ImageID, Status: done.Status, Error: f, ProcessingSeconds: elapsed.Seconds(), Attempt: done.Attempts})
+	w.deadLetter(ctx, done, f)
+	w.batchFinished(ctx, done)
 	return nil
 }
 
@@ -300,6 +307,8 @@ func (w *Worker) giveUp(ctx context.Context, task *imaged.Task) error {
 	}
 	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
 		ImageID: done.ImageID, Status: done.Status, Error: f, Attempt: done.Attempts})
+	w.deadLetter(ctx, done, f)
+	w.batchFinished(ctx, done)
 	return nil
 }
 
@@ -321,4 +330,56 @@ func (w *Worker) publish(ctx context.Context, e imaged.Event) {
 	if err := w.events.Publish(context.WithoutCancel(ctx), e); err != nil {
 		w.log.WarnContext(ctx, "event publish failed", "type", e.Type, "error", err.Error())
 	}
+}
+
+// DeadLetterer is a queue with a dead-letter queue: the final message of a task that failed
+// for good goes there, with the failure, for operators to inspect.
+type DeadLetterer interface {
+	DeadLetter(ctx context.Context, t *imaged.Task, f *imaged.TaskFailure) error
+}
+
+func (w *Worker) deadLetter(ctx context.Context, t *imaged.Task, f *imaged.TaskFailure) {
+	dl, ok := w.queue.(DeadLetterer)
+	if !ok {
+		return
+	}
+	if err := dl.DeadLetter(context.WithoutCancel(ctx), t, f); err != nil {
+		w.log.WarnContext(ctx, "dead-lettering a failed task failed", "task_id", t.ID, "error", err.Error())
+	}
+}
+
+// handBackEarly publishes again a delivery of a task that is queued but not yet due (a retry's
+// message that came back before its time, or a redelivery after the retry was recorded), so
+// that the task is not left queued without a message. Brokers only; the database queue claims
+// rows itself and never gets here.
+func (w *Worker) handBackEarly(ctx context.Context, id string) error {
+	cur, err := w.store.Task(ctx, id)
+	if err != nil || cur.Status != imaged.StatusQueued {
+		return nil
+	}
+	delay := max(time.Until(cur.RunAfter), 100*time.Millisecond)
+	if err := w.queue.Publish(context.WithoutCancel(ctx), cur, delay); err != nil {
+		return fmt.Errorf("hand back task %s that is not yet due: %w", id, err)
+	}
+	w.log.InfoContext(ctx, "delivery came before the task was due; published again", "task_id", id, "delay", delay.String())
+	return nil
+}
+
+// batchFinished publishes batch.completed when t was the last of its batch to finish. Two
+// workers finishing a batch's last tasks at once may both see it finished: the event then goes
+// out twice with the same batch, and webhook deliveries share one delivery id.
+func (w *Worker) batchFinished(ctx context.Context, t *imaged.Task) {
+	if t.BatchID == "" || w.events == nil {
+		return
+	}
+	b, _, err := w.store.Batch(ctx, t.BatchID)
+	if err != nil {
+		w.log.WarnContext(ctx, "reading the batch of a finished task failed", "batch_id", t.BatchID, "error", err.Error())
+		return
+	}
+	if !imaged.IsTerminal(b.Status) {
+		return
+	}
+	data, _ := json.Marshal(map[string]any{"total": b.Total, "counts": b.Counts})
+	w.publish(ctx, imaged.Event{Type: imaged.EventBatchCompleted, BatchID: b.ID, Status: b.Status, Data: data})
 }

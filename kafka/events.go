@@ -1,0 +1,142 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/inmem"
+)
+
+// EventsOptions tune Events.
+type EventsOptions struct {
+	// Origin names this process in the events it sends; random when empty.
+	Origin string
+}
+
+// Events is the event stream over Kafka, on the topic <prefix>.events: records keyed by task
+// (or batch, or image) id, with the event type and the correlation id as headers. Publish hands
+// an event at once to this process's subscribers and produces it without waiting; events other
+// processes produced come in through a group-less consumer that starts at the end of the topic.
+// So SSE streams see every event, wherever it happened, and in-process readers keep working
+// while Kafka is away.
+type Events struct {
+	b       *Broker
+	all     *inmem.Events
+	local   *inmem.Events
+	origin  string
+	cl      *kgo.Client
+	dropped atomic.Uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+var _ imaged.Events = (*Events)(nil)
+
+// Events starts the event stream. Close it before the broker.
+func (b *Broker) Events(opts EventsOptions) (*Events, error) {
+	if opts.Origin == "" {
+		opts.Origin = imaged.NewID()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ClientID("imaged-events"),
+		kgo.ConsumeTopics(b.EventsTopic()), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchMaxWait(500*time.Millisecond), kgo.DialTimeout(5*time.Second), kgo.RetryBackoffFn(retryBackoff))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Events{b: b, all: inmem.NewEvents(inmem.EventsOptions{}), local: inmem.NewEvents(inmem.EventsOptions{}),
+		origin: opts.Origin, cl: cl, ctx: ctx, cancel: cancel}
+	e.wg.Add(1)
+	go e.receive()
+	return e, nil
+}
+
+// Publish stamps e with an ID and time where they are empty, hands it to this process's
+// subscribers and produces it to Kafka without waiting. It never blocks: when the producer's
+// buffer is full (Kafka away for long), Kafka misses the event (see Dropped).
+func (e *Events) Publish(_ context.Context, ev imaged.Event) error {
+	if ev.ID == "" {
+		ev.ID = imaged.NewID()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	_ = e.local.Publish(context.Background(), ev)
+	_ = e.all.Publish(context.Background(), ev)
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return nil
+	}
+	key := ev.TaskID
+	if key == "" {
+		key = ev.BatchID
+	}
+	if key == "" {
+		key = ev.ImageID
+	}
+	r := &kgo.Record{Topic: e.b.EventsTopic(), Key: []byte(key), Value: body, Timestamp: ev.Time, Headers: []kgo.RecordHeader{
+		{Key: headerEventType, Value: []byte(ev.Type)},
+		{Key: headerCorrelationID, Value: []byte(ev.CorrelationID)},
+		{Key: headerOrigin, Value: []byte(e.origin)},
+	}}
+	e.b.prod.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
+		if err != nil {
+			e.dropped.Add(1)
+		}
+	})
+	return nil
+}
+
+// Subscribe returns the events of every process from now on.
+func (e *Events) Subscribe() (<-chan imaged.Event, func()) { return e.all.Subscribe() }
+
+// Local is the stream of the events this process published, for work that must happen once
+// per event across processes (webhook deliveries).
+func (e *Events) Local() imaged.Events { return e.local }
+
+// Dropped returns how many events did not reach Kafka.
+func (e *Events) Dropped() uint64 { return e.dropped.Load() }
+
+func (e *Events) receive() {
+	defer e.wg.Done()
+	for e.ctx.Err() == nil {
+		fs := e.cl.PollFetches(e.ctx)
+		if fs.IsClientClosed() || e.ctx.Err() != nil {
+			return
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if header(r, headerOrigin) == e.origin {
+				return
+			}
+			var ev imaged.Event
+			if err := json.Unmarshal(r.Value, &ev); err != nil || ev.Type == "" {
+				return
+			}
+			_ = e.all.Publish(context.Background(), ev)
+		})
+	}
+}
+
+// Close flushes what is being produced (briefly), stops receiving and ends every subscription.
+func (e *Events) Close() error {
+	e.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_ = e.b.prod.Flush(ctx)
+		cancel()
+		e.cancel()
+		e.wg.Wait()
+		e.cl.Close()
+		_ = e.all.Close()
+		_ = e.local.Close()
+	})
+	return nil
+}
