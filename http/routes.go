@@ -23,9 +23,11 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/tasks/{id}", s.handleTaskGet())
 	mux.Handle("DELETE /v1/tasks/{id}", s.handleTaskCancel())
 	mux.Handle("GET /v1/tasks/{id}/result", s.handleTaskResult())
+	mux.Handle("GET /v1/tasks/{id}/events", s.handleTaskEvents())
 
 	mux.Handle("POST /v1/batches", s.handleBatchCreate())
 	mux.Handle("GET /v1/batches/{id}", s.handleBatchGet())
+	mux.Handle("GET /v1/batches/{id}/events", s.handleBatchEvents())
 
 	mux.Handle("GET /v1/blobs/{key...}", s.handleSignedBlob())
 	mux.Handle("GET /i/{signature}/{path...}", s.handleSignedImage())

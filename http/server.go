@@ -58,6 +58,9 @@ type Deps struct {
 	Limiter imaged.RateLimiter // nil: no rate limits
 	Fetcher Fetcher            // nil: source_url is refused
 	Signer  *signedurl.Signer  // nil: signed image URLs are not served
+
+	// Shutdown, when set, is closed as the process begins shutting down: event streams end.
+	Shutdown <-chan struct{}
 }
 
 // Server is the API's http.Handler.
