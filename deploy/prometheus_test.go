@@ -1,0 +1,611 @@
+package deploy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// These tests run the real tools: promtool on the rule files, the dashboard's queries and
+// imaged's /metrics output, and a real Prometheus scraping a real imaged process. They skip
+// loudly when Prometheus is not installed (apt-get install prometheus), unless
+// IMAGED_TEST_REQUIRE_SERVICES=1 makes that a failure.
+
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("IMAGED_TEST_REQUIRE_SERVICES") == "1" {
+		t.Fatalf("%s is not installed (apt-get install prometheus); IMAGED_TEST_REQUIRE_SERVICES=1", name)
+	}
+	msg := fmt.Sprintf("SKIPPED: %s is not installed (apt-get install prometheus); set IMAGED_TEST_REQUIRE_SERVICES=1 to make this a failure", name)
+	fmt.Fprintln(os.Stderr, t.Name()+": "+msg)
+	t.Skip(msg)
+	return ""
+}
+
+func promtool(t *testing.T, stdin []byte, args ...string) {
+	t.Helper()
+	cmd := exec.Command(requireTool(t, "promtool"), args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
+}
+
+func TestAlertRulesPromtool(t *testing.T) {
+	promtool(t, nil, "check", "rules", "prometheus/alerts.yml")
+	// Each alert fires on the series meant to fire it, and only then.
+	promtool(t, nil, "test", "rules", "prometheus/alerts_test.yml")
+}
+
+// TestPrometheusConfigPromtool checks prometheus/prometheus.yml. Debian's Prometheus is built
+// without Kubernetes service discovery, so the discovery block is swapped for a static target
+// there; everything else, the relabelling and the rule file included, is checked as written.
+func TestPrometheusConfigPromtool(t *testing.T) {
+	data, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _ := cfg["scrape_configs"].([]any)
+	if len(jobs) == 0 {
+		t.Fatal("no scrape_configs")
+	}
+	for _, j := range jobs {
+		job := j.(map[string]any)
+		if _, ok := job["kubernetes_sd_configs"]; ok {
+			delete(job, "kubernetes_sd_configs")
+			job["static_configs"] = []any{map[string]any{"targets": []any{"127.0.0.1:8000"}}}
+		}
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rules, err := os.ReadFile("prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"prometheus.yml": out, "alerts.yml": rules} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promtool(t, nil, "check", "config", filepath.Join(dir, "prometheus.yml"))
+}
+
+// TestQueriesParse puts every dashboard query and the adapter's rendered metricsQuery into a
+// rule file as recording rules, so that promtool parses each one.
+func TestQueriesParse(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("groups:\n  - name: queries\n    rules:\n")
+	n := 0
+	add := func(expr string) {
+		n++
+		js, _ := json.Marshal(expr)
+		fmt.Fprintf(&b, "      - record: query:%d\n        expr: %s\n", n, js)
+	}
+	titles := dashboardExprs(t)
+	keys := make([]string, 0, len(titles))
+	for k := range titles {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, e := range titles[k] {
+			add(grafanaToPromQL(e))
+		}
+	}
+	for _, r := range adapterRules(t) {
+		add(renderAdapterQuery(r, "service", map[string]string{"namespace": "imaged", "service": "imaged"}))
+	}
+	f := filepath.Join(t.TempDir(), "queries.yml")
+	if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	promtool(t, nil, "check", "rules", f)
+}
+
+// --- a running imaged ------------------------------------------------------------------------
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func imagedBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "imaged-deploy-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "imaged")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/imaged/imaged/cmd/imaged").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.b.String()
+	if len(s) > 4000 {
+		s = s[len(s)-4000:]
+	}
+	return s
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess runs a command until the test ends, its output kept for failure reports.
+func startProcess(t *testing.T, name string, cmd *exec.Cmd) *logBuffer {
+	t.Helper()
+	logs := &logBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("%s output (tail):\n%s", name, logs.String())
+		}
+	})
+	return logs
+}
+
+// waitFor polls cond every 200 ms until it holds or the timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// apiKey is the admin key the test's imaged is started with (IMAGED_BOOTSTRAP_API_KEY) and
+// every request sends.
+var apiKey = func() string {
+	b := make([]byte, 37)
+	_, _ = rand.Read(b)
+	enc := base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+	return "imk_" + enc.EncodeToString(b[:5]) + "_" + enc.EncodeToString(b[5:])
+}()
+
+func httpDo(t *testing.T, method, u, contentType string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", apiKey)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func jsonField(t *testing.T, body []byte, field string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("not JSON: %s", body)
+	}
+	s, _ := m[field].(string)
+	return s
+}
+
+// sample is one series of an instant query.
+type sample struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+}
+
+func (s sample) float() float64 {
+	v, _ := s.Value[1].(string)
+	f, _ := strconv.ParseFloat(v, 64)
+	return f
+}
+
+type prometheus struct {
+	t    *testing.T
+	base string
+}
+
+// query runs an instant query; a query Prometheus rejects fails the test.
+func (p prometheus) query(q string) []sample {
+	p.t.Helper()
+	res, err := p.tryQuery(q)
+	if err != nil {
+		p.t.Fatalf("query %s: %v", q, err)
+	}
+	return res
+}
+
+func (p prometheus) tryQuery(q string) ([]sample, error) {
+	resp, err := http.Get(p.base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("%s: %s", r.Status, r.Error)
+	}
+	if r.Data.ResultType != "vector" {
+		return nil, nil
+	}
+	var out []sample
+	err = json.Unmarshal(r.Data.Result, &out)
+	return out, err
+}
+
+// TestPrometheusScrapesImaged starts imaged and a Prometheus scraping it every second, sends
+// uploads, pipelines and tasks, and checks through Prometheus' query API that the metrics of
+// DESIGN §7 arrive with their labels, that the alert rules evaluate, and that every dashboard
+// query runs.
+func TestPrometheusScrapesImaged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts imaged and Prometheus")
+	}
+	promBin := requireTool(t, "prometheus")
+	requireTool(t, "promtool")
+	bin := imagedBinary(t)
+	settings := imagedSettings(t)
+
+	// The settings the manifests are checked against are the ones the binary reads.
+	help, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
+	for s := range settings {
+		if !strings.Contains(string(help), "["+s+"]") {
+			t.Errorf("imaged serve -h does not list %s", s)
+		}
+	}
+
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		fmt.Sprintf("IMAGED_ADDR=127.0.0.1:%d", port), "IMAGED_DATA_DIR=" + t.TempDir(),
+		"IMAGED_WORKERS=1", "IMAGED_POLL_INTERVAL=100ms", "IMAGED_LOG_LEVEL=warn", "IMAGED_BOOTSTRAP_API_KEY=" + apiKey}
+	startProcess(t, "imaged", cmd)
+	waitFor(t, "imaged to be ready", 30*time.Second, func() bool {
+		resp, err := http.Get(base + "/health/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	// Traffic: an upload, a synchronous pipeline, a task through the worker, a 404.
+	photo, err := os.ReadFile("../testdata/astronaut.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := httpDo(t, "POST", base+"/v1/images", "image/jpeg", bytes.NewReader(photo))
+	if code != 201 {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	imageID := jsonField(t, body, "id")
+	ops := `[{"op":"resize","width":64},{"op":"convert","format":"png"}]`
+	code, body = httpDo(t, "POST", base+"/v1/process", "application/json",
+		strings.NewReader(`{"image_id":"`+imageID+`","ops":`+ops+`}`))
+	if code != 200 || !bytes.HasPrefix(body, []byte("\x89PNG")) {
+		t.Fatalf("process: %d %.200s", code, body)
+	}
+	code, body = httpDo(t, "POST", base+"/v1/tasks", "application/json",
+		strings.NewReader(`{"image_id":"`+imageID+`","ops":`+ops+`}`))
+	if code != 202 {
+		t.Fatalf("task: %d %s", code, body)
+	}
+	taskID := jsonField(t, body, "id")
+	waitFor(t, "the task to complete", 30*time.Second, func() bool {
+		code, body := httpDo(t, "GET", base+"/v1/tasks/"+taskID, "", nil)
+		st := jsonField(t, body, "status")
+		if st == "failed" || st == "cancelled" {
+			t.Fatalf("task ended %s: %s", st, body)
+		}
+		return code == 200 && st == "completed"
+	})
+	if code, _ := httpDo(t, "GET", base+"/v1/images/no-such-image", "", nil); code != 404 {
+		t.Fatalf("unknown image: %d", code)
+	}
+
+	// promtool lints the exposition imaged serves.
+	_, metrics := httpDo(t, "GET", base+"/metrics", "", nil)
+	promtool(t, metrics, "check", "metrics")
+
+	// A real Prometheus, scraping and evaluating the alert rules every second.
+	dir := t.TempDir()
+	rules, err := os.ReadFile("prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alerts.yml"), rules, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: imaged
+    static_configs: [{targets: ["127.0.0.1:%d"]}]
+`, port)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	promtool(t, nil, "check", "config", filepath.Join(dir, "prometheus.yml"))
+	pport := freePort(t)
+	started := time.Now()
+	startProcess(t, "prometheus", exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), fmt.Sprintf("--web.listen-address=127.0.0.1:%d", pport)))
+	p := prometheus{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", pport)}
+	waitFor(t, `Prometheus to scrape imaged (up{job="imaged"} == 1)`, 60*time.Second, func() bool {
+		res, err := p.tryQuery(`up{job="imaged"} == 1`)
+		return err == nil && len(res) == 1
+	})
+	t.Logf("first scrape %s after Prometheus started", time.Since(started).Round(100*time.Millisecond))
+	// Rates need two scrapes after the traffic.
+	waitFor(t, "two scrapes of the traffic", 30*time.Second, func() bool {
+		res, err := p.tryQuery(`count_over_time(http_requests_total{endpoint="/v1/images",method="POST",status_code="201"}[1m]) >= 2`)
+		return err == nil && len(res) == 1
+	})
+
+	// http_requests_total{method, endpoint, status_code}: the endpoint is the route pattern.
+	want := [][3]string{{"POST", "/v1/images", "201"}, {"POST", "/v1/process", "200"}, {"POST", "/v1/tasks", "202"},
+		{"GET", "/v1/tasks/{id}", "200"}, {"GET", "/v1/images/{id}", "404"}, {"GET", "/health/ready", "200"}}
+	reqs := p.query(`http_requests_total{job="imaged"}`)
+	for _, w := range want {
+		found := false
+		for _, s := range reqs {
+			if s.Metric["method"] == w[0] && s.Metric["endpoint"] == w[1] && s.Metric["status_code"] == w[2] && s.float() >= 1 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no http_requests_total{method=%q,endpoint=%q,status_code=%q}", w[0], w[1], w[2])
+		}
+	}
+	for _, s := range reqs {
+		checkLabels(t, s, "method", "endpoint", "status_code")
+		if strings.Contains(s.Metric["endpoint"], imageID) || strings.Contains(s.Metric["endpoint"], taskID) ||
+			strings.Contains(s.Metric["endpoint"], "no-such-image") {
+			t.Errorf("endpoint label holds a raw path: %v", s.Metric)
+		}
+	}
+
+	// http_request_duration_seconds{method, endpoint}: a histogram with imaged's buckets.
+	hist := p.query(`http_request_duration_seconds_bucket{job="imaged",method="POST",endpoint="/v1/process"}`)
+	checkBuckets(t, "http_request_duration_seconds", hist,
+		"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "+Inf")
+	for _, s := range hist {
+		checkLabels(t, s, "method", "endpoint", "le")
+	}
+
+	// image_processing_duration_seconds{operation_type}: the seed's buckets; the synchronous
+	// pipeline and the task both count.
+	proc := p.query(`image_processing_duration_seconds_bucket{job="imaged",operation_type="transform"}`)
+	checkBuckets(t, "image_processing_duration_seconds", proc, "0.1", "0.5", "1", "2", "5", "10", "30", "60", "120", "+Inf")
+	for _, s := range proc {
+		checkLabels(t, s, "operation_type", "le")
+	}
+	if c := p.query(`image_processing_duration_seconds_count{job="imaged",operation_type="transform"}`); len(c) != 1 || c[0].float() < 2 {
+		t.Errorf("image_processing_duration_seconds_count{operation_type=transform} = %v, want 2 (sync + task)", c)
+	}
+
+	// images_processed_total{operation_type, status}
+	done := p.query(`images_processed_total{job="imaged"}`)
+	if len(done) == 0 {
+		t.Error("no images_processed_total")
+	}
+	for _, s := range done {
+		checkLabels(t, s, "operation_type", "status")
+	}
+	if c := p.query(`images_processed_total{job="imaged",operation_type="transform",status="success"}`); len(c) != 1 || c[0].float() < 2 {
+		t.Errorf("images_processed_total{operation_type=transform,status=success} = %v, want 2", c)
+	}
+
+	// tasks_queued{task_type}: a gauge for every task type.
+	queued := p.query(`tasks_queued{job="imaged"}`)
+	var types []string
+	for _, s := range queued {
+		checkLabels(t, s, "task_type")
+		types = append(types, s.Metric["task_type"])
+	}
+	sort.Strings(types)
+	if !slices.Equal(types, []string{"detect", "ocr", "transform"}) {
+		t.Errorf("tasks_queued task types %v, want detect, ocr, transform", types)
+	}
+
+	// What the dashboard and alerts read besides.
+	if len(p.query(`workers_busy{job="imaged"}`)) != 1 {
+		t.Error("no workers_busy")
+	}
+	for _, s := range p.query(`circuit_breaker_state{job="imaged"}`) {
+		checkLabels(t, s, "name")
+		if v := s.float(); v != 0 {
+			t.Errorf("breaker %s in state %v on a healthy imaged", s.Metric["name"], v)
+		}
+	}
+
+	// Every dashboard query runs; the ones about the traffic above have data.
+	nonEmpty := []string{"Request rate by endpoint", "Latency (all endpoints)", "Processing time per operation type (p50, p95)",
+		"Images processed per second", "Tasks queued", "Workers busy", "Requests by status code"}
+	for title, exprs := range dashboardExprs(t) {
+		for _, e := range exprs {
+			res, err := p.tryQuery(grafanaToPromQL(e))
+			if err != nil {
+				t.Errorf("panel %q: %v\n%s", title, err, e)
+				continue
+			}
+			if slices.Contains(nonEmpty, title) && len(res) == 0 {
+				t.Errorf("panel %q shows nothing after the traffic: %s", title, e)
+			}
+		}
+	}
+
+	// The adapter's query for the HPA answers one value: the queue's depth.
+	for _, r := range adapterRules(t) {
+		q := renderAdapterQuery(r, "job", map[string]string{"job": "imaged"})
+		if res := p.query(q); len(res) != 1 {
+			t.Errorf("adapter query %s answered %v, want one series", q, res)
+		}
+	}
+
+	// The alert rules load and evaluate against real series without error; none fires.
+	waitFor(t, "the alert rules to be evaluated", 20*time.Second, func() bool {
+		resp, err := http.Get(p.base + "/api/v1/rules")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Groups []struct {
+					Name  string `json:"name"`
+					Rules []struct {
+						Name           string `json:"name"`
+						Health         string `json:"health"`
+						LastError      string `json:"lastError"`
+						State          string `json:"state"`
+						LastEvaluation string `json:"lastEvaluation"`
+					} `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&r) != nil || len(r.Data.Groups) != 1 {
+			return false
+		}
+		rules := r.Data.Groups[0].Rules
+		if len(rules) < 5 {
+			t.Fatalf("Prometheus loaded %d alert rules", len(rules))
+		}
+		for _, rule := range rules {
+			if rule.Health == "unknown" || strings.HasPrefix(rule.LastEvaluation, "0001") {
+				return false
+			}
+			if rule.Health != "ok" {
+				t.Fatalf("rule %s: health %s: %s", rule.Name, rule.Health, rule.LastError)
+			}
+			if rule.State != "inactive" {
+				t.Errorf("alert %s is %s on a healthy imaged", rule.Name, rule.State)
+			}
+		}
+		return true
+	})
+}
+
+// checkLabels asserts a series carries exactly the given labels besides __name__, job and
+// instance.
+func checkLabels(t *testing.T, s sample, labels ...string) {
+	t.Helper()
+	var got []string
+	for k := range s.Metric {
+		if k != "__name__" && k != "job" && k != "instance" {
+			got = append(got, k)
+		}
+	}
+	sort.Strings(got)
+	want := slices.Clone(labels)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s has labels %v, want %v", s.Metric["__name__"], got, want)
+	}
+}
+
+func checkBuckets(t *testing.T, name string, series []sample, want ...string) {
+	t.Helper()
+	var got []string
+	for _, s := range series {
+		got = append(got, s.Metric["le"])
+	}
+	num := func(s string) float64 {
+		if s == "+Inf" {
+			return 1e308
+		}
+		f, _ := strconv.ParseFloat(s, 64)
+		return f
+	}
+	sort.Slice(got, func(i, j int) bool { return num(got[i]) < num(got[j]) })
+	if !slices.Equal(got, want) {
+		t.Errorf("%s buckets %v, want %v", name, got, want)
+	}
+}
