@@ -36,6 +36,7 @@ type adapters struct {
 	events imaged.Events
 
 	cache *redis.Client
+	keys  imaged.APIKeyStore // the database's API keys; nil when it keeps none
 
 	databaseURL, queueURL, storageURL, redisURL string
 	closers                                     []io.Closer
@@ -83,6 +84,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
 	}
 	a.closers = append(a.closers, store)
+	a.keys, _ = store.(imaged.APIKeyStore)
 	rm := resilience.NewMetrics(metrics.Registry)
 	retry := resilience.RetryConfig{MaxAttempts: cfg.StoreRetries, Initial: cfg.StoreRetryWait}
 	store = resilience.Store(store, resilience.StoreConfig{Retry: retry,

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/auth"
 	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/prom"
 )
@@ -23,6 +24,7 @@ import (
 
 type benchStack struct {
 	url       string
+	key       string // API key every request carries, as clients' do
 	processor imaged.Processor
 }
 
@@ -49,11 +51,22 @@ func newBenchStack(b *testing.B) *benchStack {
 		b.Fatal(err)
 	}
 	b.Cleanup(eng.close)
-	h := imagedhttp.NewServer(imagedhttp.Config{Limits: cfg.limits()}, imagedhttp.Deps{Store: a.store, Queue: a.queue,
-		Blobs: a.blobs, Processor: eng.processor, Metrics: metrics, Log: log})
-	srv := httptest.NewServer(h)
+	// Authentication and rate limiting as serve wires them, with a key whose limits the
+	// benchmark never meets.
+	acc, err := openAccess(context.Background(), cfg, a, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, err := auth.Create(context.Background(), a.keys, &imaged.APIKey{Name: "bench", RateLimit: 1 << 30, Burst: 1 << 30, Concurrency: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hc := imagedhttp.Config{Limits: cfg.limits()}
+	deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: eng.processor, Metrics: metrics, Log: log}
+	acc.apply(cfg, &hc, &deps)
+	srv := httptest.NewServer(imagedhttp.NewServer(hc, deps))
 	b.Cleanup(srv.Close)
-	return &benchStack{url: srv.URL, processor: eng.processor}
+	return &benchStack{url: srv.URL, key: key, processor: eng.processor}
 }
 
 func benchFile(b *testing.B, parts ...string) []byte {
@@ -87,7 +100,10 @@ func benchHTTP(b *testing.B, st *benchStack, path string, file []byte, field, va
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			resp, err := http.Post(st.url+path, ct, bytes.NewReader(payload))
+			req, _ := http.NewRequest("POST", st.url+path, bytes.NewReader(payload))
+			req.Header.Set("Content-Type", ct)
+			req.Header.Set("X-API-Key", st.key)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				b.Error(err)
 				return

@@ -52,6 +52,8 @@ type Config struct {
 	TesseractPool   int
 	DetectModel     string
 	DetectModels    string
+
+	accessConfig // access.go
 }
 
 // setting describes one configuration entry; the README's table lists the same entries.
@@ -70,7 +72,7 @@ func settings(c *Config) []setting {
 	dur := func(p *time.Duration, def time.Duration) func(*flag.FlagSet, string, string) {
 		return func(fs *flag.FlagSet, n, h string) { fs.DurationVar(p, n, def, h) }
 	}
-	return []setting{
+	return append([]setting{
 		{"addr", "IMAGED_ADDR", "listen address of the API", str(&c.Addr, ":8000")},
 		{"public-url", "IMAGED_PUBLIC_URL", "base URL clients reach the API at (for signed local-disk URLs); default from addr", str(&c.PublicURL, "")},
 		{"data-dir", "IMAGED_DATA_DIR", "directory of the embedded database and blobs", str(&c.DataDir, "./data")},
@@ -112,11 +114,21 @@ func settings(c *Config) []setting {
 		{"detect-models", "IMAGED_DETECT_MODELS", "YOLO (Ultralytics) ONNX models users bring: name=path,… (paths relative to the models dir)", str(&c.DetectModels, "")},
 		{"log-level", "IMAGED_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel, "info")},
 		{"log-format", "IMAGED_LOG_FORMAT", "json or text", str(&c.LogFormat, "json")},
-	}
+	}, accessSettings(c)...)
 }
 
 // parseConfig reads the environment, then args. Errors name the setting at fault.
 func parseConfig(name string, args []string, getenv func(string) string) (*Config, error) {
+	c, rest, err := parseConfigWith(name, args, getenv, nil)
+	if err == nil && len(rest) > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " "))
+	}
+	return c, err
+}
+
+// parseConfigWith is parseConfig for commands with flags (bound by extra) and arguments of
+// their own; it returns the arguments after the flags.
+func parseConfigWith(name string, args []string, getenv func(string) string, extra func(*flag.FlagSet)) (*Config, []string, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
@@ -124,20 +136,20 @@ func parseConfig(name string, args []string, getenv func(string) string) (*Confi
 	for _, s := range list {
 		s.bind(fs, s.flag, s.help+" ["+s.env+"]")
 	}
+	if extra != nil {
+		extra(fs)
+	}
 	for _, s := range list {
 		if v, ok := lookup(getenv, s.env); ok {
 			if err := fs.Set(s.flag, v); err != nil {
-				return nil, fmt.Errorf("setting %s: invalid value %q: %v", s.env, v, err)
+				return nil, nil, fmt.Errorf("setting %s: invalid value %q: %v", s.env, v, err)
 			}
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	return c, c.validate()
+	return c, fs.Args(), c.validate()
 }
 
 func lookup(getenv func(string) string, key string) (string, bool) {
@@ -183,7 +195,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("setting %s: %s", ch.setting, ch.msg)
 		}
 	}
-	return nil
+	return c.validateAccess()
 }
 
 func oneOf(v string, opts ...string) bool {

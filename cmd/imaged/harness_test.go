@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +55,7 @@ type server struct {
 	base    string
 	dataDir string
 	env     []string
+	key     string // the API key sent with every request ("" when authentication is off)
 	logs    *syncBuffer
 	done    chan struct{}
 }
@@ -86,8 +88,16 @@ func freePort(t *testing.T) int {
 }
 
 // startServer runs `imaged serve` on a free port over dataDir ("" = a new temp dir) with the
-// extra IMAGED_* settings in env, and waits until it is ready.
+// extra IMAGED_* settings in env, and waits until it is ready. Unless env turns authentication
+// off, it first makes an API key with `imaged apikey create` (limits high enough that no test
+// meets them by accident), which every request of s.do carries.
 func startServer(t *testing.T, dataDir string, env ...string) *server {
+	t.Helper()
+	return startServerKeyed(t, dataDir, !slices.Contains(env, "IMAGED_AUTH=off"), env...)
+}
+
+// startServerKeyed is startServer that makes a key only when makeKey says so.
+func startServerKeyed(t *testing.T, dataDir string, makeKey bool, env ...string) *server {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -102,6 +112,9 @@ func startServer(t *testing.T, dataDir string, env ...string) *server {
 		"IMAGED_SHUTDOWN_GRACE=10s",
 		"IMAGED_POLL_INTERVAL=100ms",
 	}, env...)
+	if makeKey {
+		s.key = s.createKey("harness", "--rate-limit", "1000000/m", "--burst", "100000", "--concurrency", "10000")
+	}
 	s.cmd = exec.Command(imagedBinary(t), "serve")
 	s.cmd.Env = s.env
 	s.cmd.Stdout = s.logs
@@ -135,6 +148,25 @@ func startServer(t *testing.T, dataDir string, env ...string) *server {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// createKey runs `imaged apikey create --name name args…` against the server's settings and
+// returns the key it prints.
+func (s *server) createKey(name string, args ...string) string {
+	s.t.Helper()
+	cmd := exec.Command(imagedBinary(s.t), append([]string{"apikey", "create", "--name", name}, args...)...)
+	cmd.Env = s.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		s.t.Fatalf("imaged apikey create: %v\n%s", err, stderr.String())
+	}
+	key := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(key, "imk_") || strings.Contains(key, "\n") {
+		s.t.Fatalf("imaged apikey create printed %q", out)
+	}
+	return key
 }
 
 func tail(s string, n int) string {
@@ -186,8 +218,15 @@ func (s *server) do(method, path string, body io.Reader, header map[string]strin
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	if s.key != "" {
+		req.Header.Set("X-API-Key", s.key)
+	}
+	// A header given here wins; X-API-Key given as "" sends none.
 	for k, v := range header {
 		req.Header.Set(k, v)
+		if v == "" {
+			req.Header.Del(k)
+		}
 	}
 	client := &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse

@@ -51,6 +51,8 @@ commands:
   worker           run workers only
   migrate up       apply database migrations
   migrate status   show applied and pending migrations
+  apikey create    make an API key (printed once); apikey list, apikey revoke ID|PREFIX
+  sign PATH        print the signed URL of ops/…/IMAGE_ID for GET /i/…
   version          print the version
 
 Every flag has an IMAGED_* environment variable; run 'imaged serve -h' for the list.`
@@ -81,6 +83,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return migrate(ctx, cfg, args[1], stdout)
+	case "apikey":
+		return apikeyCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "sign":
+		return signCommand(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -157,19 +163,37 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 		defer wg.Done()
 		gaugeQueueDepth(workCtx, a.queue, metrics, log)
 	}()
+	metricsSrv, err := startMetrics(cfg, metrics, log)
+	if err != nil {
+		stopWork()
+		wg.Wait()
+		return err
+	}
+	if metricsSrv != nil {
+		defer metricsSrv.Close()
+	}
 
 	var srv *http.Server
 	errc := make(chan error, 1)
 	if api {
-		handler := imagedhttp.NewServer(imagedhttp.Config{
+		acc, err := openAccess(ctx, cfg, a, log)
+		if err != nil {
+			stopWork()
+			wg.Wait()
+			return err
+		}
+		hc := imagedhttp.Config{
 			Version: versionString(), Limits: cfg.limits(), MaxAttempts: cfg.MaxAttempts,
 			MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
-		}, imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
-			Events: a.events, Metrics: metrics, Log: log, Health: a.health()})
+		}
+		deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
+			Events: a.events, Metrics: metrics, Log: log, Health: a.health()}
+		acc.apply(cfg, &hc, &deps)
+		handler := imagedhttp.NewServer(hc, deps)
 		srv = &http.Server{
 			Addr: cfg.Addr, Handler: handler,
-			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, WriteTimeout: 5 * time.Minute,
-			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+			IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
 			BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		}
 		ln, err := net.Listen("tcp", cfg.Addr)

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/auth"
+	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/signedurl"
+)
+
+const apikeyUsage = `usage:
+  imaged apikey create --name NAME [--rate-limit N/m] [--burst N] [--concurrency N] [--admin] [flags]
+  imaged apikey list [flags]
+  imaged apikey revoke [flags] ID|PREFIX|KEY
+
+create prints the new key on stdout, once: only a hash of it is stored. Limits left out (or 0)
+follow the server's IMAGED_RATE_LIMIT_KEY, IMAGED_RATE_LIMIT_KEY_BURST and IMAGED_KEY_CONCURRENCY.
+The database is the one serve uses (IMAGED_DATABASE_URL or DATA_DIR/imaged.db).`
+
+// apikeyCommand runs `imaged apikey create|list|revoke`.
+func apikeyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || !oneOf(args[0], "create", "list", "revoke") {
+		fmt.Fprintln(stderr, apikeyUsage)
+		return errors.New("usage: imaged apikey create|list|revoke")
+	}
+	verb := args[0]
+	var name, rate string
+	var burst, concurrency int
+	var admin bool
+	cfg, rest, err := parseConfigWith("apikey "+verb, args[1:], getenv, func(fs *flag.FlagSet) {
+		if verb != "create" {
+			return
+		}
+		fs.StringVar(&name, "name", "", "what the key is for (required)")
+		fs.StringVar(&rate, "rate-limit", "", "requests per minute, as N/m (default: the server's)")
+		fs.IntVar(&burst, "burst", 0, "most requests in any one second (default: the server's)")
+		fs.IntVar(&concurrency, "concurrency", 0, "most requests at once (default: the server's)")
+		fs.BoolVar(&admin, "admin", false, "mark the key as an administrator's")
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case verb == "revoke" && len(rest) != 1:
+		return errors.New("usage: imaged apikey revoke [flags] ID|PREFIX|KEY")
+	case verb != "revoke" && len(rest) > 0:
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " "))
+	}
+	var perMinute int
+	if verb == "create" {
+		if strings.TrimSpace(name) == "" {
+			return errors.New("apikey create: --name is required")
+		}
+		if perMinute, err = parseRate(rate); err != nil {
+			return fmt.Errorf("apikey create: --rate-limit: %w", err)
+		}
+		if burst < 0 || concurrency < 0 {
+			return errors.New("apikey create: --burst and --concurrency must not be negative")
+		}
+	}
+	store, err := openKeyStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	keys := store.(imaged.APIKeyStore)
+
+	switch verb {
+	case "create":
+		k := &imaged.APIKey{Name: strings.TrimSpace(name), RateLimit: perMinute, Burst: burst, Concurrency: concurrency, Admin: admin}
+		token, err := auth.Create(ctx, keys, k)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, token)
+		fmt.Fprintf(stderr, "created API key %s (id %s, prefix %s, %s); it is shown only this once\n",
+			k.Name, k.ID, k.Prefix, describeLimits(k))
+	case "list":
+		list, err := keys.APIKeys(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPREFIX\tNAME\tLIMITS\tADMIN\tCREATED\tLAST USED\tREVOKED")
+		for _, k := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Name, describeLimits(k), k.Admin,
+				k.CreatedAt.Format(time.RFC3339), timeOrDash(k.LastUsedAt), timeOrDash(k.RevokedAt))
+		}
+		return tw.Flush()
+	case "revoke":
+		ref := rest[0]
+		if prefix, _, ok := auth.Parse(ref); ok {
+			ref = prefix
+		}
+		k, err := keys.RevokeAPIKey(ctx, ref)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked API key %s (id %s, prefix %s) at %s\n", k.Name, k.ID, k.Prefix, k.RevokedAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// openKeyStore opens the database named by the settings, which must keep API keys.
+func openKeyStore(ctx context.Context, cfg *Config) (imaged.TaskStore, error) {
+	raw := cfg.DatabaseURL
+	if raw == "" {
+		raw = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
+	}
+	store, _, err := openStore(ctx, raw, cfg.NoMigrate)
+	if err != nil {
+		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
+	}
+	if _, ok := store.(imaged.APIKeyStore); !ok {
+		store.Close()
+		return nil, errors.New("setting IMAGED_DATABASE_URL: this database keeps no API keys")
+	}
+	return store, nil
+}
+
+// parseRate reads a per-minute rate: "600", "600/m" or "600/min"; "" is 0 (the default).
+func parseRate(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	n, unit, _ := strings.Cut(s, "/")
+	if unit != "" && unit != "m" && unit != "min" {
+		return 0, fmt.Errorf("%q: give requests per minute, as N/m", s)
+	}
+	v, err := strconv.Atoi(n)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q: give requests per minute, as N/m", s)
+	}
+	return v, nil
+}
+
+func describeLimits(k *imaged.APIKey) string {
+	part := func(v int, unit string) string {
+		if v == 0 {
+			return "default" + unit
+		}
+		return strconv.Itoa(v) + unit
+	}
+	return part(k.RateLimit, "/m") + " burst " + part(k.Burst, "") + " concurrency " + part(k.Concurrency, "")
+}
+
+func timeOrDash(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}
+
+const signUsage = `usage: imaged sign [flags] PATH
+
+PATH is the ops and the image id of a signed image URL, e.g.
+  resize:w=800,h=600/convert:f=webp/IMAGE_ID
+sign prints the URL path to serve it: /i/SIGNATURE/resize:w=800,h=600/convert:f=webp/IMAGE_ID
+with the key of IMAGED_SIGNING_KEY (or the one generated into DATA_DIR).`
+
+// signCommand runs `imaged sign PATH`.
+func signCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, rest, err := parseConfigWith("sign", args, getenv, nil)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		fmt.Fprintln(stderr, signUsage)
+		return errors.New("usage: imaged sign [flags] PATH")
+	}
+	signer, err := newSigner(cfg)
+	if err != nil {
+		return err
+	}
+	u := signer.URL(rest[0])
+	_, path, _ := signedurl.Split(u)
+	if _, err := signedurl.Parse(path); err != nil {
+		return errors.New(imaged.ErrorMessage(err))
+	}
+	fmt.Fprintln(stdout, u)
+	return nil
+}
+
+// startMetrics serves /metrics on IMAGED_METRICS_ADDR when it is set.
+func startMetrics(cfg *Config, metrics *prom.Metrics, log interface{ Info(string, ...any) }) (*http.Server, error) {
+	if cfg.MetricsAddr == "" {
+		return nil, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("setting IMAGED_METRICS_ADDR: cannot listen on %s: %w", cfg.MetricsAddr, err)
+	}
+	log.Info("metrics serving", "addr", ln.Addr().String())
+	go srv.Serve(ln)
+	return srv, nil
+}
