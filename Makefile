@@ -9,7 +9,7 @@ export IMAGED_MODELS_DIR ?= $(HOME)/.cache/imaged/models
 # One OpenMP thread per Tesseract recognition: parallelism comes from concurrent requests.
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: deps build run test test-short bench lint tools models clean
+.PHONY: deps build run test test-short bench fuzz lint tools models clean
 
 deps:
 	./scripts/deps.sh
@@ -39,6 +39,14 @@ test-short:
 
 bench: build models
 	$(GO) test -run '^$$' -bench . -benchtime 20x -cpu 1 ./cmd/imaged/ ./vips/ ./detect/
+
+# Each fuzz target for FUZZTIME; inputs that once failed stay in the packages' testdata/fuzz.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzProbe$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzParseOps$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzSignedPath$$' -fuzztime $(FUZZTIME) ./signedurl/
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./outbound/
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
