@@ -52,6 +52,9 @@ func credentials(r *http.Request) (string, bool) {
 
 type apiKeyContextKey struct{}
 
+// identityContextKey holds who a request counts against ("key:<id>" or "ip:<address>").
+type identityContextKey struct{}
+
 // apiKeyFrom returns the key a request was authenticated with, nil when none.
 func apiKeyFrom(ctx context.Context) *imaged.APIKey {
 	k, _ := ctx.Value(apiKeyContextKey{}).(*imaged.APIKey)
@@ -108,7 +111,7 @@ func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 		if !s.admit(w, r, identity, limit) {
 			return
 		}
-		r2 := r.WithContext(ctx)
+		r2 := r.WithContext(context.WithValue(ctx, identityContextKey{}, identity))
 		mux.ServeHTTP(w, r2)
 		r.Pattern = r2.Pattern
 	})

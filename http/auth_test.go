@@ -286,3 +286,42 @@ func TestClientAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestOneClientHoldsOnlyItsShareOfPipelines(t *testing.T) {
+	st := newStack(t, Config{MaxInflight: 4}, Deps{}, false)
+	st.proc.gate = make(chan struct{})
+	heavy := st.newKey(&imaged.APIKey{Name: "heavy"})
+	id := st.uploadImage()
+	body := []byte(`{"image_id":"` + id + `","ops":[{"op":"blur"}]}`)
+	post := func(key string) int {
+		return st.do("POST", "/v1/process", body, map[string]string{"X-API-Key": key, "Content-Type": "application/json"}).status
+	}
+	done := make(chan int, 4)
+	for range 2 {
+		go func() { done <- post(heavy) }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.proc.calls.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the heavy client's pipelines never started")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := post(heavy); s != 429 {
+		t.Fatalf("a third pipeline of one client with 4 slots: %d, want 429", s)
+	}
+	// Another client still gets a slot at once.
+	go func() { done <- post(st.key) }()
+	for st.proc.calls.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("another client's pipeline did not start while the first held its share")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(st.proc.gate)
+	for range 3 {
+		if s := <-done; s != 200 {
+			t.Fatalf("a pipeline ended with %d", s)
+		}
+	}
+}

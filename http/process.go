@@ -176,7 +176,7 @@ func (s *Server) handleProcess() http.Handler {
 
 // execute runs a synchronous pipeline in one of the bounded slots, with its metrics.
 func (s *Server) execute(ctx context.Context, src []byte, ops []imaged.Op, accept string) (*imaged.Result, error) {
-	release, err := s.acquire(ctx)
+	release, err := s.acquireShare(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ type Config struct {
 	TrustedProxies []netip.Prefix   // peers whose X-Forwarded-For names the client
 	MetricsApart   bool             // /metrics is served on a listener of its own, not here
 	SignedMaxAge   time.Duration    // Cache-Control max-age of signed image URLs; default 1 year
+	PipelineShare  int              // synchronous pipelines one key or address runs at once; default MaxInflight/2
 }
 
 // HealthCheck is one dependency reported by /health; Required ones decide /health/ready.

@@ -34,6 +34,7 @@ type accessConfig struct {
 	IPRateLimit     int
 	IPBurst         int
 	KeyConcurrency  int
+	PipelineShare   int
 	TrustedProxies  string
 
 	SourceURLs             string
@@ -78,6 +79,7 @@ func accessSettings(c *Config) []setting {
 		{"rate-limit-ip", "IMAGED_RATE_LIMIT_IP", "requests per minute per client address without a key (signed URLs, failed authentication); 0 = no limit", integer(&c.IPRateLimit, 60)},
 		{"rate-limit-ip-burst", "IMAGED_RATE_LIMIT_IP_BURST", "most such requests in any one second; 0 = no limit", integer(&c.IPBurst, 10)},
 		{"key-concurrency", "IMAGED_KEY_CONCURRENCY", "requests at once per API key (or client address) in one process; 0 = no limit", integer(&c.KeyConcurrency, 32)},
+		{"pipeline-share", "IMAGED_PIPELINE_SHARE", "synchronous pipelines one key (or client address) runs at once; 0 = half of IMAGED_MAX_INFLIGHT", integer(&c.PipelineShare, 0)},
 		{"trusted-proxies", "IMAGED_TRUSTED_PROXIES", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated", str(&c.TrustedProxies, "")},
 		{"source-urls", "IMAGED_SOURCE_URLS", "on: /v1/process and /v1/tasks take source_url; off: they refuse it", str(&c.SourceURLs, "on")},
 		{"outbound-allow", "IMAGED_OUTBOUND_ALLOW", "CIDRs that URL sources and webhooks may reach although private or special, comma-separated", str(&c.OutboundAllow, "")},
@@ -112,6 +114,7 @@ func (c *Config) validateAccess() error {
 		{c.IPRateLimit >= 0, "IMAGED_RATE_LIMIT_IP", "must not be negative"},
 		{c.IPBurst >= 0, "IMAGED_RATE_LIMIT_IP_BURST", "must not be negative"},
 		{c.KeyConcurrency >= 0, "IMAGED_KEY_CONCURRENCY", "must not be negative"},
+		{c.PipelineShare >= 0, "IMAGED_PIPELINE_SHARE", "must not be negative"},
 		{c.OutboundMaxRedirects >= 0 && c.OutboundMaxRedirects <= 20, "IMAGED_OUTBOUND_MAX_REDIRECTS", "must be between 0 and 20"},
 		{c.OutboundConnectTimeout > 0, "IMAGED_OUTBOUND_CONNECT_TIMEOUT", "must be positive"},
 		{c.OutboundTimeout > 0, "IMAGED_OUTBOUND_TIMEOUT", "must be positive"},
@@ -243,6 +246,7 @@ func (acc *access) apply(cfg *Config, hc *imagedhttp.Config, deps *imagedhttp.De
 	hc.KeyLimit = imaged.RateLimit{PerMinute: cfg.KeyRateLimit, Burst: cfg.KeyBurst}
 	hc.IPLimit = imaged.RateLimit{PerMinute: cfg.IPRateLimit, Burst: cfg.IPBurst}
 	hc.Concurrency = cfg.KeyConcurrency
+	hc.PipelineShare = cfg.PipelineShare
 	hc.TrustedProxies = cfg.trustedProxies
 	hc.MetricsApart = cfg.MetricsAddr != ""
 	hc.SignedMaxAge = cfg.SignedMaxAge
