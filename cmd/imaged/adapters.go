@@ -34,6 +34,9 @@ type adapters struct {
 	queue  imaged.Queue
 	blobs  imaged.BlobStore
 	events imaged.Events
+	// localEvents are the events of this process alone (with a broker, events holds every
+	// process's): webhooks are sent from them, once per event.
+	localEvents imaged.Events
 
 	cache *redis.Client
 	keys  imaged.APIKeyStore // the database's API keys; nil when it keeps none
@@ -133,8 +136,15 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 		q := dbqueue.New(store, dbqueue.Options{PollInterval: cfg.PollInterval})
 		a.queue = q
 		a.closers = append(a.closers, q)
+	case "amqp", "amqps", "kafka":
+		q, ev, closers, err := openBroker(ctx, qu.Scheme, a.queueURL, store, cfg.LeaseSweep, log)
+		if err != nil {
+			return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: %w", err)
+		}
+		a.queue, a.events, a.localEvents = q, ev, ev.Local()
+		a.closers = append(a.closers, closers...)
 	default:
-		return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: unsupported scheme %q (use db://)", qu.Scheme)
+		return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: unsupported scheme %q (use db://, amqp:// or kafka://)", qu.Scheme)
 	}
 
 	a.storageURL = cfg.StorageURL
@@ -150,9 +160,11 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 		Upload:  resilience.BreakerConfig{Name: "storage_upload", Failures: uint32(cfg.UploadFailures), Recovery: cfg.UploadRecovery, Log: log},
 	}, rm)
 
-	bus := inmem.NewEvents(inmem.EventsOptions{})
-	a.events = bus
-	a.closers = append(a.closers, bus)
+	if a.events == nil {
+		bus := inmem.NewEvents(inmem.EventsOptions{})
+		a.events, a.localEvents = bus, bus
+		a.closers = append(a.closers, bus)
+	}
 	ok = true
 	return a, nil
 }

@@ -54,6 +54,7 @@ type Config struct {
 	DetectModels    string
 
 	accessConfig // access.go
+	brokerConfig // brokers.go
 }
 
 // setting describes one configuration entry; the README's table lists the same entries.
@@ -77,7 +78,7 @@ func settings(c *Config) []setting {
 		{"public-url", "IMAGED_PUBLIC_URL", "base URL clients reach the API at (for signed local-disk URLs); default from addr", str(&c.PublicURL, "")},
 		{"data-dir", "IMAGED_DATA_DIR", "directory of the embedded database and blobs", str(&c.DataDir, "./data")},
 		{"database-url", "IMAGED_DATABASE_URL", "task store: sqlite://PATH (default DATA_DIR/imaged.db)", str(&c.DatabaseURL, "")},
-		{"queue-url", "IMAGED_QUEUE_URL", "queue: db:// (default: the database is the queue)", str(&c.QueueURL, "")},
+		{"queue-url", "IMAGED_QUEUE_URL", "queue: db:// (default: the database is the queue), amqp://user:pass@host:5672/vhost?exchange=image_processing&prefix=imaged. or kafka://host:9092?topic_prefix=imaged&group=imaged-workers", str(&c.QueueURL, "")},
 		{"storage-url", "IMAGED_STORAGE_URL", "blob store: file://DIR (default DATA_DIR/blobs) or s3://BUCKET?endpoint=…", str(&c.StorageURL, "")},
 		{"url-secret", "IMAGED_URL_SECRET", "key signing local-disk blob URLs; default: generated once into DATA_DIR", str(&c.URLSecret, "")},
 		{"url-expiry", "IMAGED_URL_EXPIRY", "lifetime of presigned/signed blob URLs", dur(&c.URLExpiry, time.Hour)},
@@ -114,7 +115,7 @@ func settings(c *Config) []setting {
 		{"detect-models", "IMAGED_DETECT_MODELS", "YOLO (Ultralytics) ONNX models users bring: name=path,… (paths relative to the models dir)", str(&c.DetectModels, "")},
 		{"log-level", "IMAGED_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel, "info")},
 		{"log-format", "IMAGED_LOG_FORMAT", "json or text", str(&c.LogFormat, "json")},
-	}, accessSettings(c)...)
+	}, append(accessSettings(c), brokerSettings(c)...)...)
 }
 
 // parseConfig reads the environment, then args. Errors name the setting at fault.
@@ -194,6 +195,9 @@ func (c *Config) validate() error {
 		if !ch.ok {
 			return fmt.Errorf("setting %s: %s", ch.setting, ch.msg)
 		}
+	}
+	if err := c.validateBrokers(); err != nil {
+		return err
 	}
 	return c.validateAccess()
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -144,20 +145,41 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	var wg sync.WaitGroup
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
+	workerID := ""
 	if cfg.Workers > 0 {
 		w := worker.New(worker.Config{
 			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace,
 			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry,
 		}, a.store, a.queue, a.blobs, processor, a.events, metrics, log)
-		wg.Add(1)
+		workerID = w.ID()
+		// Webhooks of the tasks this process finishes; they stop a moment after the workers,
+		// so the last tasks' callbacks still go out.
+		hookCtx, stopHooks := context.WithCancel(context.WithoutCancel(ctx))
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
+			if err := runWebhooks(hookCtx, cfg, a, log); err != nil {
+				log.Error("webhooks stopped with an error", "error", err.Error())
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			defer func() { time.AfterFunc(time.Second, stopHooks) }()
 			log.Info("workers started", "worker_id", w.ID(), "concurrency", cfg.Workers)
 			if err := w.Run(workCtx); err != nil {
 				log.Error("worker stopped with an error", "error", err.Error())
 			}
 		}()
 	}
+	role := map[bool]string{true: "api", false: "worker"}[api]
+	if api && cfg.Workers > 0 {
+		role = "api+worker"
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		publishHealth(workCtx, cfg, a, role, workerID, metrics)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -187,7 +209,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 			MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
 		}
 		deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
-			Events: a.events, Metrics: metrics, Log: log, Health: a.health()}
+			Events: a.events, Metrics: metrics, Log: log, Health: a.health(), Shutdown: ctx.Done()}
 		acc.apply(cfg, &hc, &deps)
 		handler := imagedhttp.NewServer(hc, deps)
 		srv = &http.Server{
@@ -203,7 +225,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 			return fmt.Errorf("setting IMAGED_ADDR: cannot listen on %s: %w", cfg.Addr, err)
 		}
 		log.Info("imaged serving", "addr", ln.Addr().String(), "version", versionString(),
-			"database", redact(a.databaseURL), "queue", a.queueURL, "storage", redact(a.storageURL),
+			"database", redact(a.databaseURL), "queue", redact(a.queueURL), "storage", redact(a.storageURL),
 			"cache", redact(a.redisURL), "workers", cfg.Workers)
 		go func() { errc <- srv.Serve(ln) }()
 	}
@@ -240,6 +262,12 @@ func gaugeQueueDepth(ctx context.Context, q imaged.Queue, m *prom.Metrics, log *
 		if err == nil {
 			for _, typ := range imaged.TaskTypes {
 				m.TasksQueued.WithLabelValues(typ).Set(float64(depth[typ]))
+			}
+			for key, n := range depth {
+				if !slices.Contains(imaged.TaskTypes, key) {
+					// A queue that cannot split its depth by type (Kafka: one topic) says "all".
+					m.TasksQueued.WithLabelValues(key).Set(float64(n))
+				}
 			}
 		} else if ctx.Err() == nil {
 			log.Warn("reading the queue depth failed", "error", err.Error())
