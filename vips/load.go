@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
@@ -19,6 +20,9 @@ import (
 // most of the time of a typical request goes; otherwise the whole image is loaded. Either way the
 // image is turned upright from its EXIF orientation and brought to 8-bit sRGB (or 8-bit grey).
 func (p *Processor) decode(src []byte, steps []compiled, opts imaged.ProcessOptions) (_ *state, err error) {
+	if int64(len(src)) > p.limits.MaxBytes {
+		return nil, imaged.Errorf(imaged.ETooLarge, "the image is %d bytes; the limit is %d bytes", len(src), p.limits.MaxBytes)
+	}
 	format := imaged.SniffFormat(src)
 	switch format {
 	case "jpeg", "png", "webp", "tiff", "gif", "bmp":
@@ -63,7 +67,7 @@ func (p *Processor) decode(src []byte, steps []compiled, opts imaged.ProcessOpti
 
 	if r, ok := steps[0].step.(*resizeStep); ok {
 		if tw, th, ok := r.shrinkOnLoad(s.src.width, s.src.height); ok {
-			if err := s.loadScaled(buf, tw, th); err != nil {
+			if err := s.loadScaled(buf, tw, th, !streamable(steps)); err != nil {
 				return nil, err
 			}
 		}
@@ -84,25 +88,55 @@ func (p *Processor) decode(src []byte, steps []compiled, opts imaged.ProcessOpti
 
 // loadScaled replaces the image with the source decoded at about tw×th by libvips' thumbnail
 // loader, which shrinks while decoding.
-func (s *state) loadScaled(buf []byte, tw, th int) error {
+func (s *state) loadScaled(buf []byte, tw, th int, hold bool) error {
 	thumb, err := govips.LoadThumbnailFromBuffer(buf, tw, th, govips.InterestingNone, govips.SizeForce, nil)
 	if err != nil {
 		return undecodable(vipsMessage(err))
 	}
-	defer thumb.Close()
-	// The thumbnail is upright already (its colours are not: the embedded profile is still to
-	// apply), and libvips streams it (sequential access), which later ops such as rotate or
-	// smart crop cannot work on: hold it in memory instead.
-	if err := thumb.RemoveOrientation(); err != nil {
+	// The thumbnail is upright already; its metadata must say so. Its colours are not
+	// managed yet.
+	err = thumb.SetOrientation(1)
+	if err == nil {
+		err = normalize(thumb)
+	}
+	if err != nil {
+		thumb.Close()
 		return s.fail(err)
 	}
+	s.prescaled = true
+	if !hold {
+		s.replace(thumb)
+		return nil
+	}
+	// libvips streams the thumbnail (sequential access, top to bottom, once), which ops such
+	// as rotate or smart crop cannot work on: hold it in memory instead.
+	defer thumb.Close()
 	held, err := inMemory(thumb)
 	if err != nil {
 		return s.fail(err)
 	}
 	s.replace(held)
-	s.prescaled = true
 	return nil
+}
+
+// streamOps read the image once from top to bottom, so they can work on a streamed (sequential)
+// image; analyzers take the pixels into memory themselves.
+var streamOps = map[string]bool{"convert": true, "info": true, "grayscale": true, "greyscale": true,
+	"brightness": true, "contrast": true, "saturation": true, "gamma": true, "invert": true,
+	"sepia": true, "threshold": true}
+
+// streamable reports whether a pipeline that starts with a resize can run on the image as the
+// thumbnail loader streams it, without holding it in memory first.
+func streamable(steps []compiled) bool {
+	if r, ok := steps[0].step.(*resizeStep); !ok || (r.fit == "cover" && slices.Contains(smartGravities, r.gravity)) {
+		return false
+	}
+	for _, st := range steps[1:] {
+		if _, ok := st.step.(analyzerStep); !ok && !streamOps[st.name] {
+			return false
+		}
+	}
+	return true
 }
 
 // settle marks the image as the single page it is. Only the first page or frame is loaded, but
@@ -120,14 +154,14 @@ func (s *state) settle() error {
 	return nil
 }
 
-// inMemory decodes a streamed image into one that allows random access. govips offers no
-// vips_image_copy_memory, so the pixels pass through an uncompressed TIFF: two copies of an
-// image that is already at its reduced size.
+// inMemory computes an image into one that is held in memory and allows random access.
+// govips offers no vips_image_copy_memory, so the pixels pass through an uncompressed PNG,
+// which, unlike TIFF, keeps the EXIF block. The image must be 8-bit sRGB or grey (normalized).
 func inMemory(img *govips.ImageRef) (*govips.ImageRef, error) {
-	p := govips.NewTiffExportParams()
-	p.Compression = govips.TiffCompressionNone
-	p.Predictor = govips.TiffPredictorNone
-	data, _, err := img.ExportTiff(p)
+	p := govips.NewPngExportParams()
+	p.Compression = 0
+	p.Filter = govips.PngFilterNone
+	data, _, err := img.ExportPng(p)
 	if err != nil {
 		return nil, err
 	}

@@ -123,8 +123,9 @@ var gravities = []string{"centre", "center", "north", "south", "east", "west",
 // smartGravities pick the box by content rather than position.
 var smartGravities = []string{"smart", "attention", "entropy"}
 
-// place returns the offset of an inner extent inside an outer one for a gravity: negative or
-// zero "low" edges for north/west, high edges for south/east, centred otherwise.
+// place returns where an inner box goes inside an outer one for a gravity: against the top
+// for north*, the bottom for south*, the left for *west, the right for *east, centred on the
+// other axis and for centre.
 func place(gravity string, outerW, outerH, innerW, innerH int) (x, y int) {
 	x, y = (outerW-innerW)/2, (outerH-innerH)/2
 	if strings.Contains(gravity, "west") {

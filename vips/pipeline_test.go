@@ -73,10 +73,20 @@ func TestConvertSettings(t *testing.T) {
 	if bytes.Contains(stripped.Data, []byte("Imaged Test Camera")) || !bytes.Contains(kept.Data, []byte("Imaged Test Camera")) {
 		t.Fatal("strip flag not honoured")
 	}
-	// The kept metadata no longer says to rotate: the pixels are upright.
+	// The kept metadata no longer says to rotate: the pixels are upright. Both decoding paths.
 	info := analyses(t, process(t, p, kept.Data, `[{"op":"info"}]`))
 	if info[0]["orientation"] != 1.0 || info[0]["width"] != 451.0 {
 		t.Fatalf("re-read: %v", info[0])
+	}
+	for _, ops := range []string{
+		`[{"op":"resize","width":200},{"op":"convert","format":"jpeg","strip":false}]`,               // streamed
+		`[{"op":"resize","width":200},{"op":"flip"},{"op":"convert","format":"jpeg","strip":false}]`, // held in memory
+	} {
+		kept = process(t, p, exif, ops)
+		info = analyses(t, process(t, p, kept.Data, `[{"op":"info"}]`))
+		if !bytes.Contains(kept.Data, []byte("Imaged Test Camera")) || info[0]["orientation"] != 1.0 || info[0]["width"] != 200.0 {
+			t.Fatalf("%s, re-read: %v", ops, info[0])
+		}
 	}
 }
 
@@ -265,6 +275,14 @@ func TestAnalyzer(t *testing.T) {
 	if px.Data[0] != px.Data[1] || px.Data[1] != px.Data[2] {
 		t.Fatal("grey input should reach the analyzer as equal RGB")
 	}
+	// Transforms go on after an analysis, on the same image.
+	res = process(t, p, readTestdata(t, "chelsea.jpg"), `[{"op":"resize","width":90},{"op":"detect"},{"op":"rotate","angle":90},{"op":"detect"}]`)
+	checkFormat(t, res, "jpeg", 60, 90)
+	if len(res.Analyses) != 2 || string(res.Analyses[0].Result) != `{"detections":[],"w":90,"h":60}` ||
+		string(res.Analyses[1].Result) != `{"detections":[],"w":60,"h":90}` {
+		t.Fatalf("analyses %+v", res.Analyses)
+	}
+	fa.seen = fa.seen[:1]
 	// RGBA stays RGBA.
 	process(t, p, readTestdata(t, "alpha.png"), `[{"op":"detect"}]`)
 	if px := fa.seen[1]; px.Bands != 4 || len(px.Data) != 240*173*4 {
@@ -316,6 +334,7 @@ func TestLimits(t *testing.T) {
 	p := New(Config{Limits: imaged.Limits{MaxWidth: 500, MaxHeight: 500}})
 	src := readTestdata(t, "chelsea.jpg") // 451x300
 	processErr(t, New(Config{Limits: imaged.Limits{MaxWidth: 400}}), src, `[{"op":"flip"}]`, imaged.ETooLarge)
+	processErr(t, New(Config{Limits: imaged.Limits{MaxBytes: 1000}}), src, `[{"op":"flip"}]`, imaged.ETooLarge)
 	e := processErr(t, p, src, `[{"op":"rotate","angle":45}]`, imaged.EInvalid)
 	if e.Field != "ops[0]" || !strings.Contains(e.Message, "limit is 500×500") {
 		t.Fatalf("%s: %s", e.Field, e.Message)
@@ -411,6 +430,11 @@ func TestUnusualInputs(t *testing.T) {
 	r := decodeRaw(t, res.Data)
 	if d := meanAbsDiff(t, r, decodeRaw(t, readTestdata(t, "chelsea.jpg"))); d > 5 {
 		t.Fatalf("CMYK source (no profile) differs from its sRGB original by %.2f", d)
+	}
+	res = process(t, p, readTestdata(t, "chelsea-cmyk.jpg"), `[{"op":"resize","width":200},{"op":"convert","format":"png"}]`)
+	want := process(t, p, readTestdata(t, "chelsea.jpg"), `[{"op":"resize","width":200},{"op":"convert","format":"png"}]`)
+	if d := meanAbsDiff(t, decodeRaw(t, res.Data), decodeRaw(t, want.Data)); d > 5 {
+		t.Fatalf("CMYK source shrunk on load differs from its sRGB original by %.2f", d)
 	}
 
 	g := image.NewGray16(image.Rect(0, 0, 4, 1))

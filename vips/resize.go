@@ -176,23 +176,12 @@ func (r *resizeStep) apply(_ context.Context, s *state) error {
 	return nil
 }
 
-// resizeTo scales img to exactly tw×th with kernel, premultiplying alpha so transparent pixels
-// do not bleed their colour into the edges.
+// resizeTo scales img to exactly tw×th with kernel. (govips premultiplies alpha around the
+// resize, so transparent pixels do not bleed their colour into the edges.)
 func resizeTo(img *govips.ImageRef, tw, th int, kernel govips.Kernel) error {
 	w, h := img.Width(), img.Height()
-	alpha := img.HasAlpha()
-	if alpha {
-		if err := img.PremultiplyAlpha(); err != nil {
-			return err
-		}
-	}
 	if err := img.ResizeWithVScale(float64(tw)/float64(w), float64(th)/float64(h), kernel); err != nil {
 		return err
-	}
-	if alpha {
-		if err := img.UnpremultiplyAlpha(); err != nil {
-			return err
-		}
 	}
 	// libvips rounds the scaled size; settle the last pixel so the result is exactly tw×th.
 	if img.Width() != tw || img.Height() != th {

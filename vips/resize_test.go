@@ -117,3 +117,35 @@ func TestResizeKeepsAlpha(t *testing.T) {
 		t.Fatalf("corner alpha %d, want transparent", r.at(0, 0, 3))
 	}
 }
+
+// After a shrink-on-load, pipelines that read the image once from top to bottom stream it;
+// the others hold it in memory first, since libvips cannot go back in a stream.
+func TestStreamable(t *testing.T) {
+	p := New(Config{Analyzers: map[string]Analyzer{"detect": &fakeAnalyzer{}}})
+	big := bigJPEG(t)
+	for ops, want := range map[string]bool{
+		`[{"op":"resize","width":200}]`: true,
+		`[{"op":"resize","width":200},{"op":"grayscale"},{"op":"info"},{"op":"convert","format":"webp"}]`: true,
+		`[{"op":"resize","width":200},{"op":"detect"},{"op":"convert","format":"png"}]`:                   true,
+		`[{"op":"resize","width":200,"height":200,"fit":"cover"}]`:                                        true,
+		`[{"op":"resize","width":200,"height":200,"fit":"cover","gravity":"attention"}]`:                  false,
+		`[{"op":"resize","width":200},{"op":"rotate","angle":90}]`:                                        false,
+		`[{"op":"resize","width":200},{"op":"crop","width":50,"height":50,"gravity":"entropy"}]`:          false,
+		`[{"op":"resize","width":200},{"op":"flip","direction":"vertical"}]`:                              false,
+		`[{"op":"resize","width":200},{"op":"trim"}]`:                                                     false,
+		`[{"op":"flip"},{"op":"resize","width":200}]`:                                                     false,
+	} {
+		steps, err := p.compile(parseOps(t, ops))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := streamable(steps); got != want {
+			t.Errorf("%s: streamable %v, want %v", ops, got, want)
+		}
+		// Either way the pipeline runs.
+		res := process(t, p, big, ops)
+		if len(res.Data) == 0 {
+			t.Errorf("%s: no image", ops)
+		}
+	}
+}

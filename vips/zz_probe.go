@@ -1,3 +1,0 @@
-package vips
-
-import _ "github.com/davidbyttow/govips/v2/vips"
