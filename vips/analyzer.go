@@ -29,11 +29,9 @@ func (st analyzerStep) apply(ctx context.Context, s *state) error {
 	if s.changed {
 		// libvips computes lazily and keeps no cache: reading the pixels here and encoding
 		// later would run the transforms so far twice. Compute them once, into memory.
-		held, err := inMemory(s.img)
-		if err != nil {
+		if err := s.hold(); err != nil {
 			return err
 		}
-		s.replace(held)
 	}
 	px, err := rgbPixels(s.img)
 	if err != nil {

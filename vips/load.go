@@ -72,14 +72,19 @@ func (p *Processor) decode(src []byte, steps []compiled, opts imaged.ProcessOpti
 			}
 		}
 	}
-	if s.img.Orientation() > 1 {
+	rotated := s.img.Orientation() > 1
+	if rotated {
 		if err := s.img.AutoRotate(); err != nil {
 			return nil, s.fail(err)
 		}
 	}
-	if err := normalize(s.img); err != nil {
+	converted, err := normalizing(s.img)
+	if err != nil {
 		return nil, s.fail(err)
 	}
+	// A rotation or a colour transform of the decoded source is work a later op could make
+	// libvips repeat; the thumbnail loader's image is held or streamed already.
+	s.pending = !s.prescaled && (rotated || converted)
 	if err := s.settle(); err != nil {
 		return nil, s.fail(err)
 	}
@@ -154,23 +159,16 @@ func (s *state) settle() error {
 	return nil
 }
 
-// inMemory computes an image into one that is held in memory and allows random access.
-// govips offers no vips_image_copy_memory, so the pixels pass through an uncompressed PNG,
-// which, unlike TIFF, keeps the EXIF block. The image must be 8-bit sRGB or grey (normalized).
-func inMemory(img *govips.ImageRef) (*govips.ImageRef, error) {
-	p := govips.NewPngExportParams()
-	p.Compression = 0
-	p.Filter = govips.PngFilterNone
-	data, _, err := img.ExportPng(p)
-	if err != nil {
-		return nil, err
-	}
-	return govips.NewImageFromBuffer(data)
-}
-
 // normalize brings an image to 8 bits per band in sRGB, or in grey for grey images, applying
 // an embedded ICC profile first so colours survive the profile being stripped on output.
 func normalize(img *govips.ImageRef) error {
+	_, err := normalizing(img)
+	return err
+}
+
+// normalizing is normalize, also reporting whether it changed pixel values (a colour
+// transform or conversion), not only metadata.
+func normalizing(img *govips.ImageRef) (converted bool, err error) {
 	if img.HasICCProfile() {
 		switch img.Interpretation() {
 		case govips.InterpretationSRGB, govips.InterpretationRGB, govips.InterpretationRGB16,
@@ -183,29 +181,34 @@ func normalize(img *govips.ImageRef) error {
 			if err := img.TransformICCProfile(govips.SRGBIEC6196621ICCProfilePath); err != nil {
 				// A broken profile is common in the wild; the pixels are usable without it.
 				slog.Debug("ignoring an ICC profile libvips cannot apply", "error", vipsMessage(err))
+			} else {
+				converted = true
 			}
 		}
 		if err := img.RemoveICCProfile(); err != nil {
-			return err
+			return converted, err
 		}
 	}
 	switch img.Interpretation() {
 	case govips.InterpretationSRGB, govips.InterpretationBW:
 	case govips.InterpretationGrey16:
+		converted = true
 		if err := img.ToColorSpace(govips.InterpretationBW); err != nil {
-			return err
+			return converted, err
 		}
 	default:
+		converted = true
 		if err := img.ToColorSpace(govips.InterpretationSRGB); err != nil {
-			return err
+			return converted, err
 		}
 	}
 	if img.BandFormat() != govips.BandFormatUchar {
+		converted = true
 		if err := img.Cast(govips.BandFormatUchar); err != nil {
-			return err
+			return converted, err
 		}
 	}
-	return nil
+	return converted, nil
 }
 
 // isSRGBProfile reports whether an ICC profile describes sRGB, by the description tag that

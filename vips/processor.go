@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
 
@@ -139,8 +141,17 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 			return nil, err
 		}
 		s.index, s.op = i, st.name
+		if s.pending && rereads(st) {
+			if err := s.hold(); err != nil {
+				return nil, s.fail(err)
+			}
+		}
+		before := s.current()
 		if err := st.step.apply(ctx, s); err != nil {
 			return nil, s.fail(err)
+		}
+		if heavyOps[st.name] && s.current() != before {
+			s.pending = true
 		}
 		if !st.analysis {
 			s.changed = true
@@ -169,7 +180,10 @@ type state struct {
 	out       output // set by convert
 	changed   bool
 	prescaled bool // the loader already applied the first op's resize
-	analyses  []imaged.Analysis
+	// pending is set when the image carries costly work that libvips has not computed yet
+	// (libvips is lazy): a resampling, a convolution, a rotation. See hold.
+	pending  bool
+	analyses []imaged.Analysis
 }
 
 // source is what the original file said about itself, kept for info after the pixels change.
@@ -196,6 +210,54 @@ func (s *state) replace(img *govips.ImageRef) {
 		s.img.Close()
 	}
 	s.img = img
+}
+
+// heavyOps leave work behind them that is costly to compute again: resampling, convolutions,
+// rotations, and the searches of trim.
+var heavyOps = map[string]bool{"resize": true, "blur": true, "sharpen": true, "rotate": true,
+	"pixelate": true, "trim": true, "watermark": true, "edge": true, "emboss": true}
+
+// rereads reports whether a step asks for overlapping regions of its input (a resampling
+// kernel, a convolution, an interpolated rotation) or reads it twice (the search of trim and
+// of smart crop). On a lazy image each such request recomputes the work upstream of it.
+func rereads(c compiled) bool {
+	switch c.name {
+	case "resize", "blur", "sharpen", "rotate", "pixelate", "trim":
+		return true
+	case "crop":
+		cs, ok := c.step.(*cropStep)
+		return ok && !cs.box && slices.Contains(smartGravities, cs.gravity)
+	}
+	return false
+}
+
+// hold computes the image into memory, so that the next op reads finished pixels instead of
+// making libvips recompute the pending work for every region it asks for. libvips' operation
+// cache is off, and without this an enlargement followed by a blur and a resize ran the
+// enlargement hundreds of times over. The image then costs width×height×bands bytes, which
+// the output limits bound.
+func (s *state) hold() error {
+	held, err := inMemory(s.img)
+	if err != nil {
+		return err
+	}
+	s.replace(held)
+	s.pending = false
+	if holdTrace != nil {
+		holdTrace(s.op)
+	}
+	return nil
+}
+
+// holdTrace, when set (by tests), hears the op before which the image was held in memory.
+var holdTrace func(op string)
+
+// current identifies the image as it stands, to tell whether a step changed it.
+func (s *state) current() uintptr {
+	if !refImageOK {
+		return uintptr(unsafe.Pointer(s.img)) ^ uintptr(s.img.Width())<<32 ^ uintptr(s.img.Height())
+	}
+	return uintptr(unsafe.Pointer(*vipsImage(s.img)))
 }
 
 // invalid returns an EInvalid error for a field of the running op.
