@@ -90,7 +90,7 @@ func BenchmarkQueueEndToEnd(b *testing.B) {
 // benchSetup starts the processes of a mode and returns the API and a count of completed tasks.
 func benchSetup(b *testing.B, mode string) (*imagedProc, func() int) {
 	b.Helper()
-	env := []string{"IMAGED_LOG_LEVEL=warn"}
+	env := []string{"IMAGED_LOG_LEVEL=info"}
 	switch mode {
 	case "embedded":
 		dir := b.TempDir()
