@@ -9,7 +9,7 @@ export IMAGED_MODELS_DIR ?= $(HOME)/.cache/imaged/models
 # One OpenMP thread per Tesseract recognition: parallelism comes from concurrent requests.
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: deps build run test test-short bench fuzz lint tools models clean
+.PHONY: deps build run test test-short bench bench-queues kfake fuzz lint tools models clean
 
 deps:
 	./scripts/deps.sh
@@ -39,6 +39,16 @@ test-short:
 
 bench: build models
 	$(GO) test -run '^$$' -bench . -benchtime 20x -cpu 1 ./cmd/imaged/ ./vips/ ./detect/
+
+# Tasks per second end to end through each queue (embedded, db, RabbitMQ, Kafka) and the latency
+# of a lone task; needs PostgreSQL and RabbitMQ on 127.0.0.1 (Kafka is kfake, in the test).
+bench-queues: deps
+	$(GO) test -run '^$$' -bench BenchmarkQueueEndToEnd -benchtime 200x ./cmd/imaged/
+
+# A Kafka-protocol server (franz-go's kfake, in memory) on 127.0.0.1:9092, to try
+# IMAGED_QUEUE_URL=kafka://127.0.0.1:9092 locally; the tests start their own.
+kfake:
+	$(GO) run ./cmd/kfake -addr 127.0.0.1:9092
 
 # Each fuzz target for FUZZTIME; inputs that once failed stay in the packages' testdata/fuzz.
 FUZZTIME ?= 20s
