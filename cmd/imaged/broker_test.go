@@ -26,7 +26,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/kafka"
@@ -95,6 +97,16 @@ type broker struct {
 	queueURL    string
 	proxy       *tcpProxy
 	deadLetters func(ctx context.Context) ([]string, error)
+	// watch returns the events on the wire from now on (RabbitMQ: a queue bound to every event
+	// type; Kafka: the events topic from its start). Call it once the API process runs.
+	watch func(tb testing.TB) <-chan wireEvent
+}
+
+// wireEvent is an event message as the broker carries it.
+type wireEvent struct {
+	key           string // routing key (RabbitMQ) or record key (Kafka)
+	correlationID string // the correlation_id header
+	event         imaged.Event
 }
 
 func rabbitBroker(tb testing.TB) *broker {
@@ -123,6 +135,43 @@ func rabbitBroker(tb testing.TB) *broker {
 			}
 			defer b.Close()
 			return b.DeadLetters(ctx)
+		},
+		watch: func(tb testing.TB) <-chan wireEvent {
+			conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/" + vhost)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			tb.Cleanup(func() { conn.Close() })
+			ch, err := conn.Channel()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			q, err := ch.QueueDeclare("", false, true, true, false, nil)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			for _, key := range rabbitmq.EventTypes {
+				if err := ch.QueueBind(q.Name, key, "image_processing", false, nil); err != nil {
+					tb.Fatal(err)
+				}
+			}
+			dels, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out := make(chan wireEvent, 1024)
+			go func() {
+				for d := range dels {
+					we := wireEvent{key: d.RoutingKey}
+					we.correlationID, _ = d.Headers["correlation_id"].(string)
+					_ = json.Unmarshal(d.Body, &we.event)
+					select {
+					case out <- we:
+					default:
+					}
+				}
+			}()
+			return out
 		}}
 }
 
@@ -166,6 +215,36 @@ func kafkaBroker(tb testing.TB) *broker {
 			}
 			defer b.Close()
 			return b.DeadLetters(ctx)
+		},
+		watch: func(tb testing.TB) <-chan wireEvent {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(p.Addr()), kgo.ConsumeTopics(prefix+".events"),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			out := make(chan wireEvent, 1024)
+			done := make(chan struct{})
+			tb.Cleanup(func() { cancel(); <-done; cl.Close() })
+			go func() {
+				defer close(done)
+				for ctx.Err() == nil {
+					cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+						we := wireEvent{key: string(r.Key)}
+						for _, h := range r.Headers {
+							if h.Key == "correlation_id" {
+								we.correlationID = string(h.Value)
+							}
+						}
+						_ = json.Unmarshal(r.Value, &we.event)
+						select {
+						case out <- we:
+						default:
+						}
+					})
+				}
+			}()
+			return out
 		}}
 }
 
@@ -907,4 +986,67 @@ func (p *tcpProxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refused = false
+}
+
+// The events on the broker itself: routing key (RabbitMQ) or record key (Kafka), the
+// correlation id as a header and the JSON other systems consume, from the API process
+// (image.uploaded, task.queued) and the worker process (task.completed, health).
+func TestBrokerEventsOnTheWire(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process broker test")
+	}
+	for _, bk := range brokers() {
+		t.Run(bk.name, func(t *testing.T) {
+			b := bk.open(t)
+			c := newCluster(t, b.queueURL)
+			wire := b.watch(t)
+			w := c.addWorker(1)
+			img := c.upload(testPNG(t, 32, 24))
+			status, _, body := c.api.call("POST", "/v1/tasks", map[string]any{"image_id": img,
+				"ops": []map[string]any{{"op": "resize", "width": 8}}}, map[string]string{"X-Correlation-ID": "wire-corr-1"})
+			if status != 202 {
+				t.Fatalf("create task: %d %s", status, body)
+			}
+			var task struct{ ID string }
+			json.Unmarshal(body, &task)
+
+			got := map[string]wireEvent{}
+			deadline := time.After(30 * time.Second)
+			for got[imaged.EventTaskCompleted].event.TaskID == "" || got[imaged.EventHealth].event.Type == "" ||
+				got[imaged.EventImageUploaded].event.Type == "" || got[imaged.EventTaskQueued].event.Type == "" {
+				select {
+				case we := <-wire:
+					if we.event.Type == imaged.EventHealth && we.event.WorkerID != w.workerID {
+						continue // the API process's health; the worker's is checked
+					}
+					if we.event.TaskID != "" && we.event.TaskID != task.ID {
+						continue
+					}
+					got[we.event.Type] = we
+				case <-deadline:
+					t.Fatalf("events seen on the broker: %+v", got)
+				}
+			}
+			done := got[imaged.EventTaskCompleted]
+			wantKey := imaged.EventTaskCompleted
+			if bk.name == "kafka" {
+				wantKey = task.ID
+			}
+			e := done.event
+			if done.key != wantKey || done.correlationID != "wire-corr-1" || e.CorrelationID != "wire-corr-1" ||
+				e.Status != imaged.StatusCompleted || e.Result == nil || e.Result.Output == nil || e.ProcessingSeconds <= 0 ||
+				e.WorkerID != w.workerID || e.ID == "" {
+				t.Errorf("task.completed on the wire: key %q header %q %+v", done.key, done.correlationID, e)
+			}
+			if q := got[imaged.EventTaskQueued]; q.correlationID != "wire-corr-1" || q.event.Status != imaged.StatusQueued {
+				t.Errorf("task.queued on the wire: %+v", q)
+			}
+			h := got[imaged.EventHealth].event
+			var figures map[string]any
+			json.Unmarshal(h.Data, &figures)
+			if h.Status != "ok" || figures["role"] != "worker" || figures["queue_depth"] == nil || figures["checks"] == nil {
+				t.Errorf("health on the wire: %+v %s", h, h.Data)
+			}
+		})
+	}
 }
