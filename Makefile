@@ -9,7 +9,7 @@ export IMAGED_MODELS_DIR ?= $(HOME)/.cache/imaged/models
 # One OpenMP thread per Tesseract recognition: parallelism comes from concurrent requests.
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: deps build run test test-short bench bench-queues kfake fuzz lint tools models clean
+.PHONY: deps build run test test-short bench bench-queues kfake fuzz lint tools models clean container-test
 
 deps:
 	./scripts/deps.sh
@@ -37,7 +37,16 @@ test: deps tools models
 test-short:
 	$(GO) test -count=1 -short ./...
 
-bench: build models
+# The transform engine under load: imaged on its embedded defaults, driven by wrk over loopback
+# (three photo cases at 4 and 8 connections, vipsthumbnail's CPU per image as the baseline, a
+# 100 MP JPEG's peak RSS, a backpressure run). scripts/bench.sh says what it reports.
+bench: build
+	./scripts/bench.sh
+
+# The Go benchmarks: each synchronous path through the service against the same call in process,
+# and the vips pipeline's own.
+.PHONY: bench-go
+bench-go: build models
 	$(GO) test -run '^$$' -bench . -benchtime 20x -cpu 1 ./cmd/imaged/ ./vips/ ./detect/
 
 # Tasks per second end to end through each queue (embedded, db, RabbitMQ, Kafka) and the latency
@@ -57,6 +66,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseOps$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzSignedPath$$' -fuzztime $(FUZZTIME) ./signedurl/
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./outbound/
+
+# Builds the root Dockerfile with podman on locally made base images, runs the image read-only
+# as uid 1000, resizes a photo through it and has Prometheus scrape it (needs root).
+container-test:
+	./scripts/container-test.sh
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)

@@ -40,7 +40,7 @@ var overlays = []string{"base", "overlays/embedded", "overlays/production", "ove
 // --- imaged's settings --------------------------------------------------------------------
 
 // imagedSettings returns the IMAGED_* names imaged reads: the env field of every entry of the
-// settings() list in cmd/imaged (the list every flag and variable is bound from).
+// []setting lists in cmd/imaged, from which every flag and variable is bound.
 func imagedSettings(t *testing.T) map[string]bool {
 	t.Helper()
 	dir := filepath.Join("..", "cmd", "imaged")
@@ -58,27 +58,34 @@ func imagedSettings(t *testing.T) map[string]bool {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, d := range f.Decls {
-			fn, ok := d.(*ast.FuncDecl)
-			if !ok || fn.Name.Name != "settings" {
-				continue
+		ast.Inspect(f, func(n ast.Node) bool {
+			list, ok := n.(*ast.CompositeLit)
+			if !ok {
+				return true
 			}
-			ast.Inspect(fn.Body, func(n ast.Node) bool {
-				lit, ok := n.(*ast.CompositeLit)
-				if !ok || len(lit.Elts) < 2 {
-					return true
+			arr, ok := list.Type.(*ast.ArrayType)
+			if !ok {
+				return true
+			}
+			if id, ok := arr.Elt.(*ast.Ident); !ok || id.Name != "setting" {
+				return true
+			}
+			for _, el := range list.Elts {
+				entry, ok := el.(*ast.CompositeLit)
+				if !ok || len(entry.Elts) < 2 {
+					continue
 				}
-				if s, ok := lit.Elts[1].(*ast.BasicLit); ok && s.Kind == token.STRING {
+				if s, ok := entry.Elts[1].(*ast.BasicLit); ok && s.Kind == token.STRING {
 					if v, err := strconv.Unquote(s.Value); err == nil && strings.HasPrefix(v, "IMAGED_") {
 						names[v] = true
 					}
 				}
-				return true
-			})
-		}
+			}
+			return true
+		})
 	}
 	if len(names) < 20 {
-		t.Fatalf("found only %d IMAGED_* settings in %s: has the settings() list moved?", len(names), dir)
+		t.Fatalf("found only %d IMAGED_* settings in %s: have the []setting lists moved?", len(names), dir)
 	}
 	return names
 }
@@ -386,10 +393,7 @@ func checkCommon(t *testing.T, b built, settings map[string]bool) {
 	if p := containerPort(api, "http"); p != 8000 {
 		t.Errorf("API container port http = %d, want 8000", p)
 	}
-	ann := svc.Annotations
-	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != "8000" || ann["prometheus.io/path"] != "/metrics" {
-		t.Errorf("Service scrape annotations %v", ann)
-	}
+	checkScraped(t, b)
 
 	// Every PodDisruptionBudget and NetworkPolicy selects the pods of one Deployment.
 	for _, o := range b.all("PodDisruptionBudget") {
@@ -415,9 +419,15 @@ func checkCommon(t *testing.T, b built, settings map[string]bool) {
 		t.Error("no NetworkPolicy for the API")
 	} else {
 		np, _ := b.find("NetworkPolicy", "imaged-api")
-		ing := np.value.(*networkingv1.NetworkPolicy).Spec.Ingress
-		if len(ing) != 1 || len(ing[0].Ports) != 1 || ing[0].Ports[0].Port.IntValue() != 8000 {
-			t.Errorf("API NetworkPolicy ingress %+v, want port 8000 only", ing)
+		var ports []string
+		for _, rule := range np.value.(*networkingv1.NetworkPolicy).Spec.Ingress {
+			for _, p := range rule.Ports {
+				ports = append(ports, p.Port.String())
+			}
+		}
+		sort.Strings(ports)
+		if !slices.Equal(ports, []string{"8000", "9090"}) {
+			t.Errorf("API NetworkPolicy opens ports %v, want 8000 (API) and 9090 (metrics)", ports)
 		}
 	}
 
@@ -432,6 +442,75 @@ func checkCommon(t *testing.T, b built, settings map[string]bool) {
 	}
 	for _, o := range b.all("ScaledObject") {
 		checkScaledObject(t, b, o.value.(*scaledObject))
+	}
+}
+
+// checkScraped: every Deployment's pods are found by Prometheus through a Service with scrape
+// annotations, whose port is the one imaged serves /metrics on (IMAGED_METRICS_ADDR, else the
+// API's address) and one the container declares; a Service exposing the API does not expose
+// /metrics.
+func checkScraped(t *testing.T, b built) {
+	t.Helper()
+	for _, o := range b.all("Deployment") {
+		d := o.value.(*appsv1.Deployment)
+		env := resolveEnv(t, b, d)
+		addr := env["IMAGED_METRICS_ADDR"]
+		if addr == "" {
+			addr = env["IMAGED_ADDR"]
+		}
+		metricsPort := addr[strings.LastIndex(addr, ":")+1:]
+		scraped := false
+		for _, so := range b.all("Service") {
+			svc := so.value.(*corev1.Service)
+			if !selects(svc.Spec.Selector, d.Spec.Template.Labels) {
+				continue
+			}
+			ann := svc.Annotations
+			if ann["prometheus.io/scrape"] != "true" {
+				continue
+			}
+			scraped = true
+			if ann["prometheus.io/path"] != "/metrics" || ann["prometheus.io/port"] != metricsPort {
+				t.Errorf("Service %s scrapes %s on port %s; %s serves /metrics on %s", svc.Name,
+					ann["prometheus.io/path"], ann["prometheus.io/port"], d.Name, addr)
+			}
+			declared := false
+			for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+				declared = declared || strconv.Itoa(int(p.ContainerPort)) == metricsPort
+			}
+			if !declared {
+				t.Errorf("%s does not declare its metrics port %s", d.Name, metricsPort)
+			}
+			if env["IMAGED_METRICS_ADDR"] != "" {
+				for _, p := range svc.Spec.Ports {
+					if p.TargetPort.String() == "http" || p.TargetPort.IntValue() == 8000 {
+						continue
+					}
+					if p.Port == 80 {
+						t.Errorf("Service %s exposes the metrics port as 80", svc.Name)
+					}
+				}
+			}
+		}
+		if !scraped {
+			t.Errorf("no Service with scrape annotations selects the pods of %s", d.Name)
+		}
+		// The metrics port is open to Prometheus in the pods' NetworkPolicy.
+		for _, no := range b.all("NetworkPolicy") {
+			np := no.value.(*networkingv1.NetworkPolicy)
+			if !selects(np.Spec.PodSelector.MatchLabels, d.Spec.Template.Labels) {
+				continue
+			}
+			open := false
+			for _, rule := range np.Spec.Ingress {
+				for _, p := range rule.Ports {
+					open = open || p.Port != nil && p.Port.String() == metricsPort
+				}
+			}
+			if !open {
+				t.Errorf("NetworkPolicy %s closes the metrics port %s of %s", np.Name, metricsPort, d.Name)
+			}
+		}
 	}
 }
 
@@ -551,6 +630,41 @@ func checkPodSpec(t *testing.T, b built, d *appsv1.Deployment, settings map[stri
 	}
 }
 
+// externalSecrets are Secrets operators create themselves, from the example file named.
+var externalSecrets = map[string]string{"imaged-secrets": "k8s/base/secret.example.yaml"}
+
+func exampleSecret(t *testing.T, file string) object {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := decodeAll(data, file)
+	if err != nil || len(objs) != 1 || objs[0].kind != "Secret" {
+		t.Fatalf("%s: want one Secret (%v)", file, err)
+	}
+	return objs[0]
+}
+
+func TestSecretExamples(t *testing.T) {
+	settings := imagedSettings(t)
+	for name, file := range externalSecrets {
+		o := exampleSecret(t, file)
+		if o.name != name {
+			t.Errorf("%s holds Secret %s, want %s", file, o.name, name)
+		}
+		s := o.value.(*corev1.Secret)
+		if len(s.StringData) == 0 {
+			t.Errorf("%s: no keys", file)
+		}
+		for k := range s.StringData {
+			if !settings[k] {
+				t.Errorf("%s: %s is not a setting imaged reads", file, k)
+			}
+		}
+	}
+}
+
 // resolveEnv returns the variables a Deployment's container gets, from env and envFrom, each
 // reference checked against the ConfigMaps and Secrets of the build (optional ones may be
 // missing). Values from Secrets read as "<secret>".
@@ -575,10 +689,14 @@ func resolveEnv(t *testing.T, b built, d *appsv1.Deployment) map[string]string {
 		case from.SecretRef != nil:
 			o, ok := b.find("Secret", from.SecretRef.Name)
 			if !ok {
-				if !optional(from.SecretRef.Optional) {
-					t.Errorf("%s: envFrom Secret %s is not in the build", d.Name, from.SecretRef.Name)
+				if ex, ok := externalSecrets[from.SecretRef.Name]; ok {
+					o = exampleSecret(t, ex)
+				} else {
+					if !optional(from.SecretRef.Optional) {
+						t.Errorf("%s: envFrom Secret %s is not in the build", d.Name, from.SecretRef.Name)
+					}
+					continue
 				}
-				continue
 			}
 			s := o.value.(*corev1.Secret)
 			for k := range s.StringData {
@@ -660,6 +778,11 @@ func TestBase(t *testing.T) {
 	if n, _ := strconv.Atoi(resolveEnv(t, b, worker)["IMAGED_WORKERS"]); n < 1 {
 		t.Errorf("worker IMAGED_WORKERS = %d, want at least 1", n)
 	}
+	// The worker serves only its metrics port; liveness checks that it answers.
+	if p := worker.Spec.Template.Spec.Containers[0].LivenessProbe; p == nil || p.TCPSocket == nil ||
+		containerPort(worker, p.TCPSocket.Port.StrVal) == 0 {
+		t.Errorf("worker liveness probe %+v, want a TCP check of its metrics port", p)
+	}
 	checkWorkerHPA(t, b)
 }
 
@@ -691,8 +814,11 @@ func checkWorkerHPA(t *testing.T, b built) {
 				t.Errorf("HPA uses metric %s, which no prometheus-adapter rule serves", obj.Metric.Name)
 			}
 		case m.Type == autoscalingv2.PodsMetricSourceType:
-			queued = m.Pods.Metric.Name == "tasks_queued" && m.Pods.Target.AverageValue != nil &&
-				m.Pods.Target.AverageValue.Cmp(resource.MustParse("5")) == 0
+			queued = m.Pods.Metric.Name == "tasks_queued" && m.Pods.Target.Type == autoscalingv2.AverageValueMetricType &&
+				m.Pods.Target.AverageValue != nil && m.Pods.Target.AverageValue.Cmp(resource.MustParse("5")) == 0
+			if !slices.Contains(adapterMetrics(t), m.Pods.Metric.Name) {
+				t.Errorf("HPA uses metric %s, which no prometheus-adapter rule serves", m.Pods.Metric.Name)
+			}
 		}
 	}
 	if !cpu || !mem || !queued {
@@ -707,6 +833,12 @@ func TestEmbedded(t *testing.T) {
 	}
 	if len(b.all("HorizontalPodAutoscaler")) > 0 || len(b.all("ScaledObject")) > 0 {
 		t.Error("embedded has an autoscaler")
+	}
+	if _, ok := b.find("Service", "imaged-worker-metrics"); ok {
+		t.Error("embedded keeps the workers' metrics Service")
+	}
+	if secretsRequired(b.deployment(t, "imaged-api")) {
+		t.Error("embedded requires imaged-secrets; one pod can generate its own keys")
 	}
 	api := b.deployment(t, "imaged-api")
 	if api.Spec.Replicas == nil || *api.Spec.Replicas != 1 {
@@ -760,9 +892,30 @@ func checkBackendsFromSecret(t *testing.T, b built) {
 	}
 }
 
+// secretsRequired reports whether a Deployment's pods wait for the Secret imaged-secrets.
+func secretsRequired(d *appsv1.Deployment) bool {
+	for _, f := range d.Spec.Template.Spec.Containers[0].EnvFrom {
+		if f.SecretRef != nil && f.SecretRef.Name == "imaged-secrets" {
+			return f.SecretRef.Optional == nil || !*f.SecretRef.Optional
+		}
+	}
+	return false
+}
+
 func TestProduction(t *testing.T) {
 	b := built(build(t, "overlays/production"))
 	checkBackendsFromSecret(t, b)
+	for _, name := range []string{"imaged-api", "imaged-worker"} {
+		if !secretsRequired(b.deployment(t, name)) {
+			t.Errorf("%s does not require imaged-secrets: several pods must share their keys", name)
+		}
+		if _, ok := b.find("ConfigMap", "imaged-config"); !ok || !slices.ContainsFunc(b.deployment(t, name).Spec.Template.Spec.Containers[0].EnvFrom,
+			func(f corev1.EnvFromSource) bool {
+				return f.ConfigMapRef != nil && f.ConfigMapRef.Name == "imaged-config"
+			}) {
+			t.Errorf("%s lost the ConfigMap imaged-config", name)
+		}
+	}
 	checkWorkerHPA(t, b)
 	if api := b.deployment(t, "imaged-api"); *api.Spec.Replicas != 3 {
 		t.Errorf("API replicas %d, want 3", *api.Spec.Replicas)
@@ -934,7 +1087,7 @@ func TestAdapterRules(t *testing.T) {
 		if !regexp.MustCompile(r.Name.Matches).MatchString(series) {
 			t.Errorf("rule name.matches %q does not match its series %s", r.Name.Matches, series)
 		}
-		for _, label := range []string{"namespace", "service"} {
+		for _, label := range []string{"namespace", "pod"} {
 			if r.Resources.Overrides[label].Resource == "" {
 				t.Errorf("rule for %s does not map the %s label to a resource", series, label)
 			}
@@ -947,12 +1100,16 @@ func TestAdapterRules(t *testing.T) {
 	}
 }
 
-// renderAdapterQuery fills a rule's metricsQuery as prometheus-adapter does for an object of
-// the given labels.
+// renderAdapterQuery fills a rule's metricsQuery as prometheus-adapter does for the objects of
+// the given labels (a value starting with ~ is a regular expression, as for a list of pods).
 func renderAdapterQuery(r adapterRule, groupBy string, matchers map[string]string) string {
 	var ms []string
 	for k, v := range matchers {
-		ms = append(ms, fmt.Sprintf("%s=%q", k, v))
+		if re, ok := strings.CutPrefix(v, "~"); ok {
+			ms = append(ms, fmt.Sprintf("%s=~%q", k, re))
+		} else {
+			ms = append(ms, fmt.Sprintf("%s=%q", k, v))
+		}
 	}
 	sort.Strings(ms)
 	series := regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*`).FindString(r.SeriesQuery)

@@ -135,6 +135,43 @@ func TestQueriesParse(t *testing.T) {
 	promtool(t, nil, "check", "rules", f)
 }
 
+// TestAdapterQueryPromtool evaluates the adapter's query as prometheus-adapter sends it for two
+// worker pods, with promtool's rule unit tests: each pod gets half of the queue, so the HPA
+// (average over the pods / 5) asks for ceil(queued / 5) workers whatever their number.
+func TestAdapterQueryPromtool(t *testing.T) {
+	dir := t.TempDir()
+	var rules, tests strings.Builder
+	rules.WriteString("groups:\n  - name: adapter\n    rules:\n")
+	for i, r := range adapterRules(t) {
+		q := renderAdapterQuery(r, "pod", map[string]string{"namespace": "imaged", "pod": "~imaged-worker-a|imaged-worker-b"})
+		js, _ := json.Marshal(q)
+		fmt.Fprintf(&rules, "      - record: adapter:%d\n        expr: %s\n", i, js)
+		fmt.Fprintf(&tests, `      - expr: adapter:%d
+        eval_time: 1m
+        exp_samples:
+          - labels: 'adapter:%d{pod="imaged-worker-a"}'
+            value: 11
+          - labels: 'adapter:%d{pod="imaged-worker-b"}'
+            value: 11
+`, i, i, i)
+	}
+	// 22 tasks queued (transform 15, ocr 5, detect 2), reported by both workers and an API pod.
+	var series strings.Builder
+	for _, pod := range []string{"imaged-worker-a", "imaged-worker-b", "imaged-api-x"} {
+		for typ, n := range map[string]int{"transform": 15, "ocr": 5, "detect": 2} {
+			fmt.Fprintf(&series, "      - series: 'tasks_queued{namespace=\"imaged\",service=\"s\",pod=\"%s\",task_type=\"%s\"}'\n        values: '%dx5'\n", pod, typ, n)
+		}
+	}
+	test := "rule_files: [adapter.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n" +
+		series.String() + "    promql_expr_test:\n" + tests.String()
+	for name, body := range map[string]string{"adapter.yml": rules.String(), "adapter_test.yml": test} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promtool(t, nil, "test", "rules", filepath.Join(dir, "adapter_test.yml"))
+}
+
 // --- a running imaged ------------------------------------------------------------------------
 
 var (
@@ -319,10 +356,11 @@ func (p prometheus) tryQuery(q string) ([]sample, error) {
 	return out, err
 }
 
-// TestPrometheusScrapesImaged starts imaged and a Prometheus scraping it every second, sends
-// uploads, pipelines and tasks, and checks through Prometheus' query API that the metrics of
-// DESIGN §7 arrive with their labels, that the alert rules evaluate, and that every dashboard
-// query runs.
+// TestPrometheusScrapesImaged runs imaged as the Kubernetes manifests do, an API process
+// (IMAGED_WORKERS=0) and a worker process, each serving /metrics on a port of its own
+// (IMAGED_METRICS_ADDR), and a Prometheus scraping both every second. It sends uploads,
+// pipelines and tasks, and checks through Prometheus' query API that the metrics of DESIGN §7
+// arrive with their labels, that the alert rules evaluate, and that every dashboard query runs.
 func TestPrometheusScrapesImaged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts imaged and Prometheus")
@@ -340,14 +378,18 @@ func TestPrometheusScrapesImaged(t *testing.T) {
 		}
 	}
 
-	port := freePort(t)
+	dataDir := t.TempDir()
+	port, apiMetrics, workerMetrics := freePort(t), freePort(t), freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		fmt.Sprintf("IMAGED_ADDR=127.0.0.1:%d", port), "IMAGED_DATA_DIR=" + t.TempDir(),
-		"IMAGED_WORKERS=1", "IMAGED_POLL_INTERVAL=100ms", "IMAGED_LOG_LEVEL=warn", "IMAGED_BOOTSTRAP_API_KEY=" + apiKey}
-	startProcess(t, "imaged", cmd)
-	waitFor(t, "imaged to be ready", 30*time.Second, func() bool {
+	env := func(extra ...string) []string {
+		return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+			"IMAGED_DATA_DIR=" + dataDir, "IMAGED_POLL_INTERVAL=100ms", "IMAGED_LOG_LEVEL=warn"}, extra...)
+	}
+	api := exec.Command(bin, "serve")
+	api.Env = env(fmt.Sprintf("IMAGED_ADDR=127.0.0.1:%d", port), fmt.Sprintf("IMAGED_METRICS_ADDR=127.0.0.1:%d", apiMetrics),
+		"IMAGED_WORKERS=0", "IMAGED_BOOTSTRAP_API_KEY="+apiKey)
+	startProcess(t, "imaged serve", api)
+	waitFor(t, "imaged serve to be ready", 30*time.Second, func() bool {
 		resp, err := http.Get(base + "/health/ready")
 		if err != nil {
 			return false
@@ -355,8 +397,23 @@ func TestPrometheusScrapesImaged(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	worker := exec.Command(bin, "worker")
+	worker.Env = env(fmt.Sprintf("IMAGED_METRICS_ADDR=127.0.0.1:%d", workerMetrics), "IMAGED_WORKERS=1")
+	startProcess(t, "imaged worker", worker)
+	waitFor(t, "imaged worker to serve /metrics", 30*time.Second, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", workerMetrics))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	// The API's Service port does not expose /metrics once it has a port of its own.
+	if code, _ := httpDo(t, "GET", base+"/metrics", "", nil); code == 200 {
+		t.Error("the API port serves /metrics although IMAGED_METRICS_ADDR is set")
+	}
 
-	// Traffic: an upload, a synchronous pipeline, a task through the worker, a 404.
+	// Traffic: an upload, a synchronous pipeline, a task run by the worker process, a 404.
 	photo, err := os.ReadFile("../testdata/astronaut.jpg")
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +435,7 @@ func TestPrometheusScrapesImaged(t *testing.T) {
 		t.Fatalf("task: %d %s", code, body)
 	}
 	taskID := jsonField(t, body, "id")
-	waitFor(t, "the task to complete", 30*time.Second, func() bool {
+	waitFor(t, "the worker to complete the task", 30*time.Second, func() bool {
 		code, body := httpDo(t, "GET", base+"/v1/tasks/"+taskID, "", nil)
 		st := jsonField(t, body, "status")
 		if st == "failed" || st == "cancelled" {
@@ -390,9 +447,11 @@ func TestPrometheusScrapesImaged(t *testing.T) {
 		t.Fatalf("unknown image: %d", code)
 	}
 
-	// promtool lints the exposition imaged serves.
-	_, metrics := httpDo(t, "GET", base+"/metrics", "", nil)
-	promtool(t, metrics, "check", "metrics")
+	// promtool lints the exposition both processes serve.
+	for _, mp := range []int{apiMetrics, workerMetrics} {
+		_, metrics := httpDo(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/metrics", mp), "", nil)
+		promtool(t, metrics, "check", "metrics")
+	}
 
 	// A real Prometheus, scraping and evaluating the alert rules every second.
 	dir := t.TempDir()
@@ -407,8 +466,10 @@ func TestPrometheusScrapesImaged(t *testing.T) {
 rule_files: [alerts.yml]
 scrape_configs:
   - job_name: imaged
-    static_configs: [{targets: ["127.0.0.1:%d"]}]
-`, port)
+    static_configs:
+      - {targets: ["127.0.0.1:%d"], labels: {component: api}}
+      - {targets: ["127.0.0.1:%d"], labels: {component: worker}}
+`, apiMetrics, workerMetrics)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -418,16 +479,18 @@ scrape_configs:
 	startProcess(t, "prometheus", exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"), fmt.Sprintf("--web.listen-address=127.0.0.1:%d", pport)))
 	p := prometheus{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", pport)}
-	waitFor(t, `Prometheus to scrape imaged (up{job="imaged"} == 1)`, 60*time.Second, func() bool {
+	waitFor(t, `Prometheus to scrape both processes (up{job="imaged"} == 1)`, 60*time.Second, func() bool {
 		res, err := p.tryQuery(`up{job="imaged"} == 1`)
-		return err == nil && len(res) == 1
+		return err == nil && len(res) == 2
 	})
-	t.Logf("first scrape %s after Prometheus started", time.Since(started).Round(100*time.Millisecond))
+	t.Logf("both targets up %s after Prometheus started", time.Since(started).Round(100*time.Millisecond))
 	// Rates need two scrapes after the traffic.
 	waitFor(t, "two scrapes of the traffic", 30*time.Second, func() bool {
 		res, err := p.tryQuery(`count_over_time(http_requests_total{endpoint="/v1/images",method="POST",status_code="201"}[1m]) >= 2`)
 		return err == nil && len(res) == 1
 	})
+	// The label every other series carries besides job and instance: the scrape's own.
+	extra := []string{"component"}
 
 	// http_requests_total{method, endpoint, status_code}: the endpoint is the route pattern.
 	want := [][3]string{{"POST", "/v1/images", "201"}, {"POST", "/v1/process", "200"}, {"POST", "/v1/tasks", "202"},
@@ -445,7 +508,7 @@ scrape_configs:
 		}
 	}
 	for _, s := range reqs {
-		checkLabels(t, s, "method", "endpoint", "status_code")
+		checkLabels(t, s, append(extra, "method", "endpoint", "status_code")...)
 		if strings.Contains(s.Metric["endpoint"], imageID) || strings.Contains(s.Metric["endpoint"], taskID) ||
 			strings.Contains(s.Metric["endpoint"], "no-such-image") {
 			t.Errorf("endpoint label holds a raw path: %v", s.Metric)
@@ -457,50 +520,47 @@ scrape_configs:
 	checkBuckets(t, "http_request_duration_seconds", hist,
 		"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "+Inf")
 	for _, s := range hist {
-		checkLabels(t, s, "method", "endpoint", "le")
+		checkLabels(t, s, append(extra, "method", "endpoint", "le")...)
 	}
 
-	// image_processing_duration_seconds{operation_type}: the seed's buckets; the synchronous
-	// pipeline and the task both count.
-	proc := p.query(`image_processing_duration_seconds_bucket{job="imaged",operation_type="transform"}`)
-	checkBuckets(t, "image_processing_duration_seconds", proc, "0.1", "0.5", "1", "2", "5", "10", "30", "60", "120", "+Inf")
-	for _, s := range proc {
-		checkLabels(t, s, "operation_type", "le")
+	// image_processing_duration_seconds{operation_type}: the seed's buckets; the API counts the
+	// synchronous pipeline, the worker the task.
+	for _, component := range []string{"api", "worker"} {
+		proc := p.query(`image_processing_duration_seconds_bucket{job="imaged",component="` + component + `",operation_type="transform"}`)
+		checkBuckets(t, "image_processing_duration_seconds of the "+component, proc,
+			"0.1", "0.5", "1", "2", "5", "10", "30", "60", "120", "+Inf")
+		for _, s := range proc {
+			checkLabels(t, s, append(extra, "operation_type", "le")...)
+		}
+		// images_processed_total{operation_type, status}
+		c := p.query(`images_processed_total{job="imaged",component="` + component + `",operation_type="transform",status="success"}`)
+		if len(c) != 1 || c[0].float() != 1 {
+			t.Errorf("images_processed_total{operation_type=transform,status=success} of the %s = %v, want 1", component, c)
+		}
 	}
-	if c := p.query(`image_processing_duration_seconds_count{job="imaged",operation_type="transform"}`); len(c) != 1 || c[0].float() < 2 {
-		t.Errorf("image_processing_duration_seconds_count{operation_type=transform} = %v, want 2 (sync + task)", c)
-	}
-
-	// images_processed_total{operation_type, status}
-	done := p.query(`images_processed_total{job="imaged"}`)
-	if len(done) == 0 {
-		t.Error("no images_processed_total")
-	}
-	for _, s := range done {
-		checkLabels(t, s, "operation_type", "status")
-	}
-	if c := p.query(`images_processed_total{job="imaged",operation_type="transform",status="success"}`); len(c) != 1 || c[0].float() < 2 {
-		t.Errorf("images_processed_total{operation_type=transform,status=success} = %v, want 2", c)
+	for _, s := range p.query(`images_processed_total{job="imaged"}`) {
+		checkLabels(t, s, append(extra, "operation_type", "status")...)
 	}
 
-	// tasks_queued{task_type}: a gauge for every task type.
-	queued := p.query(`tasks_queued{job="imaged"}`)
-	var types []string
-	for _, s := range queued {
-		checkLabels(t, s, "task_type")
-		types = append(types, s.Metric["task_type"])
-	}
-	sort.Strings(types)
-	if !slices.Equal(types, []string{"detect", "ocr", "transform"}) {
-		t.Errorf("tasks_queued task types %v, want detect, ocr, transform", types)
+	// tasks_queued{task_type}: a gauge for every task type, from both processes.
+	for _, component := range []string{"api", "worker"} {
+		var types []string
+		for _, s := range p.query(`tasks_queued{job="imaged",component="` + component + `"}`) {
+			checkLabels(t, s, append(extra, "task_type")...)
+			types = append(types, s.Metric["task_type"])
+		}
+		sort.Strings(types)
+		if !slices.Equal(types, []string{"detect", "ocr", "transform"}) {
+			t.Errorf("tasks_queued task types of the %s: %v, want detect, ocr, transform", component, types)
+		}
 	}
 
 	// What the dashboard and alerts read besides.
-	if len(p.query(`workers_busy{job="imaged"}`)) != 1 {
-		t.Error("no workers_busy")
+	if len(p.query(`workers_busy{job="imaged"}`)) != 2 {
+		t.Error("workers_busy is not reported by both processes")
 	}
 	for _, s := range p.query(`circuit_breaker_state{job="imaged"}`) {
-		checkLabels(t, s, "name")
+		checkLabels(t, s, append(extra, "name")...)
 		if v := s.float(); v != 0 {
 			t.Errorf("breaker %s in state %v on a healthy imaged", s.Metric["name"], v)
 		}
@@ -522,11 +582,14 @@ scrape_configs:
 		}
 	}
 
-	// The adapter's query for the HPA answers one value: the queue's depth.
+	// The adapter's query, as for the worker pods: one value per process, the queue's depth
+	// shared between them.
 	for _, r := range adapterRules(t) {
-		q := renderAdapterQuery(r, "job", map[string]string{"job": "imaged"})
-		if res := p.query(q); len(res) != 1 {
-			t.Errorf("adapter query %s answered %v, want one series", q, res)
+		q := renderAdapterQuery(r, "instance", map[string]string{"job": "imaged"})
+		res := p.query(q)
+		depth := p.query(`sum(max by (task_type) (tasks_queued{job="imaged"}))`)
+		if len(res) != 2 || len(depth) != 1 || res[0].float() != depth[0].float()/2 {
+			t.Errorf("adapter query %s answered %v, want the depth %v halved for each of 2 processes", q, res, depth)
 		}
 	}
 
