@@ -8,6 +8,7 @@ packages=(
   libvips-dev libvips-tools        # transforms (libvips 8.14 on Debian 12)
   python3-skimage                  # real test photos
   wrk                              # load benchmarks
+  mate-backgrounds                 # make bench: real photos (8.3 MP, 2.3 MP, the 100 MP source)
   tesseract-ocr tesseract-ocr-eng libtesseract-dev libleptonica-dev   # OCR
   python3-onnx python3-numpy       # make models: the detector's TF.js → ONNX converter
   darknet                          # real test photos for detection
