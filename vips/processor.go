@@ -131,6 +131,7 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	defer processed.Add(1)
 	s, err := p.decode(src, steps, opts)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ package vips
 import (
 	"log/slog"
 	"sync"
+	"time"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
 
@@ -48,12 +49,18 @@ func (c Config) limits() imaged.Limits {
 }
 
 var (
-	lifeMu  sync.Mutex
-	running bool
-	stopped bool
+	lifeMu   sync.Mutex
+	running  bool
+	stopped  bool
+	stopTrim chan struct{}
 )
 
-// Startup starts libvips once per process: the operation cache off (every request is a new
+// trimInterval is how often memory malloc holds free goes back to the system while pipelines
+// run.
+const trimInterval = 5 * time.Second
+
+// Startup starts libvips once per process: glibc malloc held to 2 arenas and trimmed while
+// pipelines run (see limitArenas and trimEvery), the operation cache off (every request is a new
 // image, and the cache only holds memory), the thread count from cfg, loaders that libvips marks
 // untrusted (ImageMagick, PDF and the like) blocked, and libvips warnings routed to slog. Later
 // calls do nothing. New calls it too, so an explicit call is only needed to choose the settings
@@ -64,6 +71,7 @@ func Startup(cfg Config) {
 	if running || stopped {
 		return
 	}
+	limitArenas()
 	govips.LoggingSettings(logToSlog, govips.LogLevelWarning)
 	govips.Startup(&govips.Config{
 		ConcurrencyLevel: cfg.concurrency(),
@@ -73,6 +81,8 @@ func Startup(cfg Config) {
 	})
 	blockUntrusted()
 	findSavers()
+	stopTrim = make(chan struct{})
+	go trimEvery(trimInterval, stopTrim)
 	running = true
 }
 
@@ -85,6 +95,7 @@ func Shutdown() {
 		stopped = true
 		return
 	}
+	close(stopTrim)
 	govips.Shutdown()
 	running = false
 	stopped = true
