@@ -80,7 +80,14 @@ start_server() {
   cat "$work/server.log" >&2
   exit 1
 }
-ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+ticks() {
+  if [ ! -r "/proc/$pid/stat" ]; then
+    echo "bench: imaged exited; its log:" >&2
+    tail -n 40 "$work/server.log" >&2
+    exit 1
+  fi
+  awk '{print $14 + $15}' "/proc/$pid/stat"
+}
 reset_peak() { echo 5 >"/proc/$pid/clear_refs"; }
 peak_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
 
@@ -134,9 +141,6 @@ base_c=$(baseline c 24 "$(size "$C")" 'webp[Q=80,strip]' "$C")
 echo "  (a) $base_a ms/image   (b) $base_b ms/image   (c) $base_c ms/image"
 echo
 
-# One client address sends everything: its share (IMAGED_PIPELINE_SHARE, counted before the
-# wait for a slot) must not turn the 8-connection runs into 429s.
-start_server IMAGED_PIPELINE_SHARE=64
 echo "case | source | output | conns | req/s | p50 ms | p99 ms | CPU ms/req | ÷ vipsthumbnail | peak RSS MiB | non-200"
 echo "---|---|---|---|---|---|---|---|---|---|---"
 for c in a b c; do
@@ -145,6 +149,11 @@ for c in a b c; do
     b) file=$B ops=$OPS_B base=$base_b ;;
     c) file=$C ops=$OPS_C base=$base_c ;;
   esac
+  # A fresh process per case, so memory one case leaves behind does not count as the next one's
+  # peak. One client address sends everything: its share (IMAGED_PIPELINE_SHARE, counted before
+  # the wait for a slot) must not turn the 8-connection runs into 429s.
+  stop_server
+  start_server IMAGED_PIPELINE_SHARE=64
   out=$(one "$file" "$ops")
   for conns in 4 8; do
     load "$file" "$ops" "$conns"
