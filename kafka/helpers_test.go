@@ -2,10 +2,8 @@ package kafka
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,84 +80,6 @@ func openBroker(t testing.TB, addr string, mod func(*Config)) *Broker {
 
 // proxy is a TCP proxy the test controls: Cut drops every live connection and refuses new
 // ones until Restore.
-type proxy struct {
-	ln     net.Listener
-	target atomic.Value // string
-
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	refused bool
-}
-
-func startProxy(t testing.TB) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{ln: ln, conns: map[net.Conn]struct{}{}}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.Cut() })
-	return p
-}
-
-func (p *proxy) Addr() string          { return p.ln.Addr().String() }
-func (p *proxy) SetTarget(addr string) { p.target.Store(addr) }
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		refused := p.refused
-		p.mu.Unlock()
-		target, _ := p.target.Load().(string)
-		if refused || target == "" {
-			c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c] = struct{}{}
-		p.conns[up] = struct{}{}
-		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *proxy) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-func (p *proxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.refused = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *proxy) Restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.refused = false
-}
-
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/tcpproxy"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/sqlite"
 )
@@ -206,7 +208,7 @@ func TestTwoConsumersShareTheGroupAndSurviveARebalance(t *testing.T) {
 }
 
 func TestReconnectAfterConnectionCut(t *testing.T) {
-	p := startProxy(t)
+	p := tcpproxy.Start(t, "")
 	k := startKafka(t, p.Addr)
 	p.SetTarget(k.real)
 	b := openBroker(t, p.Addr(), nil)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/tcpproxy"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/sqlite"
 )
@@ -264,7 +266,7 @@ func TestShutdownLetsHandlersFinishAndAcks(t *testing.T) {
 
 func TestReconnectAfterConnectionCut(t *testing.T) {
 	direct := brokerURL(t)
-	p := startProxy(t, hostOf(direct))
+	p := tcpproxy.Start(t, hostOf(direct))
 	b := openBroker(t, func(c *Config) { c.URL = viaProxy(direct, p.Addr()); c.Heartbeat = time.Second })
 	ctx := context.Background()
 

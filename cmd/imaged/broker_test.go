@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/tcpproxy"
+
 	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -95,7 +97,7 @@ func pgSchema(tb testing.TB) (string, *pgx.Conn) {
 type broker struct {
 	name        string
 	queueURL    string
-	proxy       *tcpProxy
+	proxy       *tcpproxy.Proxy
 	deadLetters func(ctx context.Context) ([]string, error)
 	// watch returns the events on the wire from now on (RabbitMQ: a queue bound to every event
 	// type; Kafka: the events topic from its start). Call it once the API process runs.
@@ -119,7 +121,7 @@ func rabbitBroker(tb testing.TB) *broker {
 		}
 	}
 	tb.Cleanup(func() { _ = exec.Command("rabbitmqctl", "-q", "delete_vhost", vhost).Run() })
-	p := startTCPProxy(tb, "127.0.0.1:5672")
+	p := tcpproxy.Start(tb, "127.0.0.1:5672")
 	query := "?exchange=image_processing&prefix=imaged.&publish_timeout=60s"
 	direct := "amqp://guest:guest@127.0.0.1:5672/" + vhost + query
 	return &broker{name: "rabbitmq", proxy: p,
@@ -185,7 +187,7 @@ func (a advertisedListener) Addr() net.Addr { return a.addr }
 
 func kafkaBroker(tb testing.TB) *broker {
 	tb.Helper()
-	p := startTCPProxy(tb, "")
+	p := tcpproxy.Start(tb, "")
 	var real string
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(0), kfake.GroupMinSessionTimeout(100*time.Millisecond),
 		kfake.ListenFn(func(network, address string) (net.Listener, error) {
@@ -194,13 +196,13 @@ func kafkaBroker(tb testing.TB) *broker {
 				return nil, err
 			}
 			real = ln.Addr().String()
-			return advertisedListener{ln, p.ln.Addr()}, nil
+			return advertisedListener{ln, p.NetAddr()}, nil
 		}))
 	if err != nil {
 		tb.Fatalf("kfake: %v", err)
 	}
 	tb.Cleanup(c.Close)
-	p.setTarget(real)
+	p.SetTarget(real)
 	prefix := "imaged" + imaged.NewID()[:6]
 	raw := "kafka://" + p.Addr() + "?topic_prefix=" + prefix + "&group=imaged-workers&session_timeout=3s&partitions=6&publish_timeout=60s"
 	return &broker{name: "kafka", proxy: p, queueURL: raw,
@@ -903,89 +905,6 @@ func TestBrokerConnectionCutDeadLettersWebhooksAndEvents(t *testing.T) {
 			_ = ids
 		})
 	}
-}
-
-// tcpProxy is a TCP proxy the test controls: cut drops every live connection and refuses new
-// ones until restore.
-type tcpProxy struct {
-	ln     net.Listener
-	target atomic.Value // string
-
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
-	refused bool
-}
-
-func startTCPProxy(tb testing.TB, target string) *tcpProxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, conns: map[net.Conn]struct{}{}}
-	p.setTarget(target)
-	go p.serve()
-	tb.Cleanup(func() { ln.Close(); p.Cut() })
-	return p
-}
-
-func (p *tcpProxy) Addr() string            { return p.ln.Addr().String() }
-func (p *tcpProxy) setTarget(target string) { p.target.Store(target) }
-
-func (p *tcpProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		refused := p.refused
-		p.mu.Unlock()
-		target, _ := p.target.Load().(string)
-		if refused || target == "" {
-			c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[c] = struct{}{}
-		p.conns[up] = struct{}{}
-		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-// Cut closes every connection through the proxy and refuses new ones.
-func (p *tcpProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.refused = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-// Restore accepts connections again.
-func (p *tcpProxy) Restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.refused = false
 }
 
 // The events on the broker itself: routing key (RabbitMQ) or record key (Kafka), the
