@@ -2,6 +2,7 @@ package vips
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"image/png"
 	"log/slog"
@@ -19,7 +20,7 @@ import (
 // shrinks while decoding (JPEG at 1/2, 1/4, 1/8 in the DCT, WebP at any scale), which is where
 // most of the time of a typical request goes; otherwise the whole image is loaded. Either way the
 // image is turned upright from its EXIF orientation and brought to 8-bit sRGB (or 8-bit grey).
-func (p *Processor) decode(src []byte, steps []compiled, opts imaged.ProcessOptions) (_ *state, err error) {
+func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, opts imaged.ProcessOptions) (_ *state, err error) {
 	if int64(len(src)) > p.limits.MaxBytes {
 		return nil, imaged.Errorf(imaged.ETooLarge, "the image is %d bytes; the limit is %d bytes", len(src), p.limits.MaxBytes)
 	}
@@ -65,11 +66,17 @@ func (p *Processor) decode(src []byte, steps []compiled, opts imaged.ProcessOpti
 			s.src.width, s.src.height, p.limits.MaxWidth, p.limits.MaxHeight)
 	}
 
+	tw, th, shrinks := 0, 0, false
 	if r, ok := steps[0].step.(*resizeStep); ok {
-		if tw, th, ok := r.shrinkOnLoad(s.src.width, s.src.height); ok {
-			if err := s.loadScaled(buf, tw, th, !streamable(steps)); err != nil {
-				return nil, err
-			}
+		tw, th, shrinks = r.shrinkOnLoad(s.src.width, s.src.height)
+	}
+	// No pixel has been decoded yet: wait here for the memory this source will need.
+	if s.release, err = p.mem.take(ctx, memoryCost(img, s.src.width, s.src.height, tw, th, shrinks)); err != nil {
+		return nil, err
+	}
+	if shrinks {
+		if err := s.loadScaled(buf, tw, th, !streamable(steps)); err != nil {
+			return nil, err
 		}
 	}
 	rotated := s.img.Orientation() > 1

@@ -20,6 +20,7 @@ type Processor struct {
 	cfg       Config
 	limits    imaged.Limits
 	analyzers map[string]Analyzer
+	mem       *budget
 }
 
 var _ imaged.Processor = (*Processor)(nil)
@@ -28,7 +29,7 @@ var _ imaged.Processor = (*Processor)(nil)
 // analyzer takes the name of a built-in op, a wiring mistake that must not reach a request.
 func New(cfg Config) *Processor {
 	Startup(cfg)
-	p := &Processor{cfg: cfg, limits: cfg.limits(), analyzers: map[string]Analyzer{}}
+	p := &Processor{cfg: cfg, limits: cfg.limits(), analyzers: map[string]Analyzer{}, mem: cfg.budget()}
 	for name, a := range cfg.Analyzers {
 		name = strings.ToLower(name)
 		if _, clash := builtins[name]; clash {
@@ -132,7 +133,7 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 		return nil, err
 	}
 	defer processed.Add(1)
-	s, err := p.decode(src, steps, opts)
+	s, err := p.decode(ctx, src, steps, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +186,7 @@ type state struct {
 	// (libvips is lazy): a resampling, a convolution, a rotation. See hold.
 	pending  bool
 	analyses []imaged.Analysis
+	release  func() // gives back the pipeline's share of the memory budget
 }
 
 // source is what the original file said about itself, kept for info after the pixels change.
@@ -202,6 +204,10 @@ func (s *state) close() {
 	if s.img != nil {
 		s.img.Close()
 		s.img = nil
+	}
+	if s.release != nil {
+		s.release()
+		s.release = nil
 	}
 }
 

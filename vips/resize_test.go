@@ -1,6 +1,7 @@
 package vips
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -72,7 +73,7 @@ func TestResizeShrinksOnLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := p.decode(big, steps, imagedOptions())
+	s, err := p.decode(context.Background(), big, steps, imagedOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

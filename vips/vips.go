@@ -25,6 +25,20 @@ type Config struct {
 	Limits imaged.Limits
 	// Analyzers add analysis ops (ocr, detect) by name, without this package knowing them.
 	Analyzers map[string]Analyzer
+	// MemoryBudget bounds, in MiB, the memory the pipelines running at once are estimated to
+	// make libvips hold; a pipeline waits for its share (see budget). 0 means 64 MiB per CPU,
+	// a negative value no bound.
+	MemoryBudget int
+}
+
+func (c Config) budget() *budget {
+	switch {
+	case c.MemoryBudget < 0:
+		return nil
+	case c.MemoryBudget == 0:
+		return newBudget(defaultBudget())
+	}
+	return newBudget(c.MemoryBudget)
 }
 
 func (c Config) concurrency() int {
