@@ -112,6 +112,9 @@ func startServerKeyed(t *testing.T, dataDir string, makeKey bool, env ...string)
 		"IMAGED_SHUTDOWN_GRACE=10s",
 		"IMAGED_POLL_INTERVAL=100ms",
 	}, env...)
+	if backends != nil {
+		s.env = append(s.env[:len(s.env)-len(env)], append(backends(t, dataDir), env...)...)
+	}
 	if makeKey {
 		s.key = s.createKey("harness", "--rate-limit", "1000000/m", "--burst", "100000", "--concurrency", "10000")
 	}
