@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,7 +47,7 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, rawOK bool) 
 		if !rawOK {
 			return nil, imaged.Errorf(imaged.EUnsupported, "send multipart/form-data with a file part")
 		}
-		b, err := readLimited(r.Body, limit)
+		b, err := readLimited(r.Body, limit, r.ContentLength)
 		if err != nil {
 			return nil, err
 		}
@@ -71,7 +72,7 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, rawOK bool) 
 			if up.file != nil {
 				return nil, imaged.FieldErrorf("file", "send one file per request")
 			}
-			b, err := readLimited(part, limit)
+			b, err := readLimited(part, limit, r.ContentLength)
 			if err != nil {
 				return nil, err
 			}
@@ -91,8 +92,15 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, rawOK bool) 
 	return up, nil
 }
 
-func readLimited(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+// readLimited reads at most limit bytes. sizeHint (the request's Content-Length, or -1) sizes
+// the buffer up front: growing it by doubling would hold up to twice a large upload.
+func readLimited(r io.Reader, limit, sizeHint int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if sizeHint > 0 {
+		buf.Grow(int(min(sizeHint, limit) + 1))
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	b := buf.Bytes()
 	if err != nil {
 		return nil, bodyError(err, "reading the body failed")
 	}

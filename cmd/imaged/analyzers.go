@@ -55,7 +55,7 @@ func newEngines(cfg *Config, metrics *prom.Metrics) (*engines, error) {
 		e.close()
 		return nil, fmt.Errorf("setting IMAGED_DETECT_MODEL: %w", err)
 	}
-	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(),
+	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(), MemoryBudget: cfg.MemoryBudget,
 		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{e.ocr}, "detect": detectAnalyzer{e.detector}}}
 	vips.Startup(vcfg)
 	e.processor = vips.New(vcfg)

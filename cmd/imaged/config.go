@@ -34,6 +34,7 @@ type Config struct {
 	MaxInflight     int
 	MaxWaiting      int
 	VipsConcurrency int
+	MemoryBudget    int
 	PollInterval    time.Duration
 	LogLevel        string
 	LogFormat       string
@@ -95,6 +96,7 @@ func settings(c *Config) []setting {
 		{"max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", integer(&c.MaxInflight, 2*runtime.NumCPU())},
 		{"max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", integer(&c.MaxWaiting, 8*runtime.NumCPU())},
 		{"vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", integer(&c.VipsConcurrency, 1)},
+		{"memory-budget", "IMAGED_MEMORY_BUDGET", "MiB the pipelines running at once may need for decoding; 0 = 64 per CPU, -1 = unbounded", integer(&c.MemoryBudget, 0)},
 		{"poll-interval", "IMAGED_POLL_INTERVAL", "how often the database queue looks for tasks other processes queued", dur(&c.PollInterval, 500*time.Millisecond)},
 		{"no-migrate", "IMAGED_NO_MIGRATE", "do not apply database migrations at start-up (run `imaged migrate up` instead)", func(fs *flag.FlagSet, n, h string) {
 			fs.BoolVar(&c.NoMigrate, n, false, h)
@@ -174,6 +176,7 @@ func (c *Config) validate() error {
 		{c.MaxHeight > 0 && c.MaxHeight <= 100000, "IMAGED_MAX_HEIGHT", "must be between 1 and 100000"},
 		{c.MaxInflight > 0, "IMAGED_MAX_INFLIGHT", "must be positive"},
 		{c.MaxWaiting >= 0, "IMAGED_MAX_WAITING", "must not be negative"},
+		{c.MemoryBudget >= -1, "IMAGED_MEMORY_BUDGET", "must be -1 (unbounded), 0 (default) or a number of MiB"},
 		{c.VipsConcurrency >= 1 && c.VipsConcurrency <= 64, "IMAGED_VIPS_CONCURRENCY", "must be between 1 and 64"},
 		{c.PollInterval >= 10*time.Millisecond, "IMAGED_POLL_INTERVAL", "must be at least 10ms"},
 		{c.URLExpiry >= time.Second && c.URLExpiry <= 7*24*time.Hour, "IMAGED_URL_EXPIRY", "must be between 1s and 168h"},
