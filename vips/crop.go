@@ -18,6 +18,8 @@ type cropStep struct {
 	x, y          int
 	width, height int // 0 means the whole side, for gravity crops
 	gravity       string
+	object        string // crop around the best object of this class (gravity=object:<class>)
+	locator       Locator
 }
 
 func init() { register("crop", parseCrop, false) }
@@ -76,6 +78,16 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 	if a.Width == nil && a.Height == nil {
 		return nil, invalid(i, "width", "crop needs width and height (with x and y, or a gravity)")
 	}
+	if class, ok := strings.CutPrefix(strings.ToLower(a.Gravity), "object:"); ok {
+		if p.cfg.Locator == nil {
+			return nil, invalid(i, "gravity", "crop gravity=object:<class> needs the object detector, which this server lacks")
+		}
+		if class == "" {
+			return nil, invalid(i, "gravity", "crop gravity=object:<class> names no class")
+		}
+		c.gravity, c.object, c.locator = a.Gravity, class, p.cfg.Locator
+		return c, nil
+	}
 	if a.Gravity != "" {
 		c.gravity = strings.ToLower(a.Gravity)
 		if err := oneOf(i, "crop", "gravity", c.gravity, append(append([]string{}, gravities...), smartGravities...)...); err != nil {
@@ -85,7 +97,10 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 	return c, nil
 }
 
-func (c *cropStep) apply(_ context.Context, s *state) error {
+func (c *cropStep) apply(ctx context.Context, s *state) error {
+	if c.object != "" {
+		return cropObject(ctx, s, c.locator, c.object, c.width, c.height)
+	}
 	w, h := s.img.Width(), s.img.Height()
 	if c.box {
 		if c.x+c.width > w || c.y+c.height > h {

@@ -20,6 +20,7 @@ type Processor struct {
 	cfg       Config
 	limits    imaged.Limits
 	analyzers map[string]Analyzer
+	painters  map[string]Painter
 	mem       *budget
 }
 
@@ -29,7 +30,15 @@ var _ imaged.Processor = (*Processor)(nil)
 // analyzer takes the name of a built-in op, a wiring mistake that must not reach a request.
 func New(cfg Config) *Processor {
 	Startup(cfg)
-	p := &Processor{cfg: cfg, limits: cfg.limits(), analyzers: map[string]Analyzer{}, mem: cfg.budget()}
+	p := &Processor{cfg: cfg, limits: cfg.limits(), analyzers: map[string]Analyzer{}, painters: map[string]Painter{},
+		mem: cfg.budget()}
+	for name, pt := range cfg.Painters {
+		name = strings.ToLower(name)
+		if _, clash := builtins[name]; clash {
+			panic(fmt.Sprintf("vips: painter %q takes the name of a built-in op", name))
+		}
+		p.painters[name] = pt
+	}
 	for name, a := range cfg.Analyzers {
 		name = strings.ToLower(name)
 		if _, clash := builtins[name]; clash {
@@ -74,6 +83,9 @@ func (p *Processor) Ops() []string {
 	for n := range p.analyzers {
 		names = append(names, n)
 	}
+	for n := range p.painters {
+		names = append(names, n)
+	}
 	sort.Strings(names)
 	return names
 }
@@ -109,6 +121,13 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 				return nil, imaged.FieldErrorf(fieldPath(i, ""), "%s: %v", name, err)
 			}
 			steps[i] = compiled{name: name, step: analyzerStep{name: name, a: a, op: op}, analysis: true}
+			continue
+		}
+		if pt, ok := p.painters[name]; ok {
+			if err := pt.Validate(i, op); err != nil {
+				return nil, err
+			}
+			steps[i] = compiled{name: name, step: painterStep{name: name, p: pt, op: op}}
 			continue
 		}
 		return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",

@@ -25,6 +25,10 @@ type Config struct {
 	Limits imaged.Limits
 	// Analyzers add analysis ops (ocr, detect) by name, without this package knowing them.
 	Analyzers map[string]Analyzer
+	// Painters add transform ops drawn in Go (annotate) by name.
+	Painters map[string]Painter
+	// Locator finds objects for crop gravity=object:<class>; that gravity is refused without it.
+	Locator Locator
 	// MemoryBudget bounds, in MiB, the memory the pipelines running at once are estimated to
 	// make libvips hold; a pipeline waits for its share (see budget). 0 means 64 MiB per CPU,
 	// a negative value no bound.

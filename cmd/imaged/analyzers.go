@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"math"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/detect"
@@ -56,7 +58,9 @@ func newEngines(cfg *Config, metrics *prom.Metrics) (*engines, error) {
 		return nil, fmt.Errorf("setting IMAGED_DETECT_MODEL: %w", err)
 	}
 	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(), MemoryBudget: cfg.MemoryBudget,
-		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{e.ocr}, "detect": detectAnalyzer{e.detector}}}
+		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{e.ocr}, "detect": detectAnalyzer{e.detector}},
+		Painters:  map[string]vips.Painter{"annotate": annotatePainter{e.detector}},
+		Locator:   detectLocator{e.detector}}
 	vips.Startup(vcfg)
 	e.processor = vips.New(vcfg)
 	return e, nil
@@ -67,4 +71,63 @@ func (e *engines) close() {
 		e.ocr.Close()
 	}
 	_ = e.runtime.Close()
+}
+
+// annotatePainter draws the boxes of the pipeline's latest detect analysis (or of a detection
+// it runs itself when there is none) onto the image.
+type annotatePainter struct{ svc *detect.Service }
+
+func (a annotatePainter) Validate(i int, op imaged.Op) error {
+	var args struct {
+		Op string `json:"op"`
+	}
+	return op.DecodeArgs(i, &args)
+}
+
+func (a annotatePainter) Paint(ctx context.Context, _ imaged.Op, px vips.Pixels, analyses []imaged.Analysis) (vips.Pixels, error) {
+	img := detect.Image{Width: px.Width, Height: px.Height, Bands: px.Bands, Data: px.Data}
+	var dets []detect.Detection
+	found := false
+	for i := len(analyses) - 1; i >= 0 && !found; i-- {
+		if analyses[i].Op != "detect" {
+			continue
+		}
+		var res detect.Result
+		if err := json.Unmarshal(analyses[i].Result, &res); err != nil {
+			return vips.Pixels{}, err
+		}
+		// Normalised boxes follow the image through resizes made after the detection.
+		for _, d := range res.Detections {
+			d.Box = detect.Box{X1: d.BoxNorm.X1 * float64(px.Width), Y1: d.BoxNorm.Y1 * float64(px.Height),
+				X2: d.BoxNorm.X2 * float64(px.Width), Y2: d.BoxNorm.Y2 * float64(px.Height)}
+			dets = append(dets, d)
+		}
+		found = true
+	}
+	if !found {
+		res, err := a.svc.Detect(ctx, "", img, detect.DefaultOptions())
+		if err != nil {
+			return vips.Pixels{}, err
+		}
+		dets = res.Detections
+	}
+	out := detect.Annotate(img, dets)
+	return vips.Pixels{Width: out.Width, Height: out.Height, Bands: out.Bands, Data: out.Data}, nil
+}
+
+// detectLocator finds objects for crop gravity=object:<class>.
+type detectLocator struct{ svc *detect.Service }
+
+func (l detectLocator) Locate(ctx context.Context, px vips.Pixels, class string) (image.Rectangle, bool, error) {
+	opts := detect.DefaultOptions()
+	opts.Classes = []string{class}
+	res, err := l.svc.Detect(ctx, "", detect.Image{Width: px.Width, Height: px.Height, Bands: px.Bands, Data: px.Data}, opts)
+	if err != nil {
+		return image.Rectangle{}, false, err
+	}
+	best, ok := detect.Best(res.Detections, class)
+	if !ok {
+		return image.Rectangle{}, false, nil
+	}
+	return image.Rect(int(best.Box.X1), int(best.Box.Y1), int(math.Ceil(best.Box.X2)), int(math.Ceil(best.Box.Y2))), true, nil
 }

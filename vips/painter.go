@@ -1,0 +1,121 @@
+package vips
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
+)
+
+// Painter adds a transform op that draws on the image in Go (annotate draws the latest
+// detections), without this package knowing it. It sees the analyses made so far.
+type Painter interface {
+	// Validate checks the op's parameters without pixels, naming op and field on error.
+	Validate(index int, op imaged.Op) error
+	// Paint returns the new image, 8-bit sRGB with 3 or 4 bands.
+	Paint(ctx context.Context, op imaged.Op, px Pixels, analyses []imaged.Analysis) (Pixels, error)
+}
+
+// Locator finds the box of the best object of a class, for crop gravity=object:<class>. ok is
+// false when there is none.
+type Locator interface {
+	Locate(ctx context.Context, px Pixels, class string) (box image.Rectangle, ok bool, err error)
+}
+
+type painterStep struct {
+	name string
+	p    Painter
+	op   imaged.Op
+}
+
+func (st painterStep) apply(ctx context.Context, s *state) error {
+	px, err := rgbPixels(s.img)
+	if err != nil {
+		return err
+	}
+	out, err := st.p.Paint(ctx, st.op, px, s.analyses)
+	if err != nil {
+		var e *imaged.Error
+		if errors.As(err, &e) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		return imaged.WrapError(imaged.EInternal, err, "%s failed", st.name)
+	}
+	img, err := pixelsImage(out)
+	if err != nil {
+		return err
+	}
+	s.replace(img)
+	return nil
+}
+
+// pixelsImage hands interleaved 8-bit RGB or RGBA pixels back to libvips (as an uncompressed
+// PNG: govips has no constructor from raw memory).
+func pixelsImage(px Pixels) (*govips.ImageRef, error) {
+	if len(px.Data) != px.Width*px.Height*px.Bands || (px.Bands != 3 && px.Bands != 4) {
+		return nil, fmt.Errorf("a painter returned %d bytes for a %d×%d×%d image", len(px.Data), px.Width, px.Height, px.Bands)
+	}
+	rect := image.Rect(0, 0, px.Width, px.Height)
+	var img image.Image
+	if px.Bands == 4 {
+		img = &image.NRGBA{Pix: px.Data, Stride: 4 * px.Width, Rect: rect}
+	} else {
+		rgba := image.NewNRGBA(rect)
+		for i, j := 0, 0; i < len(px.Data); i, j = i+3, j+4 {
+			rgba.Pix[j], rgba.Pix[j+1], rgba.Pix[j+2], rgba.Pix[j+3] = px.Data[i], px.Data[i+1], px.Data[i+2], 255
+		}
+		img = rgba
+	}
+	var buf bytes.Buffer
+	buf.Grow(px.Width*px.Height*4 + 1024)
+	if err := (&png.Encoder{CompressionLevel: png.NoCompression}).Encode(&buf, img); err != nil {
+		return nil, err
+	}
+	out, err := govips.NewImageFromBuffer(buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	if px.Bands == 3 {
+		if err := out.ExtractBand(0, 3); err != nil {
+			out.Close()
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// cropObject crops cw×ch (0 = the object's own size) centred on the best object of class,
+// clamped to the image; with no such object it falls back to the centre.
+func cropObject(ctx context.Context, s *state, loc Locator, class string, cw, ch int) error {
+	px, err := rgbPixels(s.img)
+	if err != nil {
+		return err
+	}
+	box, ok, err := loc.Locate(ctx, px, class)
+	if err != nil {
+		return err
+	}
+	w, h := s.img.Width(), s.img.Height()
+	if !ok {
+		return cropGravity(s.img, orDefault(cw, w), orDefault(ch, h), "centre")
+	}
+	box = box.Intersect(image.Rect(0, 0, w, h))
+	cw, ch = min(orDefault(cw, box.Dx()), w), min(orDefault(ch, box.Dy()), h)
+	cx, cy := (box.Min.X+box.Max.X)/2, (box.Min.Y+box.Max.Y)/2
+	x := min(max(cx-cw/2, 0), w-cw)
+	y := min(max(cy-ch/2, 0), h-ch)
+	return s.img.ExtractArea(x, y, max(cw, 1), max(ch, 1))
+}
+
+func orDefault(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
