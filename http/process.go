@@ -121,6 +121,10 @@ type processResponse struct {
 
 func (s *Server) handleProcess() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.roomForPipeline(); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		req, ops, up, err := s.readPipelineRequest(w, r)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -211,6 +215,10 @@ func (s *Server) sourceBytes(ctx context.Context, up *upload, imageID string) ([
 // next to the file; the answer is the analysis result itself.
 func (s *Server) handleAnalysis(opName string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.roomForPipeline(); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		ctx := r.Context()
 		var up *upload
 		params := map[string]json.RawMessage{}

@@ -119,6 +119,21 @@ func NewServer(cfg Config, deps Deps) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// errBusy answers requests the server has no room for.
+func errBusy(retry time.Duration) error {
+	return &imaged.Error{Code: imaged.EUnavailable, Message: "the server is busy; try again shortly", RetryAfter: retry}
+}
+
+// roomForPipeline refuses a synchronous pipeline before its body is read when every slot is busy and the
+// waiting line is full: under overload the server then holds no uploads it could not work on,
+// and memory stays bounded by the slots and the line.
+func (s *Server) roomForPipeline() error {
+	if len(s.slots) == cap(s.slots) && len(s.waiting) == cap(s.waiting) {
+		return errBusy(time.Second)
+	}
+	return nil
+}
+
 // acquire takes a slot for a synchronous pipeline. When every slot is busy it waits, but only
 // while fewer than MaxWaiting requests wait and for at most WaitTimeout; otherwise it answers
 // unavailable so that overload turns into quick 503s with Retry-After instead of a pile-up.
