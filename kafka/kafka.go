@@ -255,8 +255,13 @@ func (b *Broker) Publish(ctx context.Context, t *imaged.Task, delay time.Duratio
 	}
 	r := taskRecord(b.TasksTopic(), t, taskMessage{TaskID: t.ID, Type: t.Type, CorrelationID: t.CorrelationID, Attempts: t.Attempts})
 	if delay > 0 {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: headerNotBefore,
-			Value: []byte(strconv.FormatInt(time.Now().Add(delay).UnixMilli(), 10))})
+		// Rounded up to the millisecond, so that the task never runs before its delay is over.
+		nb := time.Now().Add(delay)
+		ms := nb.UnixMilli()
+		if nb.UnixNano()%int64(time.Millisecond) != 0 {
+			ms++
+		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: headerNotBefore, Value: []byte(strconv.FormatInt(ms, 10))})
 	}
 	return b.produce(ctx, r)
 }
