@@ -14,6 +14,9 @@ type Delivery struct {
 	CorrelationID string
 	Task          *Task
 	Redelivered   bool
+	// Trace carries the W3C trace context (traceparent, tracestate) the publisher sent with
+	// the message, so the worker's span continues the publisher's trace.
+	Trace map[string]string
 }
 
 // Handler handles one delivery. Returning nil acknowledges it: the outcome is recorded in the

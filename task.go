@@ -25,25 +25,28 @@ func IsTerminal(status string) bool {
 
 // Task is one pipeline run over one image, processed asynchronously.
 type Task struct {
-	ID             string       `json:"id"`
-	Type           string       `json:"type"`
-	Status         string       `json:"status"`
-	ImageID        string       `json:"image_id"`
-	Ops            []Op         `json:"ops"`
-	BatchID        string       `json:"batch_id,omitempty"`
-	Attempts       int          `json:"attempts"`
-	MaxAttempts    int          `json:"max_attempts"`
-	WorkerID       string       `json:"worker_id,omitempty"`
-	CorrelationID  string       `json:"correlation_id,omitempty"`
-	CallbackURL    string       `json:"callback_url,omitempty"`
-	IdempotencyKey string       `json:"-"`
-	CreatedAt      time.Time    `json:"created_at"`
-	StartedAt      *time.Time   `json:"started_at,omitempty"`
-	FinishedAt     *time.Time   `json:"finished_at,omitempty"`
-	RunAfter       time.Time    `json:"-"`
-	LeaseUntil     *time.Time   `json:"-"`
-	Result         *TaskResult  `json:"result,omitempty"`
-	Error          *TaskFailure `json:"error,omitempty"`
+	ID             string `json:"id"`
+	Type           string `json:"type"`
+	Status         string `json:"status"`
+	ImageID        string `json:"image_id"`
+	Ops            []Op   `json:"ops"`
+	BatchID        string `json:"batch_id,omitempty"`
+	Attempts       int    `json:"attempts"`
+	MaxAttempts    int    `json:"max_attempts"`
+	WorkerID       string `json:"worker_id,omitempty"`
+	CorrelationID  string `json:"correlation_id,omitempty"`
+	CallbackURL    string `json:"callback_url,omitempty"`
+	IdempotencyKey string `json:"-"`
+	// TraceParent is the W3C traceparent of the request that created the task, so that a
+	// worker reading the task from the database continues that trace ("" when untraced).
+	TraceParent string       `json:"-"`
+	CreatedAt   time.Time    `json:"created_at"`
+	StartedAt   *time.Time   `json:"started_at,omitempty"`
+	FinishedAt  *time.Time   `json:"finished_at,omitempty"`
+	RunAfter    time.Time    `json:"-"`
+	LeaseUntil  *time.Time   `json:"-"`
+	Result      *TaskResult  `json:"result,omitempty"`
+	Error       *TaskFailure `json:"error,omitempty"`
 }
 
 // TaskResult is what a completed task produced: the stored output image (when the pipeline

@@ -219,6 +219,10 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, h imaged.Handler, 
 		Task:          t,
 		Redelivered:   t.Attempts > 1,
 	}
+	if t.TraceParent != "" {
+		// The row is the message: it carries the trace of the request that created it.
+		d.Trace = map[string]string{"traceparent": t.TraceParent}
+	}
 	log = log.With("task_id", t.ID, "task_type", t.Type, "attempt", t.Attempts, "correlation_id", t.CorrelationID)
 	defer func() {
 		if r := recover(); r != nil {

@@ -1,14 +1,28 @@
 package http
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/imaged/imaged"
 )
+
+// tracer makes the server spans of every request.
+var tracer = otel.Tracer("github.com/imaged/imaged/http")
+
+// noSpan stands in for the span of untraced requests.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // withCorrelationID takes X-Correlation-ID from the request (or makes one), puts it in the
 // context for every log line and task, and echoes it in the response.
@@ -91,6 +105,21 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 func (s *Server) withLogAndMetrics(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// The server span continues the caller's trace (W3C traceparent) or starts one; it is
+		// named after the route once the mux has matched it. Probes and scrapes, which come
+		// every few seconds, get none.
+		ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		var span trace.Span = noSpan
+		if !strings.HasPrefix(r.URL.Path, "/health") && r.URL.Path != "/metrics" {
+			ctx, span = tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+					attribute.String("client.address", r.RemoteAddr)))
+		}
+		defer span.End()
+		if sc := span.SpanContext(); sc.IsSampled() {
+			w.Header().Set("X-Trace-ID", sc.TraceID().String())
+		}
+		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 		mux.ServeHTTP(rec, r)
 		if rec.status == 0 {
@@ -98,6 +127,11 @@ func (s *Server) withLogAndMetrics(mux http.Handler) http.Handler {
 		}
 		elapsed := time.Since(start)
 		endpoint := patternPath(r.Pattern)
+		span.SetName(r.Method + " " + endpoint)
+		span.SetAttributes(attribute.String("http.route", endpoint), attribute.Int("http.response.status_code", rec.status))
+		if rec.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(rec.status))
+		}
 		s.deps.Metrics.HTTPRequests.WithLabelValues(r.Method, endpoint, strconv.Itoa(rec.status)).Inc()
 		s.deps.Metrics.HTTPDuration.WithLabelValues(r.Method, endpoint).Observe(elapsed.Seconds())
 		s.log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path, "endpoint", endpoint,

@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
 
 	"github.com/imaged/imaged"
 )
@@ -263,6 +264,8 @@ func (b *Broker) Publish(ctx context.Context, t *imaged.Task, delay time.Duratio
 		}
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: headerNotBefore, Value: []byte(strconv.FormatInt(ms, 10))})
 	}
+	// The trace context travels in the record headers.
+	otel.GetTextMapPropagator().Inject(ctx, (*recordCarrier)(r))
 	return b.produce(ctx, r)
 }
 
@@ -590,7 +593,7 @@ func (c *consumer) dispatch(r *kgo.Record) bool {
 // the record finished. It releases the slot taken for it.
 func (c *consumer) handle(r *kgo.Record, p *partition, m taskMessage) {
 	defer func() { <-c.sem }()
-	d := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID}
+	d := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Trace: traceContext(r)}
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
 		d.Redelivered = attempt > 1
@@ -738,4 +741,41 @@ func (b *Broker) sweep(ctx context.Context, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// recordCarrier lets the OpenTelemetry propagator write record headers.
+type recordCarrier kgo.Record
+
+func (c *recordCarrier) Get(key string) string { return header((*kgo.Record)(c), key) }
+
+func (c *recordCarrier) Set(key, value string) {
+	for i, h := range c.Headers {
+		if h.Key == key {
+			c.Headers[i].Value = []byte(value)
+			return
+		}
+	}
+	c.Headers = append(c.Headers, kgo.RecordHeader{Key: key, Value: []byte(value)})
+}
+
+func (c *recordCarrier) Keys() []string {
+	keys := make([]string, 0, len(c.Headers))
+	for _, h := range c.Headers {
+		keys = append(keys, h.Key)
+	}
+	return keys
+}
+
+// traceContext returns the W3C trace-context headers of a record (nil when it has none).
+func traceContext(r *kgo.Record) map[string]string {
+	var out map[string]string
+	for _, k := range otel.GetTextMapPropagator().Fields() {
+		if v := header(r, k); v != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }

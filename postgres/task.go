@@ -31,7 +31,7 @@ const (
 // taskColumns is the column list every task query selects or returns, in scanTask's order.
 const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
 	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message`
+	created_at, started_at, finished_at, result, error_code, error_message, trace_parent`
 
 // querier is what *pgxpool.Pool and pgx.Tx share.
 type querier interface {
@@ -49,7 +49,7 @@ func scanTask(row pgx.Row) (*imaged.Task, error) {
 	)
 	err := row.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
 		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&t.RunAfter, &lease, &t.CreatedAt, &started, &finished, &result, &errCode, &errMessage)
+		&t.RunAfter, &lease, &t.CreatedAt, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent)
 	if err != nil {
 		return nil, err
 	}
@@ -248,13 +248,13 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 			b.Queue(`
 				INSERT INTO tasks (id, type, status, image_id, ops, batch_id, attempts, max_attempts,
-					correlation_id, callback_url, idempotency_key, created_at, run_after)
+					correlation_id, callback_url, idempotency_key, created_at, run_after, trace_parent)
 				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10,
-					COALESCE($11::timestamptz, now()), COALESCE($12::timestamptz, $11::timestamptz, now()))
+					COALESCE($11::timestamptz, now()), COALESCE($12::timestamptz, $11::timestamptz, now()), $13)
 				RETURNING created_at, run_after`,
 				t.ID, t.Type, t.Status, t.ImageID, string(ops), nullString(t.BatchID), t.MaxAttempts,
 				t.CorrelationID, t.CallbackURL, nullString(t.IdempotencyKey),
-				timeArg(t.CreatedAt), timeArg(t.RunAfter),
+				timeArg(t.CreatedAt), timeArg(t.RunAfter), t.TraceParent,
 			).QueryRow(func(row pgx.Row) error {
 				if err := row.Scan(&t.CreatedAt, &t.RunAfter); err != nil {
 					return err

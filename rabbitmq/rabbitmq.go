@@ -23,6 +23,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel"
 
 	"github.com/imaged/imaged"
 )
@@ -418,6 +419,8 @@ func (b *Broker) Publish(ctx context.Context, t *imaged.Task, delay time.Duratio
 		CorrelationId: t.CorrelationID, Timestamp: time.Now(), Type: "task",
 		Headers: amqp.Table{"correlation_id": t.CorrelationID, "task_type": t.Type}, Body: body,
 	}
+	// The trace context travels in the headers (and through the retry queues with them).
+	otel.GetTextMapPropagator().Inject(ctx, tableCarrier(msg.Headers))
 	exchange, key := b.cfg.Exchange, routingKey(t.Type)
 	var tier time.Duration
 	if delay > 0 {
@@ -691,7 +694,8 @@ func (b *Broker) handle(ctx, consumeCtx context.Context, d amqp.Delivery, h imag
 	if m.Type == "" {
 		m.Type = strings.TrimPrefix(d.RoutingKey, "task.")
 	}
-	del := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Redelivered: d.Redelivered}
+	del := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Redelivered: d.Redelivered,
+		Trace: traceContext(d.Headers)}
 	err := call(ctx, h, del)
 	if err != nil {
 		log.Error("task handler could not record an outcome; the message goes back to the queue",
@@ -821,4 +825,36 @@ func (b *Broker) Close() error {
 // String describes the broker for logs.
 func (b *Broker) String() string {
 	return "rabbitmq " + redact(b.cfg.URL) + " exchange=" + b.cfg.Exchange + " prefix=" + strconv.Quote(b.cfg.Prefix)
+}
+
+// tableCarrier lets the OpenTelemetry propagator write message headers.
+type tableCarrier amqp.Table
+
+func (c tableCarrier) Get(key string) string {
+	v, _ := c[key].(string)
+	return v
+}
+
+func (c tableCarrier) Set(key, value string) { c[key] = value }
+
+func (c tableCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// traceContext returns the W3C trace-context headers of a message (nil when it has none).
+func traceContext(h amqp.Table) map[string]string {
+	var out map[string]string
+	for _, k := range otel.GetTextMapPropagator().Fields() {
+		if v, ok := h[k].(string); ok && v != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }

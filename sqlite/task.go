@@ -26,7 +26,7 @@ const (
 // taskColumns is the column list every task query selects or returns, in scanTask's order.
 const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
 	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message`
+	created_at, started_at, finished_at, result, error_code, error_message, trace_parent`
 
 // querier is what *sql.DB and *sql.Tx share.
 type querier interface {
@@ -47,7 +47,7 @@ func scanTask(sc scanner) (*imaged.Task, error) {
 	)
 	err := sc.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
 		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&runAfter, &lease, &created, &started, &finished, &result, &errCode, &errMessage)
+		&runAfter, &lease, &created, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent)
 	if err != nil {
 		return nil, err
 	}
@@ -229,11 +229,11 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 			_, err = tx.ExecContext(ctx, `
 				INSERT INTO tasks (id, type, status, image_id, ops, batch_id, attempts, max_attempts,
-					correlation_id, callback_url, idempotency_key, run_after, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)`,
+					correlation_id, callback_url, idempotency_key, run_after, created_at, trace_parent)
+				VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
 				t.ID, t.Type, t.Status, t.ImageID, string(ops), nullString(t.BatchID), t.MaxAttempts,
 				t.CorrelationID, t.CallbackURL, nullString(t.IdempotencyKey),
-				formatTime(t.RunAfter), formatTime(t.CreatedAt))
+				formatTime(t.RunAfter), formatTime(t.CreatedAt), t.TraceParent)
 			if isConstraint(err) {
 				return imaged.WrapError(imaged.EConflict, err, "task %s or its idempotency key already exists", t.ID)
 			}

@@ -287,6 +287,7 @@ func testCreateTask(t *testing.T, s imaged.TaskStore) {
 		MaxAttempts:   4,
 		CorrelationID: "corr-1",
 		CallbackURL:   "https://example.com/hook",
+		TraceParent:   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 	}
 	before := time.Now()
 	existed, err := s.CreateTasks(ctx, []*imaged.Task{task}, nil)
@@ -314,6 +315,12 @@ func testCreateTask(t *testing.T, s imaged.TaskStore) {
 	if got.Attempts != 0 || got.WorkerID != "" || got.StartedAt != nil || got.FinishedAt != nil ||
 		got.LeaseUntil != nil || got.Result != nil || got.Error != nil {
 		t.Fatalf("new task carries run state: %+v", got)
+	}
+	if got.TraceParent != task.TraceParent {
+		t.Fatalf("TraceParent = %q, want %q", got.TraceParent, task.TraceParent)
+	}
+	if c := claim(t, s, task.ID); c.TraceParent != task.TraceParent {
+		t.Fatalf("claimed task's TraceParent = %q, want %q (a worker continues the trace from it)", c.TraceParent, task.TraceParent)
 	}
 	wantOps(t, got.Ops, task.Ops)
 	wantTime(t, "CreatedAt", got.CreatedAt, task.CreatedAt)

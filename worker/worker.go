@@ -17,6 +17,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/prom"
 )
@@ -135,6 +139,8 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
 		task = t
 	}
 	ctx = imaged.WithCorrelationID(ctx, task.CorrelationID)
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Int("imaged.attempt", task.Attempts),
+		attribute.String("imaged.image_id", task.ImageID), attribute.String("imaged.correlation_id", task.CorrelationID))
 	if task.MaxAttempts > 0 && task.Attempts > task.MaxAttempts {
 		// Every earlier attempt ended with its worker gone (crash, kill, lost lease): a task
 		// that takes its worker down must not loop forever.
@@ -260,6 +266,9 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 		return w.queue.Publish(context.WithoutCancel(ctx), task, 0)
 	}
 	w.log.WarnContext(ctx, "task attempt failed", "task_id", task.ID, "attempt", task.Attempts, "error", err.Error())
+	span := trace.SpanFromContext(ctx)
+	span.RecordError(err, trace.WithAttributes(attribute.String("imaged.error_code", f.Code)))
+	span.SetStatus(codes.Error, f.Message)
 	if !Permanent(err) && task.Attempts < task.MaxAttempts {
 		delay := w.backoff(task.Attempts)
 		if _, rerr := w.store.RetryTask(ctx, task.ID, task.Attempts, time.Now().Add(delay), f); rerr != nil {

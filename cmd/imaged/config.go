@@ -54,8 +54,9 @@ type Config struct {
 	DetectModel     string
 	DetectModels    string
 
-	accessConfig // access.go
-	brokerConfig // brokers.go
+	accessConfig  // access.go
+	brokerConfig  // brokers.go
+	tracingConfig // tracing.go
 }
 
 // setting describes one configuration entry; the README's table lists the same entries.
@@ -117,7 +118,7 @@ func settings(c *Config) []setting {
 		{"detect-models", "IMAGED_DETECT_MODELS", "YOLO (Ultralytics) ONNX models users bring: name=path,… (paths relative to the models dir)", str(&c.DetectModels, "")},
 		{"log-level", "IMAGED_LOG_LEVEL", "debug, info, warn or error", str(&c.LogLevel, "info")},
 		{"log-format", "IMAGED_LOG_FORMAT", "json or text", str(&c.LogFormat, "json")},
-	}, append(accessSettings(c), brokerSettings(c)...)...)
+	}, append(append(accessSettings(c), brokerSettings(c)...), tracingSettings(c)...)...)
 }
 
 // parseConfig reads the environment, then args. Errors name the setting at fault.
@@ -200,6 +201,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if err := c.validateBrokers(); err != nil {
+		return err
+	}
+	if err := c.validateTracing(); err != nil {
 		return err
 	}
 	return c.validateAccess()

@@ -21,6 +21,7 @@ import (
 	"github.com/imaged/imaged"
 	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/tracing"
 	"github.com/imaged/imaged/vips"
 	"github.com/imaged/imaged/worker"
 )
@@ -118,7 +119,7 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	if cfg.LogFormat == "text" {
 		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(imaged.ContextHandler{Handler: h})
+	return slog.New(tracing.LogHandler{Handler: imaged.ContextHandler{Handler: h}})
 }
 
 // serve runs the API (when api is true) and cfg.Workers workers until ctx is cancelled, then
@@ -127,12 +128,22 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	log := newLogger(cfg, logw)
 	slog.SetDefault(log)
+	role := map[bool]string{true: "api", false: "worker"}[api]
+	if api && cfg.Workers > 0 {
+		role = "api+worker"
+	}
+	flushSpans, err := setupTracing(ctx, cfg, role)
+	if err != nil {
+		return err
+	}
+	defer flushSpans()
 	metrics := prom.New()
 	a, err := openAdapters(ctx, cfg, log, metrics)
 	if err != nil {
 		return err
 	}
 	defer a.close()
+	a.traced(cfg)
 
 	eng, err := newEngines(cfg, metrics)
 	if err != nil {
@@ -170,10 +181,6 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 				log.Error("worker stopped with an error", "error", err.Error())
 			}
 		}()
-	}
-	role := map[bool]string{true: "api", false: "worker"}[api]
-	if api && cfg.Workers > 0 {
-		role = "api+worker"
 	}
 	wg.Add(1)
 	go func() {

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imaged/imaged/tracing"
+)
+
+// tracingConfig is the OpenTelemetry side of imaged. It is part of Config.
+type tracingConfig struct {
+	TraceExporter    string
+	TraceEndpoint    string
+	TraceFile        string
+	TraceSampleRatio float64
+}
+
+func tracingSettings(c *Config) []setting {
+	str := func(p *string, def string) func(*flag.FlagSet, string, string) {
+		return func(fs *flag.FlagSet, n, h string) { fs.StringVar(p, n, def, h) }
+	}
+	return []setting{
+		{"trace-exporter", "IMAGED_TRACE_EXPORTER", "where OpenTelemetry spans go: none, otlp (OTLP over HTTP) or file (JSON lines)", str(&c.TraceExporter, tracing.ExporterNone)},
+		{"trace-endpoint", "IMAGED_TRACE_ENDPOINT", "OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (unset = the OTEL_EXPORTER_OTLP_* variables, else localhost:4318)", str(&c.TraceEndpoint, "")},
+		{"trace-file", "IMAGED_TRACE_FILE", "file the file exporter appends spans to, one JSON object a line", str(&c.TraceFile, "")},
+		{"trace-sample-ratio", "IMAGED_TRACE_SAMPLE_RATIO", "share of new traces recorded, 0..1; a caller's sampled traceparent is always followed", func(fs *flag.FlagSet, n, h string) {
+			fs.Float64Var(&c.TraceSampleRatio, n, 1, h)
+		}},
+	}
+}
+
+func (c *Config) validateTracing() error {
+	switch {
+	case !oneOf(c.TraceExporter, tracing.ExporterNone, tracing.ExporterOTLP, tracing.ExporterFile):
+		return fmt.Errorf("setting IMAGED_TRACE_EXPORTER: must be none, otlp or file")
+	case c.TraceExporter == tracing.ExporterFile && c.TraceFile == "":
+		return fmt.Errorf("setting IMAGED_TRACE_FILE: must name a file when IMAGED_TRACE_EXPORTER is file")
+	case c.TraceEndpoint != "" && !strings.HasPrefix(c.TraceEndpoint, "http://") && !strings.HasPrefix(c.TraceEndpoint, "https://"):
+		return fmt.Errorf("setting IMAGED_TRACE_ENDPOINT: must be an http:// or https:// URL")
+	case c.TraceSampleRatio < 0 || c.TraceSampleRatio > 1:
+		return fmt.Errorf("setting IMAGED_TRACE_SAMPLE_RATIO: must be between 0 and 1")
+	}
+	return nil
+}
+
+// tracingOn reports whether spans are exported, so the stores and queue get traced.
+func (c *Config) tracingOn() bool {
+	return c.TraceExporter != "" && c.TraceExporter != tracing.ExporterNone
+}
+
+// setupTracing installs the tracer provider the settings ask for; the returned function flushes
+// the spans still buffered at exit.
+func setupTracing(ctx context.Context, cfg *Config, role string) (func(), error) {
+	host, _ := os.Hostname()
+	shutdown, err := tracing.Setup(ctx, tracing.Config{
+		Exporter: cfg.TraceExporter, Endpoint: cfg.TraceEndpoint, File: cfg.TraceFile, SampleRatio: cfg.TraceSampleRatio,
+		Service: "imaged", Version: versionString(), Role: role, Instance: host + "/" + strconv.Itoa(os.Getpid()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting IMAGED_TRACE_EXPORTER: %w", err)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			slog.Warn("flushing the last spans failed", "error", err.Error())
+		}
+	}, nil
+}
+
+// traced wraps the task store, blob store and queue in span-making decorators when tracing is
+// on. The database queue keeps the undecorated store: its claim polls are not worth a span.
+func (a *adapters) traced(cfg *Config) {
+	if !cfg.tracingOn() {
+		return
+	}
+	system := func(raw string) string {
+		scheme, _, _ := strings.Cut(raw, "://")
+		switch scheme {
+		case "postgres", "postgresql":
+			return "postgresql"
+		case "amqp", "amqps":
+			return "rabbitmq"
+		}
+		return scheme
+	}
+	a.store = tracing.Store(a.store, system(a.databaseURL))
+	a.blobs = tracing.Blobs(a.blobs, system(a.storageURL))
+	a.queue = tracing.Queue(a.queue, system(a.queueURL))
+}
