@@ -23,12 +23,14 @@ type output struct {
 var outputFormats = []string{"jpeg", "png", "webp", "avif", "tiff", "gif", "auto"}
 
 // convertStep sets the output format and encoder settings: format (jpeg, png, webp, avif, tiff,
-// gif, or auto: AVIF or WebP when the request's Accept header takes them, else JPEG), quality
-// 1..100 (defaults: jpeg 85, webp 80, avif 60), progressive (interlaced JPEG or PNG), lossless
-// (WebP, AVIF) and strip (default true: EXIF, XMP and IPTC are dropped; an ICC profile is
-// always applied to the pixels and dropped). Settings a format has no use for are ignored.
-// Transparency is laid on white for JPEG. convert changes no pixel, but a pipeline that holds it
-// produces a new file; the last convert of a pipeline wins.
+// gif, or auto: AVIF or WebP when the request's Accept header takes them, else JPEG; for an
+// animation kept by frames, WebP when accepted, else GIF), quality 1..100 (defaults: jpeg 85,
+// webp 80, avif 60), progressive (interlaced JPEG or PNG), lossless (WebP, AVIF) and strip
+// (default true: EXIF, XMP and IPTC are dropped; an ICC profile is always applied to the pixels
+// and dropped). Settings a format has no use for are ignored. Transparency is laid on white for
+// JPEG, and formats other than GIF and WebP take the first frame of an animation. convert
+// changes no pixel, but a pipeline that holds it produces a new file; the last convert of a
+// pipeline wins.
 type convertStep struct{ out output }
 
 func init() { register("convert", parseConvert, false) }
@@ -72,6 +74,9 @@ func (c *convertStep) apply(_ context.Context, s *state) error {
 	s.out = c.out
 	if s.out.format == "auto" {
 		s.out.format = negotiate(s.opts.Accept)
+		if s.frames > 1 {
+			s.out.format = negotiateAnimated(s.opts.Accept)
+		}
 	}
 	return nil
 }
@@ -105,6 +110,9 @@ func (s *state) outputFormat() string {
 // encode writes the current image once, in the output format.
 func (s *state) encode() ([]byte, string, error) {
 	format := s.outputFormat()
+	if err := s.keepFrames(animatedFormat(format)); err != nil {
+		return nil, "", err
+	}
 	o := s.out
 	strip := !o.keepMeta
 	img := s.img

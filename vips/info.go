@@ -10,8 +10,9 @@ import (
 )
 
 // infoStep describes the current image: its size, bands and colour space as the pipeline has
-// made them, and its output format; orientation, page count, ICC profile and EXIF tags describe
-// the original file (the image itself is always upright and in sRGB or grey by then).
+// made them (for an animation kept by frames, the size of one frame), and its output format;
+// orientation, page count (an animation's frames), ICC profile and EXIF tags describe the
+// original file (the image itself is always upright and in sRGB or grey by then).
 type infoStep struct{}
 
 // Info is the result of the info op.
@@ -48,7 +49,7 @@ func (infoStep) apply(_ context.Context, s *state) error {
 	}
 	info := Info{
 		Width:       img.Width(),
-		Height:      img.Height(),
+		Height:      s.frameHeight(),
 		Format:      s.outputFormat(),
 		Bands:       img.Bands(),
 		HasAlpha:    img.HasAlpha(),

@@ -20,6 +20,11 @@ import (
 // shrinks while decoding (JPEG at 1/2, 1/4, 1/8 in the DCT, WebP at any scale), which is where
 // most of the time of a typical request goes; otherwise the whole image is loaded. Either way the
 // image is turned upright from its EXIF orientation and brought to 8-bit sRGB (or 8-bit grey).
+//
+// Only the first frame of an animation is loaded, unless the pipeline starts with frames: then
+// every frame of an animated GIF or WebP is, once the header shows their number and pixels
+// within the limits (see loadFrames). For a still image frames changes nothing, and the op after
+// it may shrink on load as a first op does.
 func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, opts imaged.ProcessOptions) (_ *state, err error) {
 	if int64(len(src)) > p.limits.MaxBytes {
 		return nil, imaged.Errorf(imaged.ETooLarge, "the image is %d bytes; the limit is %d bytes", len(src), p.limits.MaxBytes)
@@ -43,7 +48,7 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	if err != nil {
 		return nil, undecodable(vipsMessage(err))
 	}
-	s := &state{img: img, op: "decode", opts: opts, limits: p.limits}
+	s := &state{img: img, op: "decode", opts: opts, limits: p.limits, frames: 1}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -66,22 +71,44 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 			s.src.width, s.src.height, p.limits.MaxWidth, p.limits.MaxHeight)
 	}
 
+	fr, _ := steps[0].step.(*framesStep)
+	if fr != nil {
+		s.lead = 1
+		if s.src.pages > 1 && (format == "gif" || format == "webp") {
+			// An animation: every frame is loaded and no op is prescaled.
+			if err := p.checkFrames(fr, s.src); err != nil {
+				return nil, err
+			}
+			s.frames, s.lead = s.src.pages, -1
+		}
+	}
 	tw, th, shrinks := 0, 0, false
-	if r, ok := steps[0].step.(*resizeStep); ok {
-		tw, th, shrinks = r.shrinkOnLoad(s.src.width, s.src.height)
+	if s.lead >= 0 && s.lead < len(steps) {
+		if r, ok := steps[s.lead].step.(*resizeStep); ok {
+			tw, th, shrinks = r.shrinkOnLoad(s.src.width, s.src.height)
+		}
 	}
 	// No pixel has been decoded yet: wait here for the memory this source will need.
-	if s.release, err = p.mem.take(ctx, memoryCost(img, s.src.width, s.src.height, tw, th, shrinks)); err != nil {
+	if s.release, err = p.mem.take(ctx, memoryCost(img, s.src.width, s.src.height*s.frames, tw, th, shrinks)); err != nil {
 		return nil, err
 	}
+	if s.frames > 1 {
+		if err := s.loadFrames(buf); err != nil {
+			return nil, err
+		}
+	}
 	if shrinks {
-		if err := s.loadScaled(buf, tw, th, !streamable(steps)); err != nil {
+		if err := s.loadScaled(buf, tw, th, !streamable(steps[s.lead:])); err != nil {
 			return nil, err
 		}
 	}
 	rotated := s.img.Orientation() > 1
 	if rotated {
-		if err := s.img.AutoRotate(); err != nil {
+		autoRotate := func(_ context.Context, f *state) error { return f.img.AutoRotate() }
+		if s.frames > 1 {
+			autoRotate = eachFrame(stepFunc(autoRotate))
+		}
+		if err := autoRotate(ctx, s); err != nil {
 			return nil, s.fail(err)
 		}
 	}
@@ -151,17 +178,19 @@ func streamable(steps []compiled) bool {
 	return true
 }
 
-// settle marks the image as the single page it is. Only the first page or frame is loaded, but
-// the file's page count and page height stay in the metadata, and govips would then treat a
-// resized or rotated image as a strip of animation frames.
+// settle marks the image as the pages it holds: one, or the frames of an animation loaded
+// whole. When only the first page or frame is loaded, the file's page count and page height
+// stay in the metadata, and govips would then treat a resized or rotated image as a strip of
+// animation frames; after an op over each frame, the stack takes the frames' new height.
 func (s *state) settle() error {
-	if s.img.Pages() > 1 {
-		if err := s.img.SetPages(1); err != nil {
+	pages := max(s.frames, 1)
+	if s.img.Pages() != pages {
+		if err := s.img.SetPages(pages); err != nil {
 			return err
 		}
 	}
-	if s.img.PageHeight() != s.img.Height() {
-		return s.img.SetPageHeight(s.img.Height())
+	if ph := s.img.Height() / pages; s.img.PageHeight() != ph {
+		return s.img.SetPageHeight(ph)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
@@ -22,6 +23,8 @@ type Processor struct {
 	analyzers map[string]Analyzer
 	painters  map[string]Painter
 	mem       *budget
+	images    atomic.Pointer[ImageSource] // nil: image watermarks are refused
+	uploads   *uploadCache                // recently read uploaded images, by id
 }
 
 var _ imaged.Processor = (*Processor)(nil)
@@ -31,7 +34,8 @@ var _ imaged.Processor = (*Processor)(nil)
 func New(cfg Config) *Processor {
 	Startup(cfg)
 	p := &Processor{cfg: cfg, limits: cfg.limits(), analyzers: map[string]Analyzer{}, painters: map[string]Painter{},
-		mem: cfg.budget()}
+		mem: cfg.budget(), uploads: newUploadCache()}
+	p.SetImages(cfg.Images)
 	for name, pt := range cfg.Painters {
 		name = strings.ToLower(name)
 		if _, clash := builtins[name]; clash {
@@ -49,9 +53,35 @@ func New(cfg Config) *Processor {
 	return p
 }
 
+// SetImages sets the source of uploaded images that watermark image=<id> reads, for wiring
+// where the image store opens after the processor; nil refuses image watermarks again. It is
+// safe while pipelines run: each pipeline keeps the source it was validated with.
+func (p *Processor) SetImages(src ImageSource) {
+	p.uploads.clear()
+	if src == nil {
+		p.images.Store(nil)
+		return
+	}
+	p.images.Store(&src)
+}
+
+// imageSource is the source of uploaded images, nil when there is none.
+func (p *Processor) imageSource() ImageSource {
+	if src := p.images.Load(); src != nil {
+		return *src
+	}
+	return nil
+}
+
 // step is one compiled op: its parameters are checked and it only needs the image.
 type step interface {
 	apply(ctx context.Context, s *state) error
+}
+
+// closer is a step that holds libvips images between the frames of an animation (watermark's
+// overlay); Process closes it when the pipeline ends.
+type closer interface {
+	close()
 }
 
 // opSpec describes a built-in op: how to check its parameters, and whether it only reads the
@@ -133,6 +163,13 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 		return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
 			name, strings.Join(p.Ops(), ", "))
 	}
+	if _, ok := steps[0].step.(*framesStep); ok {
+		for i, c := range steps[1:] {
+			if err := animatable(i+1, c); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return steps, nil
 }
 
@@ -152,6 +189,13 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 		return nil, err
 	}
 	defer processed.Add(1)
+	defer func() {
+		for _, st := range steps {
+			if c, ok := st.step.(closer); ok {
+				c.close()
+			}
+		}
+	}()
 	s, err := p.decode(ctx, src, steps, opts)
 	if err != nil {
 		return nil, err
@@ -168,7 +212,11 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 			}
 		}
 		before := s.current()
-		if err := st.step.apply(ctx, s); err != nil {
+		apply := st.step.apply
+		if s.frames > 1 && !wholeImageOps[st.name] {
+			apply = eachFrame(st.step)
+		}
+		if err := apply(ctx, s); err != nil {
 			return nil, s.fail(err)
 		}
 		if heavyOps[st.name] && s.current() != before {
@@ -200,7 +248,12 @@ type state struct {
 	limits    imaged.Limits
 	out       output // set by convert
 	changed   bool
-	prescaled bool // the loader already applied the first op's resize
+	prescaled bool // the loader already applied the resize of op lead
+	lead      int  // the op the loader may prescale for: the first, or the one after frames
+	// frames is the number of frames of an animation loaded whole (the frames op), stacked
+	// top to bottom in one image of frames × the frame height; 1 for a still image.
+	frames int
+	anim   animation // an animation's timing, written back when it is encoded
 	// pending is set when the image carries costly work that libvips has not computed yet
 	// (libvips is lazy): a resampling, a convolution, a rotation. See hold.
 	pending  bool
@@ -291,14 +344,26 @@ func (s *state) invalid(field, format string, args ...any) error {
 	return invalid(s.index, field, format, args...)
 }
 
-// checkSize refuses an op whose result is larger than the output limits.
+// checkSize refuses an op whose result is larger than the output limits: each frame of an
+// animation within the width and height limits, and all its frames together within as many
+// pixels as one image of the largest size.
 func (s *state) checkSize() error {
-	w, h := s.img.Width(), s.img.Height()
+	w, h := s.img.Width(), s.frameHeight()
 	if w > s.limits.MaxWidth || h > s.limits.MaxHeight {
 		return s.invalid("", "%s would make the image %d×%d pixels; the limit is %d×%d",
 			s.op, w, h, s.limits.MaxWidth, s.limits.MaxHeight)
 	}
+	if s.frames > 1 && int64(w)*int64(h)*int64(s.frames) > maxPixels(s.limits) {
+		return s.invalid("", "%s would make the animation %d frames of %d×%d pixels; the limit is %d pixels over all frames",
+			s.op, s.frames, w, h, maxPixels(s.limits))
+	}
 	return nil
+}
+
+// frameHeight is the height of one frame: the image's, or for an animation its stack's
+// divided by the frame count.
+func (s *state) frameHeight() int {
+	return s.img.Height() / max(s.frames, 1)
 }
 
 // fail turns an error from a step into a domain error: domain errors and cancellations pass
@@ -322,7 +387,7 @@ func (s *state) finish() (*imaged.Result, error) {
 		Analyses: s.analyses,
 		Changed:  s.changed,
 		Width:    s.img.Width(),
-		Height:   s.img.Height(),
+		Height:   s.frameHeight(),
 	}
 	if !s.changed {
 		res.Format = s.src.format
@@ -337,7 +402,7 @@ func (s *state) finish() (*imaged.Result, error) {
 	res.Data = data
 	res.Format = format
 	res.ContentType = imaged.ContentTypeOf(format)
-	res.Width, res.Height = s.img.Width(), s.img.Height()
+	res.Width, res.Height = s.img.Width(), s.frameHeight()
 	return res, nil
 }
 

@@ -148,7 +148,7 @@ func (r *resizeStep) shrinkOnLoad(w, h int) (tw, th int, ok bool) {
 func (r *resizeStep) apply(_ context.Context, s *state) error {
 	img := s.img
 	w, h := img.Width(), img.Height()
-	if s.prescaled && s.index == 0 {
+	if s.prescaled && s.index == s.lead {
 		// The loader has scaled the source already (to within rounding); sizes still come
 		// from the source's.
 		w, h = s.src.width, s.src.height

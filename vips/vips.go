@@ -2,10 +2,13 @@
 // image held in libvips: the source is decoded once (shrinking on load when the first step
 // downscales), every op works on that in-memory image in order, and the result is encoded once
 // at the end. Analysis ops (info, and any registered Analyzer such as ocr or detect) read the
-// current image and add JSON to the result without changing it.
+// current image and add JSON to the result without changing it. An animation is reduced to its
+// first frame unless the pipeline starts with frames; then its frames are held stacked in one
+// image and each op runs on every frame (frames.go).
 package vips
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -33,6 +36,27 @@ type Config struct {
 	// make libvips hold; a pipeline waits for its share (see budget). 0 means 64 MiB per CPU,
 	// a negative value no bound.
 	MemoryBudget int
+	// MaxFrames bounds the frames the frames op loads from an animated GIF or WebP; 100 where
+	// zero or less. frames.max may only lower it.
+	MaxFrames int
+	// Images reads uploaded images for watermark image=<id>; without it (and until
+	// Processor.SetImages gives one) image watermarks are refused.
+	Images ImageSource
+}
+
+// ImageSource returns the stored bytes of the uploaded image with that id: an *imaged.Error
+// with ENotFound when there is none, another *imaged.Error (EUnavailable) when the store cannot
+// answer now.
+type ImageSource func(ctx context.Context, id string) ([]byte, error)
+
+// defaultMaxFrames is the frame limit of animations when Config.MaxFrames is not set.
+const defaultMaxFrames = 100
+
+func (c Config) maxFrames() int {
+	if c.MaxFrames <= 0 {
+		return defaultMaxFrames
+	}
+	return c.MaxFrames
 }
 
 func (c Config) budget() *budget {

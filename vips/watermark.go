@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -23,23 +24,45 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// watermarkStep draws text over the image: text (required, up to 200 characters, lines split
-// at \n), size in pixels per line (default a twentieth of the shorter side, at least 12),
-// color (default white), opacity 0..1 (default 0.5), gravity (default south_east), margin from
-// the edges in pixels (default 10) and font: sans (default), bold or mono. Text too large for
-// the image is set smaller so that it fits.
+// watermarkStep lays text or an uploaded image over the image; it takes exactly one of them.
 //
-// The text is rendered in Go with the Go fonts, not with libvips' text operator: that one goes
-// through Pango, whose fontconfig thread (Pango 1.50, Debian 12) races with libvips' cache
-// clearing and crashes the process now and then.
+// Both forms take opacity 0..1 (default 0.5), gravity (default south_east; centre or a compass
+// point) and margin from the edges in pixels (default 10, at most a quarter of each side).
+//
+// Text: text (up to 200 characters, lines split at \n), size in pixels per line (default a
+// twentieth of the shorter side, at least 12), color (default white) and font: sans (default),
+// bold or mono. Text too large for the image is set smaller so that it fits. It is rendered in
+// Go with the Go fonts, not with libvips' text operator: that one goes through Pango, whose
+// fontconfig thread (Pango 1.50, Debian 12) races with libvips' cache clearing and crashes the
+// process now and then.
+//
+// Image: image is the id of an uploaded image (read through Config.Images, under the same
+// limits as any source; an animation gives its first frame), and scale 0.01..1 its width as a
+// share of the image's (aspect ratio kept; default its own size). An overlay larger than the
+// image within its margins is shrunk to fit. Its transparency is kept, and opacity multiplies it.
 type watermarkStep struct {
-	text    string
-	size    int // 0: from the image
-	colour  rgba
+	index   int
 	opacity float64
 	gravity string
 	margin  int
-	font    string
+	// text
+	text   string
+	size   int // 0: from the image
+	colour rgba
+	font   string
+	// image
+	image  string
+	scale  float64 // 0: the overlay's own size
+	upload func(ctx context.Context, id string) ([]byte, error)
+
+	// made is the overlay laid on the last image, reused for every frame of an animation.
+	made struct {
+		ready  bool
+		w, h   int // of the image it was made for
+		img    *govips.ImageRef
+		x, y   int
+		upload []byte
+	}
 }
 
 var fontFiles = map[string][]byte{"sans": goregular.TTF, "bold": gobold.TTF, "mono": gomono.TTF}
@@ -71,34 +94,19 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {
 		opName
 		Text    string          `json:"text"`
+		Image   *string         `json:"image"`
 		Size    *int            `json:"size"`
 		Color   json.RawMessage `json:"color"`
 		Opacity *float64        `json:"opacity"`
 		Gravity string          `json:"gravity"`
 		Margin  *int            `json:"margin"`
 		Font    string          `json:"font"`
+		Scale   *float64        `json:"scale"`
 	}
 	if err := op.DecodeArgs(i, &a); err != nil {
 		return nil, err
 	}
-	wm := &watermarkStep{text: strings.TrimSpace(a.Text), opacity: 0.5, gravity: "south_east", margin: 10, font: "sans"}
-	if wm.text == "" {
-		return nil, invalid(i, "text", "watermark.text is required")
-	}
-	if n := utf8.RuneCountInString(wm.text); n > 200 || !utf8.ValidString(wm.text) {
-		return nil, invalid(i, "text", "watermark.text must be valid text of at most 200 characters")
-	}
-	if a.Size != nil {
-		if err := between(i, "watermark", "size", *a.Size, 4, 1000); err != nil {
-			return nil, err
-		}
-		wm.size = *a.Size
-	}
-	c, err := parseColour(i, "watermark", "color", a.Color, white)
-	if err != nil {
-		return nil, err
-	}
-	wm.colour = c
+	wm := &watermarkStep{index: i, text: strings.TrimSpace(a.Text), opacity: 0.5, gravity: "south_east", margin: 10, font: "sans"}
 	if a.Opacity != nil {
 		if err := between(i, "watermark", "opacity", *a.Opacity, 0, 1); err != nil {
 			return nil, err
@@ -117,6 +125,32 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 		}
 		wm.margin = *a.Margin
 	}
+	if a.Image != nil {
+		if wm.text != "" {
+			return nil, invalid(i, "image", "watermark takes text or image, not both")
+		}
+		return wm, wm.parseImage(p, i, strings.TrimSpace(*a.Image), a.Scale, a.Size != nil, len(a.Color) > 0, a.Font != "")
+	}
+	if wm.text == "" {
+		return nil, invalid(i, "text", "watermark.text is required, or watermark.image with the id of an uploaded image")
+	}
+	if a.Scale != nil {
+		return nil, invalid(i, "scale", "watermark.scale applies to an image watermark; text takes size")
+	}
+	if n := utf8.RuneCountInString(wm.text); n > 200 || !utf8.ValidString(wm.text) {
+		return nil, invalid(i, "text", "watermark.text must be valid text of at most 200 characters")
+	}
+	if a.Size != nil {
+		if err := between(i, "watermark", "size", *a.Size, 4, 1000); err != nil {
+			return nil, err
+		}
+		wm.size = *a.Size
+	}
+	c, err := parseColour(i, "watermark", "color", a.Color, white)
+	if err != nil {
+		return nil, err
+	}
+	wm.colour = c
 	if a.Font != "" {
 		wm.font = strings.ToLower(a.Font)
 		if err := oneOf(i, "watermark", "font", wm.font, "sans", "bold", "mono"); err != nil {
@@ -126,9 +160,86 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 	return wm, nil
 }
 
-func (wm *watermarkStep) apply(_ context.Context, s *state) error {
+// parseImage checks the parameters of an image watermark.
+func (wm *watermarkStep) parseImage(p *Processor, i int, id string, scale *float64, size, colour, font bool) error {
+	for _, f := range []struct {
+		name  string
+		given bool
+	}{{"size", size}, {"color", colour}, {"font", font}} {
+		if f.given {
+			return invalid(i, f.name, "watermark.%s applies to a text watermark; an image watermark takes scale", f.name)
+		}
+	}
+	if id == "" || len(id) > 200 || !utf8.ValidString(id) {
+		return invalid(i, "image", "watermark.image must be the id of an uploaded image")
+	}
+	wm.image = id
+	if scale != nil {
+		if err := between(i, "watermark", "scale", *scale, 0.01, 1); err != nil {
+			return err
+		}
+		wm.scale = *scale
+	}
+	src := p.imageSource()
+	if src == nil {
+		return invalid(i, "image", "watermark.image is not available on this server: it has no access to uploaded images")
+	}
+	wm.upload = func(ctx context.Context, id string) ([]byte, error) { return p.uploads.read(ctx, src, id) }
+	return nil
+}
+
+func (wm *watermarkStep) apply(ctx context.Context, s *state) error {
 	img := s.img
 	w, h := img.Width(), img.Height()
+	if !wm.made.ready || wm.made.w != w || wm.made.h != h {
+		wm.close()
+		var err error
+		if wm.image != "" {
+			err = wm.makeImage(ctx, s, w, h)
+		} else {
+			err = wm.makeText(w, h)
+		}
+		if err != nil {
+			return err
+		}
+		wm.made.ready, wm.made.w, wm.made.h = true, w, h
+	}
+	if wm.made.img == nil {
+		return nil
+	}
+	hadAlpha := img.HasAlpha()
+	if err := img.Composite(wm.made.img, govips.BlendModeOver, wm.made.x, wm.made.y); err != nil {
+		return err
+	}
+	if !hadAlpha && img.HasAlpha() {
+		return img.ExtractBand(0, img.Bands()-1)
+	}
+	return nil
+}
+
+func (wm *watermarkStep) close() {
+	if wm.made.img != nil {
+		wm.made.img.Close()
+	}
+	wm.made.img, wm.made.ready = nil, false
+}
+
+// area is the box the overlay must fit in on a w×h image: the image less its margins, and the
+// margin itself.
+func (wm *watermarkStep) area(w, h int) (availW, availH, m int) {
+	m = min(wm.margin, w/4, h/4)
+	return max(1, w-2*m), max(1, h-2*m), m
+}
+
+// position places a tw×th overlay on a w×h image by gravity, inside the margins.
+func (wm *watermarkStep) position(w, h, tw, th int) (x, y int) {
+	availW, availH, m := wm.area(w, h)
+	x, y = place(wm.gravity, availW, availH, tw, th)
+	return max(0, min(x+m, w-tw)), max(0, min(y+m, h-th))
+}
+
+// makeText renders the text overlay for a w×h image.
+func (wm *watermarkStep) makeText(w, h int) error {
 	fs, err := loadFonts()
 	if err != nil {
 		return err
@@ -137,8 +248,7 @@ func (wm *watermarkStep) apply(_ context.Context, s *state) error {
 	if size == 0 {
 		size = max(12, min(w, h)/20)
 	}
-	m := min(wm.margin, w/4, h/4)
-	availW, availH := max(1, w-2*m), max(1, h-2*m)
+	availW, availH, _ := wm.area(w, h)
 	mask, err := renderText(fs[wm.font], wm.text, float64(size))
 	if err != nil {
 		return err
@@ -153,26 +263,15 @@ func (wm *watermarkStep) apply(_ context.Context, s *state) error {
 	if tw == 0 || th == 0 {
 		return nil
 	}
-	overlay, err := wm.overlay(mask, tw, th)
-	if err != nil {
+	if wm.made.img, err = wm.textOverlay(mask, tw, th); err != nil {
 		return err
 	}
-	defer overlay.Close()
-	x, y := place(wm.gravity, availW, availH, tw, th)
-	x, y = max(0, min(x+m, w-tw)), max(0, min(y+m, h-th))
-
-	hadAlpha := img.HasAlpha()
-	if err := img.Composite(overlay, govips.BlendModeOver, x, y); err != nil {
-		return err
-	}
-	if !hadAlpha && img.HasAlpha() {
-		return img.ExtractBand(0, img.Bands()-1)
-	}
+	wm.made.x, wm.made.y = wm.position(w, h, tw, th)
 	return nil
 }
 
-// overlay is the colour of the watermark with the text as its alpha, as a libvips image.
-func (wm *watermarkStep) overlay(mask *image.Alpha, tw, th int) (*govips.ImageRef, error) {
+// textOverlay is the colour of the watermark with the text as its alpha, as a libvips image.
+func (wm *watermarkStep) textOverlay(mask *image.Alpha, tw, th int) (*govips.ImageRef, error) {
 	c := wm.colour
 	a := wm.opacity * float64(c.A) / 255
 	rgba := image.NewNRGBA(image.Rect(0, 0, tw, th))
@@ -188,6 +287,122 @@ func (wm *watermarkStep) overlay(mask *image.Alpha, tw, th int) (*govips.ImageRe
 		return nil, err
 	}
 	return govips.NewImageFromBuffer(buf.Bytes())
+}
+
+// makeImage reads and decodes the uploaded image and readies it as the overlay of a w×h image:
+// scaled, 8-bit sRGB with alpha, the alpha times opacity, and held in memory (it is small, and
+// the composite may read it out of order).
+func (wm *watermarkStep) makeImage(ctx context.Context, s *state, w, h int) error {
+	data := wm.made.upload
+	if data == nil {
+		var err error
+		if data, err = wm.upload(ctx, wm.image); err != nil {
+			if imaged.ErrorCode(err) == imaged.ENotFound {
+				return &imaged.Error{Code: imaged.ENotFound, Field: fieldPath(wm.index, "image"), Err: err,
+					Message: fmt.Sprintf("watermark.image: there is no uploaded image with id %q", wm.image)}
+			}
+			return err
+		}
+		wm.made.upload = data
+	}
+	availW, availH, _ := wm.area(w, h)
+	ov, err := wm.decodeOverlay(data, s.limits, w, availW, availH)
+	if err != nil {
+		return err
+	}
+	defer ov.Close()
+	if err := wm.prepareOverlay(ov); err != nil {
+		return err
+	}
+	held, err := inMemory(ov)
+	if err != nil {
+		return err
+	}
+	wm.made.img = held
+	wm.made.x, wm.made.y = wm.position(w, h, held.Width(), held.Height())
+	return nil
+}
+
+// decodeOverlay decodes an uploaded image, checked against the limits as any source is, at the
+// size the watermark takes on an image w pixels wide whose area inside the margins is
+// availW×availH. libvips' thumbnail loader shrinks while decoding, so a large logo is never
+// decoded whole.
+func (wm *watermarkStep) decodeOverlay(data []byte, lim imaged.Limits, w, availW, availH int) (*govips.ImageRef, error) {
+	field := fieldPath(wm.index, "image")
+	if int64(len(data)) > lim.MaxBytes {
+		return nil, &imaged.Error{Code: imaged.ETooLarge, Field: field,
+			Message: fmt.Sprintf("watermark.image is %d bytes; the limit is %d bytes", len(data), lim.MaxBytes)}
+	}
+	switch imaged.SniffFormat(data) {
+	case "jpeg", "png", "webp", "tiff", "gif":
+	case "bmp":
+		var err error
+		if data, err = bmpToPNG(data); err != nil {
+			return nil, invalid(wm.index, "image", "watermark.image %q is a damaged bmp: %v", wm.image, err)
+		}
+	default:
+		return nil, invalid(wm.index, "image", "watermark.image %q is not a jpeg, png, webp, tiff, bmp or gif image", wm.image)
+	}
+	params := govips.NewImportParams()
+	params.FailOnError.Set(false)
+	head, err := govips.LoadImageFromBuffer(data, params)
+	if err != nil {
+		return nil, invalid(wm.index, "image", "watermark.image %q could not be decoded: %s", wm.image, vipsMessage(err))
+	}
+	ow, oh := head.Width(), head.Height()
+	if o := head.Orientation(); o >= 5 && o <= 8 {
+		ow, oh = oh, ow
+	}
+	head.Close()
+	if ow > lim.MaxWidth || oh > lim.MaxHeight {
+		return nil, &imaged.Error{Code: imaged.ETooLarge, Field: field,
+			Message: fmt.Sprintf("watermark.image is %d×%d pixels; the limit is %d×%d", ow, oh, lim.MaxWidth, lim.MaxHeight)}
+	}
+	tw, th := ow, oh
+	if wm.scale > 0 {
+		tw = max(1, int(math.Round(float64(w)*wm.scale)))
+		th = max(1, int(math.Round(float64(oh)*float64(tw)/float64(ow))))
+	}
+	if tw > availW || th > availH {
+		f := min(float64(availW)/float64(tw), float64(availH)/float64(th))
+		tw, th = max(1, int(math.Round(float64(tw)*f))), max(1, int(math.Round(float64(th)*f)))
+	}
+	ov, err := govips.LoadThumbnailFromBuffer(data, tw, th, govips.InterestingNone, govips.SizeForce, nil)
+	if err != nil {
+		return nil, invalid(wm.index, "image", "watermark.image %q could not be decoded: %s", wm.image, vipsMessage(err))
+	}
+	// The thumbnail is upright already; its colours are not managed yet.
+	err = ov.SetOrientation(1)
+	if err == nil {
+		err = normalize(ov)
+	}
+	if err != nil {
+		ov.Close()
+		return nil, err
+	}
+	return ov, nil
+}
+
+// prepareOverlay brings a decoded overlay to 8-bit sRGB with alpha, the alpha scaled by
+// opacity.
+func (wm *watermarkStep) prepareOverlay(ov *govips.ImageRef) error {
+	if ov.Bands() < 3 {
+		if err := ov.ToColorSpace(govips.InterpretationSRGB); err != nil {
+			return err
+		}
+	}
+	if !ov.HasAlpha() {
+		if err := ov.AddAlpha(); err != nil {
+			return err
+		}
+	}
+	if wm.opacity >= 1 {
+		return nil
+	}
+	if err := ov.Linear([]float64{1, 1, 1, wm.opacity}, []float64{0, 0, 0, 0}); err != nil {
+		return err
+	}
+	return ov.Cast(govips.BandFormatUchar)
 }
 
 // renderText draws text, one line per \n, as coverage in an alpha mask sized to its lines.

@@ -1,0 +1,261 @@
+package vips
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
+)
+
+// framesStep keeps every frame of an animated GIF or WebP through the pipeline: {"op":"frames"}
+// with max (1..Config.MaxFrames, default the server's limit) bounding the frames accepted. It
+// must be the first op, since it decides how the source is loaded. Without it only the first
+// frame is loaded and the result is a still image.
+//
+// With it, an animation is refused when it has more frames than max, or more pixels over all
+// its frames than one image of the largest size (MaxWidth×MaxHeight); both are read from the
+// header before any frame is decoded. Each later op then runs on every frame as on a still
+// image (see eachFrame), so the frames keep one size, and their delays and loop count are
+// written back on output. Ops that would treat frames differently (smart crop, trim) or read
+// the pixels elsewhere (ocr, detect, annotate) are refused at validation. The result is
+// animated in GIF and WebP; any other output format (jpeg, png, avif, tiff) takes the first
+// frame, and convert format=auto picks WebP when the client accepts it, else GIF. A still image
+// goes through a frames pipeline as it would without the op.
+type framesStep struct {
+	max      int
+	explicit bool // max was given, rather than the server's limit
+}
+
+func init() {
+	// frames reads no pixel and changes none: it is registered like an analysis op, so that
+	// it alone marks nothing as changed.
+	register("frames", parseFrames, true)
+}
+
+func parseFrames(p *Processor, i int, op imaged.Op) (step, error) {
+	var a struct {
+		opName
+		Max *int `json:"max"`
+	}
+	if err := op.DecodeArgs(i, &a); err != nil {
+		return nil, err
+	}
+	if i != 0 {
+		return nil, invalid(i, "op", "frames must be the first op of a pipeline: it decides how the image is loaded")
+	}
+	fs := &framesStep{max: p.cfg.maxFrames()}
+	if a.Max != nil {
+		if err := between(i, "frames", "max", *a.Max, 1, fs.max); err != nil {
+			return nil, err
+		}
+		fs.max, fs.explicit = *a.Max, true
+	}
+	return fs, nil
+}
+
+func (*framesStep) apply(context.Context, *state) error { return nil }
+
+// wholeImageOps run once over an animation rather than on each frame: they read metadata or
+// settle the output, not pixels.
+var wholeImageOps = map[string]bool{"frames": true, "convert": true, "info": true}
+
+// frameOps work on each frame of an animation as on a still image, giving every frame the same
+// size. Ops not listed (and not in wholeImageOps) are refused after frames, so that an op added
+// later never silently treats the stack of frames as one tall image.
+var frameOps = map[string]bool{
+	"resize": true, "crop": true, "flip": true, "flop": true, "rotate": true, "pad": true, "extend": true,
+	"grayscale": true, "greyscale": true, "brightness": true, "contrast": true, "saturation": true,
+	"gamma": true, "invert": true, "sepia": true, "threshold": true,
+	"blur": true, "sharpen": true, "pixelate": true, "emboss": true, "edge": true, "watermark": true,
+}
+
+// animatable refuses, at validation, an op of a frames pipeline that cannot work on an
+// animation, naming it.
+func animatable(i int, c compiled) error {
+	switch st := c.step.(type) {
+	case *cropStep:
+		if st.object != "" || slices.Contains(smartGravities, st.gravity) {
+			return invalid(i, "gravity", "crop.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to crop the first frame", st.gravity)
+		}
+	case *resizeStep:
+		if st.fit == "cover" && slices.Contains(smartGravities, st.gravity) {
+			return invalid(i, "gravity", "resize.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to resize the first frame", st.gravity)
+		}
+	}
+	if frameOps[c.name] || wholeImageOps[c.name] {
+		return nil
+	}
+	return invalid(i, "op", "%s does not work on an animation (frames op); drop the frames op to run it on the first frame only", c.name)
+}
+
+// maxPixels is the most pixels an image may have: one of the largest size.
+func maxPixels(l imaged.Limits) int64 { return int64(l.MaxWidth) * int64(l.MaxHeight) }
+
+// checkFrames refuses, from the header alone, an animation with more frames than fr allows or
+// more pixels over all frames than the limits.
+func (p *Processor) checkFrames(fr *framesStep, src source) error {
+	limit := min(fr.max, p.cfg.maxFrames())
+	if src.pages > limit {
+		if fr.explicit && fr.max < p.cfg.maxFrames() {
+			return invalid(0, "max", "the animation has %d frames; frames.max allows %d", src.pages, fr.max)
+		}
+		return invalid(0, "max", "the animation has %d frames; this server takes at most %d", src.pages, limit)
+	}
+	if total := int64(src.width) * int64(src.height) * int64(src.pages); total > maxPixels(p.limits) {
+		return imaged.Errorf(imaged.ETooLarge, "the animation is %d frames of %d×%d pixels, %d pixels in all; the limit is %d",
+			src.pages, src.width, src.height, total, maxPixels(p.limits))
+	}
+	return nil
+}
+
+// animation is the timing of an animation: the delay of each frame in milliseconds and the
+// number of loops (0: forever).
+type animation struct {
+	delays  []int
+	loop    int
+	hasLoop bool
+}
+
+// loadFrames replaces the first frame with every frame of the animation, stacked top to bottom
+// as libvips keeps them (page-height is the frame height), and keeps their timing.
+func (s *state) loadFrames(buf []byte) error {
+	params := govips.NewImportParams()
+	params.FailOnError.Set(false)
+	params.NumPages.Set(-1)
+	img, err := govips.LoadImageFromBuffer(buf, params)
+	if err != nil {
+		return undecodable(vipsMessage(err))
+	}
+	n, ph := s.frames, img.PageHeight()
+	if ph*n != img.Height() || img.Width() != s.img.Width() {
+		img.Close()
+		return undecodable(fmt.Sprintf("the %d frames of the animation do not stack to one size (%d×%d, frame height %d)",
+			n, img.Width(), img.Height(), ph))
+	}
+	if delays, err := img.PageDelay(); err == nil && len(delays) == n {
+		s.anim.delays = delays
+	}
+	if hasField(img, "loop") {
+		s.anim.loop, s.anim.hasLoop = img.GetInt("loop"), true
+	}
+	s.replace(img)
+	return nil
+}
+
+// stepFunc is a step that is one function of the pipeline state.
+type stepFunc func(ctx context.Context, s *state) error
+
+func (f stepFunc) apply(ctx context.Context, s *state) error { return f(ctx, s) }
+
+// eachFrame returns st applied to every frame of the animation as a still image of its own,
+// the results stacked again. The op thus never sees the stack: a resampling kernel or a blur
+// cannot bleed one frame into the next, and a crop, pad or rotation applies to each frame
+// rather than to the stack.
+func eachFrame(st step) func(ctx context.Context, s *state) error {
+	return func(ctx context.Context, s *state) error {
+		n := s.frames
+		w, ph := s.img.Width(), s.frameHeight()
+		done := make([]*govips.ImageRef, 0, n)
+		defer func() {
+			for _, img := range done {
+				img.Close()
+			}
+		}()
+		for k := 0; k < n; k++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			img, err := s.img.Copy()
+			if err != nil {
+				return err
+			}
+			f := &state{img: img, src: s.src, index: s.index, op: s.op, opts: s.opts, limits: s.limits,
+				frames: 1, lead: -1}
+			err = cutStack(f.img, k*ph, w, ph)
+			if err == nil {
+				err = f.settle()
+			}
+			if err == nil {
+				err = st.apply(ctx, f)
+			}
+			if err != nil {
+				f.img.Close()
+				return err
+			}
+			if k > 0 && (f.img.Width() != done[0].Width() || f.img.Height() != done[0].Height() || f.img.Bands() != done[0].Bands()) {
+				err := fmt.Errorf("frame %d came out %d×%d×%d, frame 0 %d×%d×%d", k, f.img.Width(), f.img.Height(),
+					f.img.Bands(), done[0].Width(), done[0].Height(), done[0].Bands())
+				f.img.Close()
+				return err
+			}
+			done = append(done, f.img)
+		}
+		stack, err := done[0].Copy()
+		if err != nil {
+			return err
+		}
+		if err := stack.ArrayJoin(done[1:], 1); err != nil {
+			stack.Close()
+			return err
+		}
+		s.replace(stack)
+		return nil
+	}
+}
+
+// cutStack cuts the rows y..y+h out of a stack of frames. govips crops each page of an image
+// whose page height is less than its height, so the stack is first marked as one page.
+func cutStack(img *govips.ImageRef, y, w, h int) error {
+	if err := img.SetPageHeight(img.Height()); err != nil {
+		return err
+	}
+	return img.ExtractArea(0, y, w, h)
+}
+
+// keepFrames readies an animation for encoding: in GIF and WebP, it gets back its frame
+// timing; formats without animation take the first frame.
+func (s *state) keepFrames(animated bool) error {
+	if s.frames <= 1 {
+		return nil
+	}
+	if !animated {
+		if err := cutStack(s.img, 0, s.img.Width(), s.frameHeight()); err != nil {
+			return err
+		}
+		s.frames = 1
+		return s.settle()
+	}
+	// The metadata is set on a copy: libvips images are shared, and setting a field changes
+	// the image in place.
+	img, err := s.img.Copy()
+	if err != nil {
+		return err
+	}
+	if len(s.anim.delays) == s.frames {
+		if err := img.SetPageDelay(s.anim.delays); err != nil {
+			img.Close()
+			return err
+		}
+	}
+	if s.anim.hasLoop {
+		img.SetInt("loop", s.anim.loop)
+	}
+	s.replace(img)
+	return s.settle()
+}
+
+// animatedFormat reports whether format can hold every frame of an animation.
+func animatedFormat(format string) bool { return format == "gif" || format == "webp" }
+
+// negotiateAnimated picks the output of format auto for an animation: WebP when the client
+// accepts it, else GIF.
+func negotiateAnimated(accept string) string {
+	if strings.Contains(strings.ToLower(accept), "image/webp") && canSave("webp") {
+		return "webp"
+	}
+	return "gif"
+}
