@@ -11,6 +11,10 @@ import (
 	"unsafe"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/imaged/imaged"
 )
@@ -177,7 +181,7 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 // on the one in-memory image and encodes once. Bad parameters and undecodable images are
 // EInvalid, an image over the limits is ETooLarge, and libvips failures are EInternal. When no
 // op changed the image, Result.Data is nil.
-func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, opts imaged.ProcessOptions) (*imaged.Result, error) {
+func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, opts imaged.ProcessOptions) (_ *imaged.Result, err error) {
 	steps, err := p.compile(ops)
 	if err != nil {
 		return nil, err
@@ -196,11 +200,18 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 			}
 		}
 	}()
-	s, err := p.decode(ctx, src, steps, opts)
+	ctx, span := tracer.Start(ctx, "pipeline", trace.WithAttributes(attribute.Int("imaged.ops", len(steps)),
+		attribute.Int("imaged.input_bytes", len(src))))
+	defer func() { endSpan(span, err) }()
+	dctx, dspan := tracer.Start(ctx, "decode")
+	s, err := p.decode(dctx, src, steps, opts)
+	endSpan(dspan, err)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
+	span.SetAttributes(attribute.String("imaged.input_format", s.src.format), attribute.Int("imaged.input_width", s.src.width),
+		attribute.Int("imaged.input_height", s.src.height), attribute.Int("imaged.frames", s.frames))
 	for i, st := range steps {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -216,7 +227,10 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 		if s.frames > 1 && !wholeImageOps[st.name] {
 			apply = eachFrame(st.step)
 		}
-		if err := apply(ctx, s); err != nil {
+		octx, ospan := tracer.Start(ctx, "op "+st.name, trace.WithAttributes(attribute.Int("imaged.op_index", i)))
+		err := apply(octx, s)
+		endSpan(ospan, err)
+		if err != nil {
 			return nil, s.fail(err)
 		}
 		if heavyOps[st.name] && s.current() != before {
@@ -235,7 +249,25 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.finish()
+	// libvips is lazy: most ops only build the graph, and the pixels are computed here.
+	_, espan := tracer.Start(ctx, "encode")
+	res, err := s.finish()
+	if res != nil {
+		espan.SetAttributes(attribute.String("imaged.output_format", res.Format), attribute.Int("imaged.output_bytes", len(res.Data)))
+	}
+	endSpan(espan, err)
+	return res, err
+}
+
+// tracer makes the spans of a pipeline run: the run, its decode, each op and the encode.
+var tracer = otel.Tracer("github.com/imaged/imaged/vips")
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, imaged.ErrorMessage(err))
+	}
+	span.End()
 }
 
 // state is one pipeline run: the current image and what the ops have decided so far.

@@ -57,7 +57,7 @@ func newEngines(cfg *Config, metrics *prom.Metrics) (*engines, error) {
 		e.close()
 		return nil, fmt.Errorf("setting IMAGED_DETECT_MODEL: %w", err)
 	}
-	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(), MemoryBudget: cfg.MemoryBudget,
+	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(), MemoryBudget: cfg.MemoryBudget, MaxFrames: cfg.MaxFrames,
 		Analyzers: map[string]vips.Analyzer{"ocr": ocrAnalyzer{e.ocr}, "detect": detectAnalyzer{e.detector}},
 		Painters:  map[string]vips.Painter{"annotate": annotatePainter{e.detector}},
 		Locator:   detectLocator{e.detector}}

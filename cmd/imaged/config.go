@@ -31,6 +31,7 @@ type Config struct {
 	MaxUploadBytes  int64
 	MaxWidth        int
 	MaxHeight       int
+	MaxFrames       int
 	MaxInflight     int
 	MaxWaiting      int
 	VipsConcurrency int
@@ -94,6 +95,7 @@ func settings(c *Config) []setting {
 		}},
 		{"max-width", "IMAGED_MAX_WIDTH", "widest image accepted, in pixels (read from the header)", integer(&c.MaxWidth, imaged.DefaultLimits.MaxWidth)},
 		{"max-height", "IMAGED_MAX_HEIGHT", "tallest image accepted, in pixels (read from the header)", integer(&c.MaxHeight, imaged.DefaultLimits.MaxHeight)},
+		{"max-frames", "IMAGED_MAX_FRAMES", "most frames of an animated GIF or WebP a pipeline with the frames op loads", integer(&c.MaxFrames, 100)},
 		{"max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", integer(&c.MaxInflight, 2*runtime.NumCPU())},
 		{"max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", integer(&c.MaxWaiting, 8*runtime.NumCPU())},
 		{"vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", integer(&c.VipsConcurrency, 1)},
@@ -175,6 +177,7 @@ func (c *Config) validate() error {
 		{c.MaxUploadBytes > 0, "IMAGED_MAX_UPLOAD_BYTES", "must be positive"},
 		{c.MaxWidth > 0 && c.MaxWidth <= 100000, "IMAGED_MAX_WIDTH", "must be between 1 and 100000"},
 		{c.MaxHeight > 0 && c.MaxHeight <= 100000, "IMAGED_MAX_HEIGHT", "must be between 1 and 100000"},
+		{c.MaxFrames >= 1 && c.MaxFrames <= 10000, "IMAGED_MAX_FRAMES", "must be between 1 and 10000"},
 		{c.MaxInflight > 0, "IMAGED_MAX_INFLIGHT", "must be positive"},
 		{c.MaxWaiting >= 0, "IMAGED_MAX_WAITING", "must not be negative"},
 		{c.MemoryBudget >= -1, "IMAGED_MEMORY_BUDGET", "must be -1 (unbounded), 0 (default) or a number of MiB"},

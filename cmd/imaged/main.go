@@ -149,6 +149,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	eng.useUploads(a, cfg.limits())
 	defer eng.close()
 	defer vips.Shutdown()
 	processor := eng.processor
