@@ -67,12 +67,16 @@ func (b *budget) take(ctx context.Context, mib int) (func(), error) {
 // coefficient of the full-size image (about 6 bytes a pixel with libvips' buffers, measured on
 // 4:2:0 photos) even when it shrinks on load; a source decoded at full size its pixels; a
 // baseline JPEG or a WebP that shrinks on load about its scaled pixels (tw×th, the first
-// resize's target, when it does).
-func memoryCost(img *govips.ImageRef, w, h, tw, th int, shrinks bool) int {
+// resize's target, when it does); a JPEG decoded at 1/k of its size (k > 1, see jpegShrink)
+// those pixels, held in memory, and the resize's output.
+func memoryCost(img *govips.ImageRef, w, h, tw, th int, shrinks bool, k int) int {
 	bands := max(img.Bands(), 3)
 	px := w * h * bands
 	if shrinks {
 		px = tw * th * bands * 2
+	}
+	if k > 1 {
+		px = (ceilDiv(w, k)*ceilDiv(h, k) + tw*th) * bands
 	}
 	if img.Format() == govips.ImageTypeJPEG && hasField(img, "jpeg-multiscan") && img.GetInt("jpeg-multiscan") == 1 {
 		px = max(px, w*h*6)
@@ -90,3 +94,5 @@ func hasField(img *govips.ImageRef, name string) bool {
 	}
 	return false
 }
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -71,17 +71,20 @@ func TestMemoryCost(t *testing.T) {
 		return img
 	}
 	base := load(bigJPEG(t)) // 3383x2250, baseline
-	if c := memoryCost(base, 3383, 2250, 800, 532, true); c > 4 {
+	if c := memoryCost(base, 3383, 2250, 800, 532, true, 1); c > 4 {
 		t.Errorf("a baseline JPEG shrinking on load costs %d MiB, want a few", c)
 	}
-	if c := memoryCost(base, 3383, 2250, 0, 0, false); c < 21 || c > 23 {
+	if c := memoryCost(base, 3383, 2250, 0, 0, false, 1); c < 21 || c > 23 {
 		t.Errorf("a full decode of 3383x2250x3 costs %d MiB, want 22", c)
+	}
+	if c := memoryCost(base, 3383, 2250, 800, 532, true, 4); c < 2 || c > 4 {
+		t.Errorf("a baseline JPEG decoded at a quarter costs %d MiB, want 846x563x3 + 800x532x3, 3", c)
 	}
 	prog, _, err := base.ExportJpeg(&govips.JpegExportParams{Quality: 85, Interlace: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := memoryCost(load(prog), 3383, 2250, 800, 532, true); c < 43 || c > 45 {
+	if c := memoryCost(load(prog), 3383, 2250, 800, 532, true, 4); c < 43 || c > 45 {
 		t.Errorf("a progressive JPEG shrinking on load costs %d MiB, want 44 (its coefficients)", c)
 	}
 }

@@ -88,8 +88,12 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 			tw, th, shrinks = r.shrinkOnLoad(s.src.width, s.src.height)
 		}
 	}
+	k := 1
+	if shrinks && format == "jpeg" {
+		k = jpegShrink(s.src.width, s.src.height, tw, th)
+	}
 	// No pixel has been decoded yet: wait here for the memory this source will need.
-	if s.release, err = p.mem.take(ctx, memoryCost(img, s.src.width, s.src.height*s.frames, tw, th, shrinks)); err != nil {
+	if s.release, err = p.mem.take(ctx, memoryCost(img, s.src.width, s.src.height*s.frames, tw, th, shrinks, k)); err != nil {
 		return nil, err
 	}
 	if s.frames > 1 {
@@ -97,7 +101,12 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 			return nil, err
 		}
 	}
-	if shrinks {
+	switch {
+	case k > 1:
+		if err := s.loadShrunk(buf, k); err != nil {
+			return nil, err
+		}
+	case shrinks:
 		if err := s.loadScaled(buf, tw, th, !streamable(steps[s.lead:])); err != nil {
 			return nil, err
 		}
@@ -117,12 +126,44 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 		return nil, s.fail(err)
 	}
 	// A rotation or a colour transform of the decoded source is work a later op could make
-	// libvips repeat; the thumbnail loader's image is held or streamed already.
-	s.pending = !s.prescaled && (rotated || converted)
+	// libvips repeat; the thumbnail loader's image is held or streamed already (a JPEG decoded
+	// at 1/k is neither).
+	s.pending = (!s.prescaled || k > 1) && (rotated || converted)
 	if err := s.settle(); err != nil {
 		return nil, s.fail(err)
 	}
 	return s, nil
+}
+
+// jpegShrink is the factor (8, 4 or 2) by which a w×h JPEG is best decoded on its way to
+// tw×th, or 1 when none is. libvips' scaled IDCT decodes at 1/2, 1/4 or 1/8 of the size for much
+// less than a full decode, and leaves the resize a quarter or less of the pixels. Like
+// imgproxy, and unlike libvips' thumbnail (which keeps a factor of two in hand for the resize
+// and so decodes four times the pixels), it takes the largest factor that still leaves the
+// image at least as large as the target; the lanczos3 resize after it keeps the result sharp.
+func jpegShrink(w, h, tw, th int) int {
+	f := min(float64(w)/float64(max(tw, 1)), float64(h)/float64(max(th, 1)))
+	for _, k := range []int{8, 4, 2} {
+		if f >= float64(k) {
+			return k
+		}
+	}
+	return 1
+}
+
+// loadShrunk replaces the image with the JPEG in buf decoded at 1/k of its size. Its EXIF
+// orientation is kept, for decode to apply; the resize that follows scales it to its target.
+func (s *state) loadShrunk(buf []byte, k int) error {
+	params := govips.NewImportParams()
+	params.FailOnError.Set(false)
+	params.JpegShrinkFactor.Set(k)
+	img, err := govips.LoadImageFromBuffer(buf, params)
+	if err != nil {
+		return undecodable(vipsMessage(err))
+	}
+	s.replace(img)
+	s.prescaled = true
+	return nil
 }
 
 // loadScaled replaces the image with the source decoded at about tw×th by libvips' thumbnail
