@@ -100,11 +100,18 @@ func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 				ctx = context.WithValue(ctx, apiKeyContextKey{}, k)
 			}
 		}
-		release, ok := s.access.inflight.acquire(identity, concurrency)
+		// An event stream stays open for as long as its task or batch runs: it takes a place
+		// among the identity's streams (as many as its concurrency), not a request slot that
+		// a few watchers would otherwise hold for good.
+		pool, what := s.access.inflight, "requests"
+		if strings.HasSuffix(pattern, "/events") {
+			pool, what = s.access.streams, "event streams"
+		}
+		release, ok := pool.acquire(identity, concurrency)
 		if !ok {
 			s.access.refused.WithLabelValues("concurrency").Inc()
 			s.writeError(w, r, &imaged.Error{Code: imaged.ERateLimited, RetryAfter: time.Second,
-				Message: "too many requests at once; wait for one to finish"})
+				Message: "too many " + what + " at once; wait for one to finish"})
 			return
 		}
 		defer release()

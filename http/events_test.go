@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -234,4 +235,30 @@ func TestEventsEndOnShutdown(t *testing.T) {
 	s.next()
 	close(shutdown)
 	s.ends()
+}
+
+// Open event streams do not take the key's request slots: with a concurrency of 1 a client
+// watching a task can still poll and create; streams have places of their own, as many.
+func TestEventStreamsCountApartFromRequests(t *testing.T) {
+	bus := inmem.NewEvents(inmem.EventsOptions{})
+	defer bus.Close()
+	st := newStack(t, Config{}, Deps{Events: bus}, false)
+	id := st.createTask()
+	st.key = st.newKey(&imaged.APIKey{Name: "one", Concurrency: 1})
+	s := st.openStream("/v1/tasks/" + id + "/events")
+	s.next() // the stream is open and holds its place
+	if r := st.do("GET", "/v1/tasks/"+id, nil, map[string]string{"X-API-Key": st.key}); r.status != 200 {
+		t.Fatalf("a request while a stream is open: %d %s", r.status, r.body)
+	}
+	req, _ := http.NewRequest("GET", st.srv.URL+"/v1/tasks/"+id+"/events", nil)
+	req.Header.Set("X-API-Key", st.key)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 429 || !strings.Contains(string(body), "event streams") {
+		t.Fatalf("a second stream over the key's concurrency: %d %s", res.StatusCode, body)
+	}
 }

@@ -20,6 +20,7 @@ import (
 // accessState is what withAccess keeps between requests.
 type accessState struct {
 	inflight  *inflight // requests at once, per identity
+	streams   *inflight // event streams open, per identity: counted apart, as they last
 	pipelines *inflight // synchronous pipeline slots held, per identity
 	refused   *prometheus.CounterVec
 }
@@ -27,6 +28,7 @@ type accessState struct {
 func newAccessState(reg prometheus.Registerer) *accessState {
 	a := &accessState{
 		inflight:  &inflight{n: map[string]int{}},
+		streams:   &inflight{n: map[string]int{}},
 		pipelines: &inflight{n: map[string]int{}},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_refused_total",
