@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -780,6 +781,15 @@ func TestBrokerConnectionCutDeadLettersWebhooksAndEvents(t *testing.T) {
 			// stream's store poll (events sent while a subscriber is disconnected are lost).
 			c.waitCounts(30*time.Second, "the first tasks done", func(m map[string]int) bool {
 				return m[imaged.StatusCompleted] >= 10 && m[imaged.StatusFailed] == 1
+			})
+			// The worker dead-letters the task just after recording its failure: a cut in
+			// between would hold that publish until the broker is back (and, at least once,
+			// might repeat it). Cut once it is in the dead-letter queue.
+			waitFor(t, 30*time.Second, "the doomed task in the dead-letter queue", func() bool {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				dead, err := b.deadLetters(ctx)
+				return err == nil && slices.Contains(dead, doomed)
 			})
 
 			b.proxy.Cut()
