@@ -130,7 +130,7 @@ baseline() {
   awk -v t="$t" -v n="$2" 'BEGIN {split(t, a, " "); printf "%.1f", (a[1] + a[2]) * 1000 / n}'
 }
 
-echo "imaged bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), ${DUR}s per run, $(git describe --always --dirty 2>/dev/null || echo dev)"
+echo "imaged bench: $(getconf _NPROCESSORS_ONLN) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), ${DUR}s per run, $(git describe --always --dirty 2>/dev/null || echo dev)"
 echo
 
 OPS_A='[{"op":"resize","width":800,"height":600},{"op":"convert","format":"jpeg","quality":85}]'
