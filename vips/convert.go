@@ -17,6 +17,11 @@ type output struct {
 	progressive bool
 	lossless    bool
 	keepMeta    bool
+	subsample   string // JPEG chroma subsampling: auto (default), on, off
+	compression int    // PNG zlib level 0..9; -1 is the default, 6
+	palette     bool   // PNG: quantised to a palette of at most 2^bitdepth colours
+	bitdepth    int    // PNG palette depth 1, 2, 4 or 8; 0 is 8
+	effort      int    // WebP 0..6, AVIF 0..9; -1 is the default, 4
 }
 
 // outputFormats are the formats convert accepts; auto picks from the request's Accept header.
@@ -25,9 +30,13 @@ var outputFormats = []string{"jpeg", "png", "webp", "avif", "tiff", "gif", "auto
 // convertStep sets the output format and encoder settings: format (jpeg, png, webp, avif, tiff,
 // gif, or auto: AVIF or WebP when the request's Accept header takes them, else JPEG; for an
 // animation kept by frames, WebP when accepted, else GIF), quality 1..100 (defaults: jpeg 85,
-// webp 80, avif 60), progressive (interlaced JPEG or PNG), lossless (WebP, AVIF) and strip
-// (default true: EXIF, XMP and IPTC are dropped; an ICC profile is always applied to the pixels
-// and dropped). Settings a format has no use for are ignored. Transparency is laid on white for
+// webp 80, avif 60), progressive (interlaced JPEG or PNG), lossless (WebP, AVIF), subsample
+// (JPEG chroma subsampling: auto, the default, subsamples below quality 90; on; off),
+// compression (PNG zlib level 0..9, default 6), palette (PNG quantised to at most 2^bitdepth
+// colours, bitdepth 1, 2, 4 or 8, default 8; quality then sets the quantiser's), effort
+// (encoder CPU for smaller files: WebP 0..6, AVIF 0..9, default 4) and strip (default true:
+// EXIF, XMP and IPTC are dropped; an ICC profile is always applied to the pixels and dropped).
+// Settings a format has no use for are ignored. Transparency is laid on white for
 // JPEG, and formats other than GIF and WebP take the first frame of an animation. convert
 // changes no pixel, but a pipeline that holds it produces a new file; the last convert of a
 // pipeline wins.
@@ -43,6 +52,11 @@ func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 		Progressive bool   `json:"progressive"`
 		Lossless    bool   `json:"lossless"`
 		Strip       *bool  `json:"strip"`
+		Subsample   string `json:"subsample"`
+		Compression *int   `json:"compression"`
+		Palette     bool   `json:"palette"`
+		Bitdepth    *int   `json:"bitdepth"`
+		Effort      *int   `json:"effort"`
 	}
 	if err := op.DecodeArgs(i, &a); err != nil {
 		return nil, err
@@ -60,12 +74,45 @@ func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 	if format != "auto" && !canSave(format) {
 		return nil, invalid(i, "format", "convert.format %s is not available on this server", format)
 	}
-	st := &convertStep{out: output{format: format, progressive: a.Progressive, lossless: a.Lossless, keepMeta: a.Strip != nil && !*a.Strip}}
+	st := &convertStep{out: output{format: format, progressive: a.Progressive, lossless: a.Lossless, keepMeta: a.Strip != nil && !*a.Strip,
+		subsample: "auto", compression: -1, palette: a.Palette, effort: -1}}
 	if a.Quality != nil {
 		if err := between(i, "convert", "quality", *a.Quality, 1, 100); err != nil {
 			return nil, err
 		}
 		st.out.quality = *a.Quality
+	}
+	if a.Subsample != "" {
+		if err := oneOf(i, "convert", "subsample", strings.ToLower(a.Subsample), "auto", "on", "off"); err != nil {
+			return nil, err
+		}
+		st.out.subsample = strings.ToLower(a.Subsample)
+	}
+	if a.Compression != nil {
+		if err := between(i, "convert", "compression", *a.Compression, 0, 9); err != nil {
+			return nil, err
+		}
+		st.out.compression = *a.Compression
+	}
+	if a.Bitdepth != nil {
+		if !a.Palette {
+			return nil, invalid(i, "bitdepth", "convert.bitdepth needs palette: true")
+		}
+		if d := *a.Bitdepth; d != 1 && d != 2 && d != 4 && d != 8 {
+			return nil, invalid(i, "bitdepth", "convert.bitdepth must be 1, 2, 4 or 8")
+		}
+		st.out.bitdepth = *a.Bitdepth
+	}
+	if a.Effort != nil {
+		// AVIF goes to 9; WebP, and auto (which may pick WebP), to 6.
+		hi := 6
+		if format == "avif" {
+			hi = 9
+		}
+		if err := between(i, "convert", "effort", *a.Effort, 0, hi); err != nil {
+			return nil, err
+		}
+		st.out.effort = *a.Effort
 	}
 	return st, nil
 }
@@ -130,24 +177,43 @@ func (s *state) encode() ([]byte, string, error) {
 		p.Interlace = o.progressive
 		p.OptimizeCoding = true
 		p.StripMetadata = strip
+		p.SubsampleMode = govips.VipsForeignSubsampleAuto
+		switch o.subsample {
+		case "on":
+			p.SubsampleMode = govips.VipsForeignSubsampleOn
+		case "off":
+			p.SubsampleMode = govips.VipsForeignSubsampleOff
+		}
 		data, _, err = img.ExportJpeg(p)
 	case "png":
 		p := govips.NewPngExportParams()
 		p.Compression = 6
+		if o.compression >= 0 {
+			p.Compression = o.compression
+		}
 		p.Interlace = o.progressive
 		p.StripMetadata = strip
+		if o.palette {
+			p.Palette = true
+			p.Quality = qualityOr(o.quality, 100)
+			p.Bitdepth = 8
+			if o.bitdepth > 0 {
+				p.Bitdepth = o.bitdepth
+			}
+		}
 		data, _, err = img.ExportPng(p)
 	case "webp":
 		p := govips.NewWebpExportParams()
 		p.Quality = qualityOr(o.quality, 80)
 		p.Lossless = o.lossless
 		p.StripMetadata = strip
+		p.ReductionEffort = effortOr(o.effort, 4)
 		data, _, err = img.ExportWebp(p)
 	case "avif":
 		p := govips.NewAvifExportParams()
 		p.Quality = qualityOr(o.quality, 60)
 		p.Lossless = o.lossless
-		p.Effort = 4
+		p.Effort = effortOr(o.effort, 4)
 		p.StripMetadata = strip
 		data, _, err = img.ExportAvif(p)
 	case "tiff":
@@ -187,4 +253,11 @@ func flattenAlpha(img *govips.ImageRef) error {
 		}
 	}
 	return img.Flatten(&govips.Color{R: 255, G: 255, B: 255})
+}
+
+func effortOr(e, def int) int {
+	if e < 0 {
+		return def
+	}
+	return e
 }

@@ -90,6 +90,89 @@ func TestConvertSettings(t *testing.T) {
 	}
 }
 
+// jpegSampling returns the luma component's sampling factors from a baseline or progressive
+// frame header: 0x22 is 4:2:0, 0x11 no subsampling.
+func jpegSampling(t *testing.T, data []byte) byte {
+	t.Helper()
+	for i := 2; i+4 < len(data); {
+		if data[i] != 0xFF {
+			t.Fatal("malformed JPEG")
+		}
+		marker, size := data[i+1], int(data[i+2])<<8|int(data[i+3])
+		if marker == 0xC0 || marker == 0xC2 {
+			return data[i+11] // length(2) precision(1) height(2) width(2) count(1) id(1) sampling
+		}
+		i += 2 + size
+	}
+	t.Fatal("no frame header")
+	return 0
+}
+
+func TestConvertEncoderSettings(t *testing.T) {
+	p := New(Config{})
+	src := readTestdata(t, "chelsea.png")
+	for ops, want := range map[string]byte{
+		`[{"op":"convert","format":"jpeg"}]`:                                      0x22, // auto at 85: 4:2:0
+		`[{"op":"convert","format":"jpeg","quality":95}]`:                         0x11, // auto at 90+: none
+		`[{"op":"convert","format":"jpeg","subsample":"off"}]`:                    0x11,
+		`[{"op":"convert","format":"jpeg","quality":95,"subsample":"on"}]`:        0x22,
+		`[{"op":"convert","format":"jpeg","subsample":"off","progressive":true}]`: 0x11,
+	} {
+		if got := jpegSampling(t, process(t, p, src, ops).Data); got != want {
+			t.Errorf("%s: luma sampling %#x, want %#x", ops, got, want)
+		}
+	}
+
+	fast := process(t, p, src, `[{"op":"convert","format":"png","compression":0}]`)
+	small := process(t, p, src, `[{"op":"convert","format":"png","compression":9}]`)
+	// Level 0 stores the pixels (a photo: 451×300×3 bytes and then some); 9 compresses them.
+	if len(fast.Data) < 451*300*3 || len(small.Data) >= len(fast.Data)*9/10 {
+		t.Errorf("png compression 0: %d bytes, 9: %d bytes; want the stored pixels, then at least a tenth less", len(fast.Data), len(small.Data))
+	}
+	for _, c := range []struct {
+		ops    string
+		colors int
+	}{{`[{"op":"convert","format":"png","palette":true}]`, 256}, {`[{"op":"convert","format":"png","palette":true,"bitdepth":2}]`, 4}} {
+		res := process(t, p, src, c.ops)
+		img, err := png.Decode(bytes.NewReader(res.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pal, ok := img.(*image.Paletted)
+		if !ok || len(pal.Palette) > c.colors {
+			t.Errorf("%s: decoded as %T, want a palette of at most %d colours", c.ops, img, c.colors)
+			continue
+		}
+		orig := decodeRaw(t, src)
+		if m, m0 := mean(decodeRaw(t, res.Data).luma()), mean(orig.luma()); m < m0-8 || m > m0+8 {
+			t.Errorf("%s: mean luma %.1f, source %.1f", c.ops, m, m0)
+		}
+	}
+
+	for _, effort := range []int{0, 6} {
+		res := process(t, p, src, fmt.Sprintf(`[{"op":"convert","format":"webp","effort":%d}]`, effort))
+		checkFormat(t, res, "webp", 451, 300)
+	}
+	if canSave("avif") {
+		checkFormat(t, process(t, p, src, `[{"op":"convert","format":"avif","effort":9}]`), "avif", 451, 300)
+	}
+
+	for ops, field := range map[string]string{
+		`[{"op":"convert","format":"jpeg","subsample":"maybe"}]`:        "ops[0].subsample",
+		`[{"op":"convert","format":"png","compression":10}]`:            "ops[0].compression",
+		`[{"op":"convert","format":"png","bitdepth":4}]`:                "ops[0].bitdepth",
+		`[{"op":"convert","format":"png","palette":true,"bitdepth":3}]`: "ops[0].bitdepth",
+		`[{"op":"convert","format":"webp","effort":7}]`:                 "ops[0].effort",
+		`[{"op":"convert","format":"avif","effort":10}]`:                "ops[0].effort",
+	} {
+		err := p.Validate(parseOps(t, ops))
+		var e *imaged.Error
+		if !errors.As(err, &e) || e.Code != imaged.EInvalid || e.Field != field {
+			t.Errorf("%s: %v, want invalid naming %s", ops, err, field)
+		}
+	}
+}
+
 func TestConvertAuto(t *testing.T) {
 	p := New(Config{})
 	src := readTestdata(t, "chelsea.jpg")
