@@ -1,6 +1,7 @@
 package vips
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/imaged/imaged"
@@ -180,6 +181,51 @@ func TestPad(t *testing.T) {
 	checkFormat(t, res, "png", 300, 173)
 	if r := decodeRaw(t, res.Data); r.bands != 4 || r.at(0, 100, 3) != 0 {
 		t.Fatal("padding is not transparent")
+	}
+}
+
+func TestPadToAspectRatio(t *testing.T) {
+	p := New(Config{})
+	src := readTestdata(t, "chelsea.png") // 451x300, 1.503
+	o := decodeRaw(t, src)
+	for _, c := range []struct {
+		ops  string
+		w, h int
+	}{
+		{`[{"op":"pad","aspect":"1:1","background":"#ff0000"}]`, 451, 451},
+		{`[{"op":"pad","aspect":"16:9","background":"#ff0000"}]`, 533, 300},
+		{`[{"op":"pad","aspect":0.5,"background":"#ff0000"}]`, 451, 902},
+		{`[{"op":"extend","aspect":"3x2","background":"#ff0000"}]`, 451, 301},
+	} {
+		res := process(t, p, src, c.ops)
+		checkFormat(t, res, "png", c.w, c.h)
+		r := decodeRaw(t, res.Data)
+		// Centred: the image's middle pixel sits in the canvas's middle; the corner is padding
+		// when the canvas grew on that side.
+		if r.at(c.w/2, c.h/2, 1) != o.at(225, 150, 1) && r.at(c.w/2, c.h/2, 1) != o.at(226, 150, 1) {
+			t.Errorf("%s: the image is not centred", c.ops)
+		}
+		if (c.w-451 >= 2 || c.h-300 >= 2) && (r.at(0, 0, 0) != 255 || r.at(0, 0, 1) != 0) {
+			t.Errorf("%s: the corner is not red padding", c.ops)
+		}
+	}
+	res := process(t, p, src, `[{"op":"pad","aspect":"1:1","gravity":"north"}]`)
+	if r := decodeRaw(t, res.Data); r.at(10, 10, 0) != o.at(10, 10, 0) || r.at(10, 440, 0) != 0 {
+		t.Error("gravity north: the image is not at the top")
+	}
+	for ops, field := range map[string]string{
+		`[{"op":"pad","aspect":"wide"}]`:               "ops[0].aspect",
+		`[{"op":"pad","aspect":0}]`:                    "ops[0].aspect",
+		`[{"op":"pad","aspect":"1:0"}]`:                "ops[0].aspect",
+		`[{"op":"pad","aspect":"1:1","width":100}]`:    "ops[0].aspect",
+		`[{"op":"pad","aspect":"1:1","top":10}]`:       "ops[0].aspect",
+		`[{"op":"pad","aspect":"1:1","gravity":"up"}]`: "ops[0].gravity",
+	} {
+		err := p.Validate(parseOps(t, ops))
+		var e *imaged.Error
+		if !errors.As(err, &e) || e.Field != field {
+			t.Errorf("%s: %v, want an error naming %s", ops, err, field)
+		}
 	}
 }
 

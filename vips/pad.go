@@ -3,6 +3,9 @@ package vips
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
 	"strings"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
@@ -10,14 +13,16 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// padStep grows the canvas: by margins (top, right, bottom, left), or to a width×height canvas
-// with the image placed by gravity (a canvas side smaller than the image keeps the image's
-// side: pad never crops). New pixels take background, transparent for images with alpha unless
-// given. extend is the same op.
+// padStep grows the canvas: by margins (top, right, bottom, left), to a width×height canvas, or
+// to the smallest canvas of an aspect ratio ("16:9", or a number such as 1.5) that holds the
+// image, which gravity places (a canvas side smaller than the image keeps the image's side: pad
+// never crops). New pixels take background, transparent for images with alpha unless given.
+// extend is the same op.
 type padStep struct {
 	margins                  bool
 	top, right, bottom, left int
 	width, height            int
+	aspect                   float64 // width / height; 0 when not asked for
 	gravity                  string
 	background               rgba
 	hasBackground            bool
@@ -38,6 +43,7 @@ func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
 		Right      *int            `json:"right"`
 		Bottom     *int            `json:"bottom"`
 		Left       *int            `json:"left"`
+		Aspect     json.RawMessage `json:"aspect"`
 		Gravity    string          `json:"gravity"`
 		Background json.RawMessage `json:"background"`
 	}
@@ -57,9 +63,26 @@ func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
 			return nil, err
 		}
 	}
+	if len(a.Aspect) > 0 {
+		r, err := parseAspect(a.Aspect)
+		if err != nil {
+			return nil, invalid(i, "aspect", "%s.aspect must be a ratio such as \"16:9\" or a number such as 1.5 (between 0.01 and 100)", name)
+		}
+		if ps.margins || a.Width != nil || a.Height != nil {
+			return nil, invalid(i, "aspect", "%s takes an aspect ratio, margins or width/height, only one of them", name)
+		}
+		ps.aspect = r
+	}
 	switch {
 	case ps.margins && (a.Width != nil || a.Height != nil || a.Gravity != ""):
 		return nil, invalid(i, "width", "%s takes either margins (top, right, bottom, left) or width/height with gravity, not both", name)
+	case ps.aspect > 0:
+		if a.Gravity != "" {
+			ps.gravity = strings.ToLower(a.Gravity)
+			if err := oneOf(i, name, "gravity", ps.gravity, gravities...); err != nil {
+				return nil, err
+			}
+		}
 	case ps.margins:
 		deref := func(v *int) int {
 			if v == nil {
@@ -102,9 +125,19 @@ func (ps *padStep) apply(_ context.Context, s *state) error {
 	img := s.img
 	w, h := img.Width(), img.Height()
 	var x, y, cw, ch int
-	if ps.margins {
+	switch {
+	case ps.margins:
 		x, y, cw, ch = ps.left, ps.top, w+ps.left+ps.right, h+ps.top+ps.bottom
-	} else {
+	case ps.aspect > 0:
+		cw, ch = w, h
+		if float64(w)/float64(h) < ps.aspect {
+			cw = int(math.Round(float64(h) * ps.aspect))
+		} else {
+			ch = int(math.Round(float64(w) / ps.aspect))
+		}
+		cw, ch = max(cw, w), max(ch, h)
+		x, y = place(ps.gravity, cw, ch, w, h)
+	default:
 		cw, ch = max(ps.width, w), max(ps.height, h)
 		x, y = place(ps.gravity, cw, ch, w, h)
 	}
@@ -199,4 +232,32 @@ func (t *trimStep) apply(_ context.Context, s *state) error {
 		return nil
 	}
 	return img.ExtractArea(left, top, w, h)
+}
+
+// parseAspect reads an aspect ratio: "W:H" (or "WxH") or a number, width over height.
+func parseAspect(raw json.RawMessage) (float64, error) {
+	var r float64
+	var text string
+	if err := json.Unmarshal(raw, &r); err != nil {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return 0, err
+		}
+		w, h, ok := strings.Cut(strings.ReplaceAll(strings.ToLower(text), "x", ":"), ":")
+		if !ok {
+			if r, err = strconv.ParseFloat(strings.TrimSpace(text), 64); err != nil {
+				return 0, err
+			}
+		} else {
+			fw, err1 := strconv.ParseFloat(strings.TrimSpace(w), 64)
+			fh, err2 := strconv.ParseFloat(strings.TrimSpace(h), 64)
+			if err1 != nil || err2 != nil || fh <= 0 {
+				return 0, errors.New("not a ratio")
+			}
+			r = fw / fh
+		}
+	}
+	if !(r >= 0.01 && r <= 100) {
+		return 0, errors.New("out of range")
+	}
+	return r, nil
 }
