@@ -124,15 +124,23 @@ const (
 var TaskTypes = []string{TaskTypeTransform, TaskTypeOCR, TaskTypeDetect}
 
 // TaskTypeOf derives the task type of a pipeline: ocr if it holds an ocr op, else detect if it
-// holds a detect op, else transform.
+// runs the object detector (detect, annotate, or a crop or resize with gravity object:<class>),
+// else transform. Workers that hold the models consume the ocr and detect queues.
 func TaskTypeOf(ops []Op) string {
 	typ := TaskTypeTransform
 	for _, o := range ops {
 		switch o.Name {
 		case "ocr":
 			return TaskTypeOCR
-		case "detect":
+		case "detect", "annotate":
 			typ = TaskTypeDetect
+		case "crop", "resize":
+			var a struct {
+				Gravity string `json:"gravity"`
+			}
+			if json.Unmarshal(o.Args, &a) == nil && strings.HasPrefix(strings.ToLower(a.Gravity), "object:") {
+				typ = TaskTypeDetect
+			}
 		}
 	}
 	return typ
