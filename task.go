@@ -141,6 +141,10 @@ type TaskStore interface {
 	// RetryTask puts the given attempt of a processing task back to queued, runnable after
 	// runAfter, keeping f as the last error; EConflict as CompleteTask.
 	RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *TaskFailure) (*Task, error)
+	// ExtendLease moves the lease of the given attempt of a processing task to until: the
+	// worker running it says it is still alive. EConflict as CompleteTask (the lease was lost:
+	// the task was queued again, or finished elsewhere).
+	ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error
 	// RequeueExpired puts processing tasks whose lease has run out back to queued and returns
 	// their ids. With all=true every processing task is requeued (embedded start-up, when no
 	// other process can hold one).

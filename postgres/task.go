@@ -555,6 +555,13 @@ func (s *Store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 		error_message = $5, lease_until = NULL`, runAfter.UTC().Truncate(time.Microsecond), code, msg)
 }
 
+// ExtendLease moves the lease of the given attempt of a processing task to until; EConflict
+// and ENotFound as CompleteTask.
+func (s *Store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error {
+	_, err := s.finish(ctx, "extend the lease of", id, attempt, `lease_until = $3`, until.UTC().Truncate(time.Microsecond))
+	return err
+}
+
 // failure returns the columns of f. Failure messages carry text from decoders and engines, so
 // what PostgreSQL cannot store (NUL, invalid UTF-8) is replaced rather than lose the failure.
 func failure(f *imaged.TaskFailure) (code, msg any) {

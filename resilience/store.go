@@ -41,6 +41,7 @@ func DefaultStoreConfig() StoreConfig {
 //   - ClaimTask: not retried (a lost answer leaves a claimed task that another claim would
 //     not return; the task comes back when its lease expires, and the queue polls again).
 //   - RequeueExpired: yes; requeueing what is already queued changes nothing.
+//   - ExtendLease: yes; setting the same lease twice is setting it once.
 //   - Ping: through the breaker, not retried, so health reports an open breaker at once.
 //   - Close: straight to the store.
 func Store(next imaged.TaskStore, cfg StoreConfig, m *Metrics) imaged.TaskStore {
@@ -207,6 +208,13 @@ func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 	return s.conditional(ctx, "retry_task", id, func(ctx context.Context) (*imaged.Task, error) {
 		return s.next.RetryTask(ctx, id, attempt, runAfter, f)
 	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == attempt })
+}
+
+func (s *store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error {
+	_, err := retry(ctx, s.r, "extend_lease", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.next.ExtendLease(ctx, id, attempt, until)
+	})
+	return err
 }
 
 func (s *store) RequeueExpired(ctx context.Context, now time.Time, all bool) ([]string, error) {

@@ -520,6 +520,13 @@ func (s *Store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 		error_message = ?, lease_until = NULL`, formatTime(runAfter), code, msg)
 }
 
+// ExtendLease moves the lease of the given attempt of a processing task to until; EConflict
+// and ENotFound as CompleteTask.
+func (s *Store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error {
+	_, err := s.finish(ctx, "extend the lease of", id, attempt, `lease_until = ?`, formatTime(until))
+	return err
+}
+
 func failure(f *imaged.TaskFailure) (code, msg any) {
 	if f == nil {
 		return nil, nil

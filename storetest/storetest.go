@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) imaged.TaskStore) {
 		{"RetryTask", testRetryTask},
 		{"StaleAttemptConflicts", testStaleAttemptConflicts},
 		{"RequeueExpired", testRequeueExpired},
+		{"ExtendLease", testExtendLease},
 		{"CountQueued", testCountQueued},
 		{"TimesAreUTC", testTimesAreUTC},
 	}
@@ -1108,6 +1109,31 @@ func testStaleAttemptConflicts(t *testing.T, s imaged.TaskStore) {
 }
 
 // --- sweeping and depth --------------------------------------------------------------------
+
+// A worker's heartbeat keeps its task's lease ahead of the sweeper; a lost lease (requeued,
+// finished, another attempt) cannot be extended.
+func testExtendLease(t *testing.T, s imaged.TaskStore) {
+	ctx := t.Context()
+	tasks := createTasks(t, s, 1, opsTransform)
+	c, err := s.ClaimTask(ctx, tasks[0].ID, nil, "w", time.Minute)
+	if err != nil || c == nil {
+		t.Fatalf("ClaimTask: %v, %v", c, err)
+	}
+	until := time.Now().Add(time.Hour)
+	if err := s.ExtendLease(ctx, c.ID, c.Attempts, until); err != nil {
+		t.Fatalf("ExtendLease: %v", err)
+	}
+	wantNear(t, "LeaseUntil", getTask(t, s, c.ID).LeaseUntil, until)
+	if got, err := s.RequeueExpired(ctx, time.Now().Add(10*time.Minute), false); err != nil || len(got) != 0 {
+		t.Fatalf("RequeueExpired(+10m) after the extension = %v, %v; want nothing", got, err)
+	}
+	wantCode(t, s.ExtendLease(ctx, c.ID, c.Attempts+1, until), imaged.EConflict, "ExtendLease of another attempt")
+	if got, err := s.RequeueExpired(ctx, time.Now().Add(2*time.Hour), false); err != nil || len(got) != 1 {
+		t.Fatalf("RequeueExpired(+2h) = %v, %v; want the task", got, err)
+	}
+	wantCode(t, s.ExtendLease(ctx, c.ID, c.Attempts, until), imaged.EConflict, "ExtendLease of a requeued task")
+	wantCode(t, s.ExtendLease(ctx, "no-such-task", 1, until), imaged.ENotFound, "ExtendLease of a missing task")
+}
 
 func testRequeueExpired(t *testing.T, s imaged.TaskStore) {
 	ctx := t.Context()

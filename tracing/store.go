@@ -114,6 +114,12 @@ func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 	return s.next.RetryTask(ctx, id, attempt, runAfter, f)
 }
 
+func (s *store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) (err error) {
+	ctx, span := s.start(ctx, "ExtendLease", taskAttr(id), attribute.Int("imaged.attempt", attempt))
+	defer func() { End(span, err) }()
+	return s.next.ExtendLease(ctx, id, attempt, until)
+}
+
 func (s *store) RequeueExpired(ctx context.Context, now time.Time, all bool) (_ []string, err error) {
 	ctx, span := s.start(ctx, "RequeueExpired")
 	defer func() { End(span, err) }()

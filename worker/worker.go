@@ -32,10 +32,17 @@ type Config struct {
 	Types       []string      // task types to run; empty = all
 	Deadline    time.Duration // per task attempt; default 5 min
 	Grace       time.Duration // on shutdown, how long running tasks may go on; default 30 s
+	// Lease is how long a claimed task stays this worker's without word from it; a running
+	// task's lease is renewed every Lease/3, so a worker that dies (kill -9, a lost node) gives
+	// its tasks back within about Lease plus the sweep interval. Default 60 s.
+	Lease       time.Duration
 	BackoffBase time.Duration // retry n waits BackoffBase·2^n ± jitter; default 1 s
 	BackoffMax  time.Duration // default 5 min
 	URLExpiry   time.Duration // for result URLs; default 1 h
 }
+
+// DefaultLease is Config.Lease when not set.
+const DefaultLease = 60 * time.Second
 
 // Worker consumes tasks from a Queue.
 type Worker struct {
@@ -70,6 +77,9 @@ func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.Bl
 	if cfg.BackoffBase <= 0 {
 		cfg.BackoffBase = time.Second
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 5 * time.Minute
 	}
@@ -92,9 +102,8 @@ func (w *Worker) ID() string { return w.cfg.ID }
 func (w *Worker) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.Grace, w.cancelRunning) })
 	defer stop()
-	lease := w.cfg.Deadline + w.cfg.Grace + 30*time.Second
 	err := w.queue.Consume(ctx, imaged.ConsumeOptions{
-		WorkerID: w.cfg.ID, Types: w.cfg.Types, Concurrency: w.cfg.Concurrency, Lease: lease,
+		WorkerID: w.cfg.ID, Types: w.cfg.Types, Concurrency: w.cfg.Concurrency, Lease: w.cfg.Lease,
 	}, w.Handle)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -113,6 +122,50 @@ func (w *Worker) cancelRunning() {
 // errShutdown marks an attempt interrupted because the process is stopping.
 var errShutdown = errors.New("worker shutting down")
 
+// errLeaseLost marks an attempt stopped because its task is no longer this worker's: its lease
+// ran out (the database was out of reach for longer than the lease) and the task was queued
+// again or finished elsewhere.
+var errLeaseLost = errors.New("the task's lease was lost")
+
+// heartbeat renews the lease of task's attempt every Lease/3 until the returned function is
+// called. When the store answers that the attempt no longer holds the task, it stops the run
+// through cancel: another attempt owns the task now, and this one could only lose the race to
+// record an outcome.
+func (w *Worker) heartbeat(ctx context.Context, task *imaged.Task, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(w.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Lease/3)
+			err := w.store.ExtendLease(hctx, task.ID, task.Attempts, time.Now().Add(w.cfg.Lease))
+			hcancel()
+			switch {
+			case err == nil:
+			case imaged.IsCode(err, imaged.EConflict), imaged.IsCode(err, imaged.ENotFound):
+				w.log.WarnContext(ctx, "the task's lease was lost; stopping this attempt", "task_id", task.ID,
+					"attempt", task.Attempts, "error", err.Error())
+				cancel(errLeaseLost)
+				return
+			default:
+				w.log.WarnContext(ctx, "renewing the task's lease failed; trying again", "task_id", task.ID,
+					"error", err.Error())
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
 // Handle runs one delivery to its recorded outcome. It returns an error only when the outcome
 // could not be recorded, so that the queue delivers the task again.
 func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
@@ -122,8 +175,7 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
 	}
 	task := d.Task
 	if task == nil {
-		lease := w.cfg.Deadline + w.cfg.Grace + 30*time.Second
-		t, err := w.store.ClaimTask(ctx, d.TaskID, nil, w.cfg.ID, lease)
+		t, err := w.store.ClaimTask(ctx, d.TaskID, nil, w.cfg.ID, w.cfg.Lease)
 		if err != nil {
 			return fmt.Errorf("claim task %s: %w", d.TaskID, err)
 		}
@@ -151,7 +203,9 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
 	w.mu.Lock()
 	w.running[task.ID] = func() { cancel(errShutdown) }
 	w.mu.Unlock()
+	stopHeartbeat := w.heartbeat(ctx, task, cancel)
 	defer func() {
+		stopHeartbeat()
 		w.mu.Lock()
 		delete(w.running, task.ID)
 		w.mu.Unlock()
@@ -252,6 +306,10 @@ func Permanent(err error) bool {
 
 func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, elapsed time.Duration) error {
 	f := &imaged.TaskFailure{Code: imaged.ErrorCode(err), Message: imaged.ErrorMessage(err)}
+	if errors.Is(cause, errLeaseLost) {
+		// Another attempt holds the task; its outcome is the task's.
+		return nil
+	}
 	shutdown := errors.Is(cause, errShutdown)
 	if errors.Is(err, context.DeadlineExceeded) && !shutdown {
 		f = &imaged.TaskFailure{Code: imaged.EUnavailable, Message: fmt.Sprintf("the task ran past its deadline of %s", w.cfg.Deadline)}

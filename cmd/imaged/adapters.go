@@ -133,7 +133,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 	}
 	switch qu.Scheme {
 	case "db":
-		q := dbqueue.New(store, dbqueue.Options{PollInterval: cfg.PollInterval})
+		q := dbqueue.New(store, dbqueue.Options{PollInterval: cfg.PollInterval, SweepInterval: cfg.LeaseSweep})
 		a.queue = q
 		a.closers = append(a.closers, q)
 	case "amqp", "amqps", "kafka":

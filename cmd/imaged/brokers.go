@@ -43,7 +43,7 @@ func brokerSettings(c *Config) []setting {
 		return func(fs *flag.FlagSet, n, h string) { fs.DurationVar(p, n, def, h) }
 	}
 	return []setting{
-		{"lease-sweep", "IMAGED_LEASE_SWEEP", "with a broker queue, how often workers queue again the tasks whose worker died (lease run out)", dur(&c.LeaseSweep, 10*time.Second)},
+		{"lease-sweep", "IMAGED_LEASE_SWEEP", "how often workers queue again the tasks whose worker died (lease run out)", dur(&c.LeaseSweep, 10*time.Second)},
 		{"webhook-secret", "IMAGED_WEBHOOK_SECRET", "key of the HMAC-SHA256 signature of webhooks; default: generated once into DATA_DIR (set it when processes do not share one)", str(&c.WebhookSecret, "")},
 		{"webhook-attempts", "IMAGED_WEBHOOK_ATTEMPTS", "tries of a webhook delivery", integer(&c.WebhookAttempts, webhook.DefaultAttempts)},
 		{"webhook-backoff", "IMAGED_WEBHOOK_BACKOFF", "wait before the second try of a webhook; doubles for each later one", dur(&c.WebhookBackoff, webhook.DefaultBackoff)},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/onnx"
+	"github.com/imaged/imaged/worker"
 )
 
 // Config is every setting imaged reads. Each comes from an IMAGED_* environment variable or the
@@ -25,6 +26,7 @@ type Config struct {
 	URLExpiry       time.Duration
 	Workers         int
 	TaskDeadline    time.Duration
+	TaskLease       time.Duration
 	ShutdownGrace   time.Duration
 	MaxAttempts     int
 	RetryBackoff    time.Duration
@@ -87,6 +89,7 @@ func settings(c *Config) []setting {
 		{"url-expiry", "IMAGED_URL_EXPIRY", "lifetime of presigned/signed blob URLs", dur(&c.URLExpiry, time.Hour)},
 		{"workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only", integer(&c.Workers, runtime.NumCPU())},
 		{"task-deadline", "IMAGED_TASK_DEADLINE", "longest run of one task attempt", dur(&c.TaskDeadline, 5*time.Minute)},
+		{"task-lease", "IMAGED_TASK_LEASE", "how long a running task stays its worker's without a heartbeat (renewed every third of it); a dead worker's tasks run again after about this long", dur(&c.TaskLease, worker.DefaultLease)},
 		{"shutdown-grace", "IMAGED_SHUTDOWN_GRACE", "time requests and running tasks get to finish on SIGTERM", dur(&c.ShutdownGrace, 30*time.Second)},
 		{"max-attempts", "IMAGED_MAX_ATTEMPTS", "attempts per task before it fails (transient errors only are retried)", integer(&c.MaxAttempts, 3)},
 		{"retry-backoff", "IMAGED_RETRY_BACKOFF", "first retry delay; doubles each attempt, with jitter", dur(&c.RetryBackoff, time.Second)},
@@ -171,6 +174,7 @@ func (c *Config) validate() error {
 	}{
 		{c.Workers >= 0, "IMAGED_WORKERS", "must be 0 or more"},
 		{c.TaskDeadline > 0, "IMAGED_TASK_DEADLINE", "must be positive"},
+		{c.TaskLease >= time.Second && c.TaskLease <= time.Hour, "IMAGED_TASK_LEASE", "must be between 1s and 1h"},
 		{c.ShutdownGrace >= 0, "IMAGED_SHUTDOWN_GRACE", "must not be negative"},
 		{c.MaxAttempts >= 1 && c.MaxAttempts <= 10, "IMAGED_MAX_ATTEMPTS", "must be between 1 and 10"},
 		{c.RetryBackoff > 0, "IMAGED_RETRY_BACKOFF", "must be positive"},

@@ -160,7 +160,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	workerID := ""
 	if cfg.Workers > 0 {
 		w := worker.New(worker.Config{
-			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace,
+			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace, Lease: cfg.TaskLease,
 			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry,
 		}, a.store, a.queue, a.blobs, processor, a.events, metrics, log)
 		workerID = w.ID()
