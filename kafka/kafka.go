@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -435,7 +434,10 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 	c.cl = cl
 	if b.cfg.Store != nil {
 		sweepDone := make(chan struct{})
-		go func() { defer close(sweepDone); b.sweep(ctx, c.log) }()
+		go func() {
+			defer close(sweepDone)
+			imaged.SweepExpiredLeases(ctx, b.cfg.SweepInterval, b.cfg.Store, b, c.log)
+		}()
 		defer func() { <-sweepDone }()
 	}
 	c.run()
@@ -597,7 +599,7 @@ func (c *consumer) handle(r *kgo.Record, p *partition, m taskMessage) {
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
 		d.Redelivered = attempt > 1
-		err := call(c.handlerCtx, c.h, d)
+		err := c.h.Call(c.handlerCtx, d)
 		if err == nil {
 			c.finish(r, p)
 			return
@@ -695,49 +697,6 @@ func (c *consumer) forget(parts map[string][]int32) {
 			if p := c.parts[k]; p != nil {
 				p.cancel()
 				delete(c.parts, k)
-			}
-		}
-	}
-}
-
-func call(ctx context.Context, h imaged.Handler, d *imaged.Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("task handler panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return h(ctx, d)
-}
-
-// sweep puts tasks whose lease ran out (their worker died) back to queued and publishes them,
-// every SweepInterval until ctx is done.
-func (b *Broker) sweep(ctx context.Context, log *slog.Logger) {
-	tick := time.NewTicker(b.cfg.SweepInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		ids, err := b.cfg.Store.RequeueExpired(ctx, time.Now(), false)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("requeueing expired leases failed", "error", err.Error())
-			}
-			continue
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		log.Warn("requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
-		for _, id := range ids {
-			t, err := b.cfg.Store.Task(ctx, id)
-			if err == nil {
-				err = b.Publish(ctx, t, 0)
-			}
-			if err != nil {
-				log.Error("publishing a requeued task failed", "task_id", id, "error", err.Error())
 			}
 		}
 	}

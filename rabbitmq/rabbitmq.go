@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -584,7 +583,10 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 	defer inflight.Wait()
 	if b.cfg.Store != nil {
 		sweepDone := make(chan struct{})
-		go func() { defer close(sweepDone); b.sweep(ctx, log) }()
+		go func() {
+			defer close(sweepDone)
+			imaged.SweepExpiredLeases(ctx, b.cfg.SweepInterval, b.cfg.Store, b, log)
+		}()
 		defer func() { <-sweepDone }()
 	}
 	sem := make(chan struct{}, opts.Concurrency)
@@ -696,7 +698,7 @@ func (b *Broker) handle(ctx, consumeCtx context.Context, d amqp.Delivery, h imag
 	}
 	del := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Redelivered: d.Redelivered,
 		Trace: traceContext(d.Headers)}
-	err := call(ctx, h, del)
+	err := h.Call(ctx, del)
 	if err != nil {
 		log.Error("task handler could not record an outcome; the message goes back to the queue",
 			"task_id", m.TaskID, "error", err.Error())
@@ -714,54 +716,6 @@ func (b *Broker) handle(ctx, consumeCtx context.Context, d amqp.Delivery, h imag
 	if aerr := d.Ack(false); aerr != nil {
 		log.Warn("acknowledging a message failed; the broker redelivers it and the worker drops it",
 			"task_id", m.TaskID, "error", aerr.Error())
-	}
-}
-
-func call(ctx context.Context, h imaged.Handler, d *imaged.Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("task handler panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return h(ctx, d)
-}
-
-// sweep puts tasks whose lease ran out (their worker died) back to queued and publishes them,
-// every SweepInterval until ctx is done.
-func (b *Broker) sweep(ctx context.Context, log *slog.Logger) {
-	tick := time.NewTicker(b.cfg.SweepInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		republishExpired(ctx, b.cfg.Store, b, log)
-	}
-}
-
-// republishExpired requeues tasks whose lease ran out and publishes each again.
-func republishExpired(ctx context.Context, store imaged.TaskStore, q imaged.Queue, log *slog.Logger) {
-	ids, err := store.RequeueExpired(ctx, time.Now(), false)
-	if err != nil {
-		if ctx.Err() == nil {
-			log.Error("requeueing expired leases failed", "error", err.Error())
-		}
-		return
-	}
-	if len(ids) == 0 {
-		return
-	}
-	log.Warn("requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
-	for _, id := range ids {
-		t, err := store.Task(ctx, id)
-		if err == nil {
-			err = q.Publish(ctx, t, 0)
-		}
-		if err != nil {
-			log.Error("publishing a requeued task failed", "task_id", id, "error", err.Error())
-		}
 	}
 }
 
