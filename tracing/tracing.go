@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"time"
@@ -68,7 +67,17 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 	if ratio < 0 || ratio > 1 {
 		return nil, fmt.Errorf("sample ratio %v is not between 0 and 1", ratio)
 	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
+		attribute.String("service.name", orDefault(cfg.Service, "imaged")),
+		attribute.String("service.version", cfg.Version),
+		attribute.String("service.instance.id", cfg.Instance),
+		attribute.String("imaged.role", cfg.Role),
+	))
+	if err != nil {
+		return nil, err
+	}
 	var opt sdktrace.TracerProviderOption
+	var file *os.File // the file exporter's, closed at shutdown
 	switch cfg.Exporter {
 	case ExporterOTLP:
 		var opts []otlptracehttp.Option
@@ -95,39 +104,30 @@ func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) erro
 		if err != nil {
 			return nil, err
 		}
-		exp, err := stdouttrace.New(stdouttrace.WithWriter(&lineFile{f: f}))
+		// The exporter writes each span's JSON in one call, so a reader never sees half a
+		// line; it never closes its writer, so the returned shutdown does.
+		exp, err := stdouttrace.New(stdouttrace.WithWriter(f))
 		if err != nil {
 			f.Close()
 			return nil, err
 		}
+		file = f
 		// A short batch timeout: the file is read by people and tests waiting for a span.
 		opt = sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(200*time.Millisecond))
 	default:
 		return nil, fmt.Errorf("unknown exporter %q (want none, otlp or file)", cfg.Exporter)
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
-		attribute.String("service.name", orDefault(cfg.Service, "imaged")),
-		attribute.String("service.version", cfg.Version),
-		attribute.String("service.instance.id", cfg.Instance),
-		attribute.String("imaged.role", cfg.Role),
-	))
-	if err != nil {
-		return nil, err
-	}
 	tp := sdktrace.NewTracerProvider(opt, sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))))
 	otel.SetTracerProvider(tp)
-	return tp.Shutdown, nil
+	return func(ctx context.Context) error {
+		err := tp.Shutdown(ctx)
+		if file != nil {
+			err = errors.Join(err, file.Close())
+		}
+		return err
+	}, nil
 }
-
-// lineFile writes each span's JSON in one write call, so a reader never sees half a line, and
-// closes the file when the exporter shuts down.
-type lineFile struct{ f *os.File }
-
-func (l *lineFile) Write(p []byte) (int, error) { return l.f.Write(p) }
-func (l *lineFile) Close() error                { return l.f.Close() }
-
-var _ io.WriteCloser = (*lineFile)(nil)
 
 func orDefault(s, d string) string {
 	if s == "" {
