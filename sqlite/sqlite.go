@@ -185,23 +185,31 @@ func (s *Store) MigrateUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	results, err := p.Up(ctx)
-	for _, r := range results {
-		if r.Error == nil {
-			s.log.InfoContext(ctx, "migration applied", "database", "sqlite",
-				"version", r.Source.Version, "name", filepath.Base(r.Source.Path),
-				"duration_seconds", r.Duration.Seconds())
+	// Two processes opening a new file at once (serve and worker) race to migrate it: each
+	// migration is a transaction, so the loser fails on a table the winner has just created
+	// while the winner goes on with the next ones. The loser tries again, for a few seconds,
+	// until nothing is pending.
+	for try := 0; ; try++ {
+		var results []*goose.MigrationResult
+		results, err = p.Up(ctx)
+		for _, r := range results {
+			if r.Error == nil {
+				s.log.InfoContext(ctx, "migration applied", "database", "sqlite",
+					"version", r.Source.Version, "name", filepath.Base(r.Source.Path),
+					"duration_seconds", r.Duration.Seconds())
+			}
 		}
-	}
-	if err != nil {
-		// Two processes opening a new file at once (serve and worker) race to migrate it; the
-		// loser fails on tables the winner created. Nothing pending means the schema is right.
+		if err == nil {
+			return nil
+		}
 		if pending, perr := p.HasPending(ctx); perr == nil && !pending {
 			return nil
 		}
-		return fmt.Errorf("sqlite: migrate up: %w", err)
+		if try == 50 || ctx.Err() != nil {
+			return fmt.Errorf("sqlite: migrate up: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return nil
 }
 
 // MigrationStatus lists every known migration, oldest first, with whether it is applied.
