@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // NewID returns a random 128-bit id in hex.
@@ -11,6 +13,16 @@ func NewID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// NewOrderedID returns a time-ordered UUID (version 7), so ids of records created in one
+// instant still list roughly in creation order.
+func NewOrderedID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
 }
 
 // ImageKey returns a blob key unique per upload: images/YYYY/MM/DD/<random hex>.<ext>. The

@@ -3,6 +3,7 @@ package imaged
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"time"
 )
 
@@ -47,6 +48,47 @@ type Task struct {
 	LeaseUntil  *time.Time   `json:"-"`
 	Result      *TaskResult  `json:"result,omitempty"`
 	Error       *TaskFailure `json:"error,omitempty"`
+}
+
+// MaxTaskAttempts is the most attempts a task may be given.
+const MaxTaskAttempts = 10
+
+// TaskOptions are what a client may choose of a new task besides its image and pipeline; a
+// batch's options hold for each of its tasks.
+type TaskOptions struct {
+	// MaxAttempts is the attempts the task gets before it fails; 0 is the service's default.
+	MaxAttempts int
+	// CallbackURL receives the task's (or batch's) outcome as a webhook; "" for none.
+	CallbackURL string
+}
+
+// Validate checks the options by themselves (the outbound policy checks the callback's host
+// when it is called) and sets a MaxAttempts of 0 to defaultAttempts. Errors are EInvalid and
+// name the field.
+func (o *TaskOptions) Validate(defaultAttempts int) error {
+	if o.CallbackURL != "" {
+		u, err := url.Parse(o.CallbackURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return FieldErrorf("callback_url", "callback_url must be an absolute http or https URL")
+		}
+	}
+	switch {
+	case o.MaxAttempts == 0:
+		o.MaxAttempts = defaultAttempts
+	case o.MaxAttempts < 1 || o.MaxAttempts > MaxTaskAttempts:
+		return FieldErrorf("max_attempts", "max_attempts must be between 1 and %d", MaxTaskAttempts)
+	}
+	return nil
+}
+
+// NewTask returns a queued task that runs ops over the image imageID, created (and runnable)
+// at now, carrying the correlation id of ctx. o must have been validated.
+func NewTask(ctx context.Context, imageID string, ops []Op, o TaskOptions, now time.Time) *Task {
+	return &Task{
+		ID: NewID(), Type: TaskTypeOf(ops), Status: StatusQueued, ImageID: imageID, Ops: ops,
+		MaxAttempts: o.MaxAttempts, CorrelationID: CorrelationID(ctx), CallbackURL: o.CallbackURL,
+		CreatedAt: now, RunAfter: now,
+	}
 }
 
 // TaskResult is what a completed task produced: the stored output image (when the pipeline

@@ -86,12 +86,9 @@ func (s *Server) handleBatchCreate() http.Handler {
 		if err == nil && len(items) > s.cfg.MaxBatch {
 			err = imaged.FieldErrorf("items", "a batch holds at most %d items; this one has %d", s.cfg.MaxBatch, len(items))
 		}
+		opts := imaged.TaskOptions{MaxAttempts: req.MaxAttempts, CallbackURL: req.CallbackURL}
 		if err == nil {
-			err = checkCallbackURL(req.CallbackURL)
-		}
-		attempts := 0
-		if err == nil {
-			attempts, err = s.maxAttempts(req.MaxAttempts)
+			err = opts.Validate(s.cfg.MaxAttempts)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -99,7 +96,9 @@ func (s *Server) handleBatchCreate() http.Handler {
 		}
 		now := time.Now().UTC()
 		batch := &imaged.Batch{ID: imaged.NewID(), Status: imaged.StatusQueued, Total: len(items),
-			CorrelationID: imaged.CorrelationID(ctx), CallbackURL: req.CallbackURL, IdempotencyKey: key, CreatedAt: now}
+			CorrelationID: imaged.CorrelationID(ctx), CallbackURL: opts.CallbackURL, IdempotencyKey: key, CreatedAt: now}
+		// The batch's callback reports the batch; its tasks send none of their own.
+		taskOpts := imaged.TaskOptions{MaxAttempts: opts.MaxAttempts}
 		tasks := make([]*imaged.Task, len(items))
 		seen := map[string]bool{}
 		for i, it := range items {
@@ -123,7 +122,7 @@ func (s *Server) handleBatchCreate() http.Handler {
 				}
 				seen[it.ImageID] = true
 			}
-			tasks[i] = s.newTask(ctx, it.ImageID, ops, attempts, "", now)
+			tasks[i] = imaged.NewTask(ctx, it.ImageID, ops, taskOpts, now)
 			tasks[i].BatchID = batch.ID
 		}
 		existed, err := s.deps.Store.CreateTasks(ctx, tasks, batch)

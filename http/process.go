@@ -3,8 +3,6 @@ package http
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -95,24 +93,6 @@ func (s *Server) readPipelineRequest(w http.ResponseWriter, r *http.Request) (*p
 	return &req, ops, up, nil
 }
 
-// loadImage returns the bytes of a stored image.
-func (s *Server) loadImage(ctx context.Context, id string) (*imaged.Image, []byte, error) {
-	img, err := s.deps.Store.Image(ctx, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	rc, _, err := s.deps.Blobs.Get(ctx, img.Key)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, nil, imaged.WrapError(imaged.EUnavailable, err, "reading the stored image failed")
-	}
-	return img, b, nil
-}
-
 // processResponse is the JSON answer of a pipeline with analysis ops.
 type processResponse struct {
 	Analyses []imaged.Analysis `json:"analyses"`
@@ -165,16 +145,14 @@ func (s *Server) handleProcess() http.Handler {
 			_, _ = io.Copy(w, bytes.NewReader(res.Data))
 			return
 		}
-		body := processResponse{Analyses: res.Analyses}
-		if res.Changed {
-			out, err := s.storeSyncOutput(ctx, res)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			body.Output = out
+		// A synchronous result is no task's: it gets an id of its own, so that it never
+		// overwrites another.
+		saved, err := imaged.SaveResult(ctx, s.deps.Blobs, "sync-"+imaged.NewID(), time.Now().UTC(), res, s.cfg.URLExpiry)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
 		}
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, http.StatusOK, processResponse{Analyses: saved.Analyses, Output: saved.Output})
 	})
 }
 
@@ -206,7 +184,7 @@ func (s *Server) sourceBytes(ctx context.Context, up *upload, imageID string) ([
 		}
 		return up.file, nil
 	}
-	_, b, err := s.loadImage(ctx, imageID)
+	_, b, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, imageID, 0)
 	return b, err
 }
 
@@ -286,21 +264,4 @@ func (s *Server) handleAnalysis(opName string) http.Handler {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(res.Analyses[0].Result)
 	})
-}
-
-// storeSyncOutput stores the image a mixed (transform + analysis) synchronous pipeline made, so
-// the JSON answer can point at it.
-func (s *Server) storeSyncOutput(ctx context.Context, res *imaged.Result) (*imaged.Output, error) {
-	now := time.Now().UTC()
-	key := imaged.ResultKey("sync-"+imaged.NewID(), res.Format, now)
-	if err := s.deps.Blobs.Put(ctx, key, res.Data, res.ContentType); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(res.Data)
-	out := &imaged.Output{Key: key, Format: res.Format, ContentType: res.ContentType, Width: res.Width,
-		Height: res.Height, Bytes: int64(len(res.Data)), SHA256: hex.EncodeToString(sum[:])}
-	if u, err := s.deps.Blobs.URL(ctx, key, s.cfg.URLExpiry); err == nil {
-		out.URL = u
-	}
-	return out, nil
 }

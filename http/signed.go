@@ -63,7 +63,7 @@ func (s *Server) handleSignedImage() http.Handler {
 			s.streamOriginal(w, r, img)
 			return
 		}
-		_, src, err := s.loadImage(ctx, img.ID)
+		_, src, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, img.ID, 0)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

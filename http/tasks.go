@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -29,36 +28,6 @@ func idempotencyKey(r *http.Request) (string, error) {
 		return "", imaged.FieldErrorf("Idempotency-Key", "Idempotency-Key is over %d characters", maxIdempotencyKey)
 	}
 	return k, nil
-}
-
-func checkCallbackURL(raw string) error {
-	if raw == "" {
-		return nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return imaged.FieldErrorf("callback_url", "callback_url must be an absolute http or https URL")
-	}
-	return nil
-}
-
-func (s *Server) maxAttempts(n int) (int, error) {
-	if n == 0 {
-		return s.cfg.MaxAttempts, nil
-	}
-	if n < 1 || n > 10 {
-		return 0, imaged.FieldErrorf("max_attempts", "max_attempts must be between 1 and 10")
-	}
-	return n, nil
-}
-
-// newTask builds a queued task for a pipeline over an existing image.
-func (s *Server) newTask(ctx context.Context, imageID string, ops []imaged.Op, attempts int, callback string, now time.Time) *imaged.Task {
-	return &imaged.Task{
-		ID: imaged.NewID(), Type: imaged.TaskTypeOf(ops), Status: imaged.StatusQueued, ImageID: imageID,
-		Ops: ops, MaxAttempts: attempts, CorrelationID: imaged.CorrelationID(ctx), CallbackURL: callback,
-		CreatedAt: now, RunAfter: now,
-	}
 }
 
 // enqueue hands recorded tasks to the queue. A task the queue refused is cancelled with the
@@ -86,12 +55,10 @@ func (s *Server) handleTaskCreate() http.Handler {
 			return
 		}
 		req, ops, up, err := s.readPipelineRequest(w, r)
+		var opts imaged.TaskOptions
 		if err == nil {
-			err = checkCallbackURL(req.CallbackURL)
-		}
-		var attempts int
-		if err == nil {
-			attempts, err = s.maxAttempts(req.MaxAttempts)
+			opts = imaged.TaskOptions{MaxAttempts: req.MaxAttempts, CallbackURL: req.CallbackURL}
+			err = opts.Validate(s.cfg.MaxAttempts)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -116,7 +83,7 @@ func (s *Server) handleTaskCreate() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		t := s.newTask(ctx, imageID, ops, attempts, req.CallbackURL, time.Now().UTC())
+		t := imaged.NewTask(ctx, imageID, ops, opts, time.Now().UTC())
 		t.IdempotencyKey = key
 		existed, err := s.deps.Store.CreateTasks(ctx, []*imaged.Task{t}, nil)
 		if err != nil {

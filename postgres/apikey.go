@@ -20,7 +20,7 @@ const firstKeyLock = 0x696d6b5f6b6579
 
 func prepareKey(k *imaged.APIKey) {
 	if k.ID == "" {
-		k.ID = newID()
+		k.ID = imaged.NewOrderedID()
 	}
 }
 

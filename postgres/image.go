@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -18,7 +17,7 @@ func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	if img.ID == "" {
-		img.ID = newID()
+		img.ID = imaged.NewOrderedID()
 	}
 	var created time.Time
 	err := s.pool.QueryRow(ctx, `
@@ -69,16 +68,6 @@ func (s *Store) DeleteImage(ctx context.Context, id string) error {
 		return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
 	return nil
-}
-
-// newID returns a time-ordered UUID (version 7), so ids of tasks created in one instant still
-// list roughly in creation order.
-func newID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
-	}
-	return id.String()
 }
 
 // timeArg is a time as the store keeps it (UTC, microseconds), or NULL for the zero time so

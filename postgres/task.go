@@ -207,11 +207,11 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 		var b pgx.Batch
 		if batch != nil {
 			if batch.ID == "" {
-				batch.ID = newID()
+				batch.ID = imaged.NewOrderedID()
 			}
 			batch.Total = len(tasks)
 			batch.Status = imaged.StatusQueued
-			batch.Counts = countsOf(nil)
+			batch.Counts = imaged.CountStatuses(nil)
 			batch.Counts[imaged.StatusQueued] = len(tasks)
 			batch.FinishedAt = nil
 			b.Queue(`
@@ -230,7 +230,7 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 		}
 		for _, t := range tasks {
 			if t.ID == "" {
-				t.ID = newID()
+				t.ID = imaged.NewOrderedID()
 			}
 			if t.Type == "" {
 				t.Type = imaged.TaskTypeOf(t.Ops)
@@ -421,43 +421,8 @@ func loadBatch(ctx context.Context, q querier, id string) (*imaged.Batch, []*ima
 	if err != nil {
 		return nil, nil, err
 	}
-	b.Counts = countsOf(tasks)
-	var last *time.Time
-	terminal := 0
-	for _, t := range tasks {
-		if imaged.IsTerminal(t.Status) {
-			terminal++
-			if t.FinishedAt != nil && (last == nil || t.FinishedAt.After(*last)) {
-				last = t.FinishedAt
-			}
-		}
-	}
-	switch {
-	case terminal == len(tasks):
-		b.Status = imaged.StatusCompleted
-		if last == nil {
-			last = &b.CreatedAt
-		}
-		fin := *last
-		b.FinishedAt = &fin
-	case b.Counts[imaged.StatusQueued] == len(tasks):
-		b.Status = imaged.StatusQueued
-	default:
-		b.Status = imaged.StatusProcessing
-	}
+	imaged.SummariseBatch(&b, tasks)
 	return &b, tasks, nil
-}
-
-// countsOf counts tasks per status, with every status present.
-func countsOf(tasks []*imaged.Task) map[string]int {
-	c := make(map[string]int, len(imaged.Statuses))
-	for _, st := range imaged.Statuses {
-		c[st] = 0
-	}
-	for _, t := range tasks {
-		c[t.Status]++
-	}
-	return c
 }
 
 // ClaimTask moves one queued, runnable task to processing in one conditional UPDATE …

@@ -16,7 +16,7 @@ const apiKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurr
 
 func (s *Store) prepareKey(k *imaged.APIKey) {
 	if k.ID == "" {
-		k.ID = newID()
+		k.ID = imaged.NewOrderedID()
 	}
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now()

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/imaged/imaged"
 )
 
@@ -16,7 +14,7 @@ import (
 // EConflict when an image with that ID exists.
 func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 	if img.ID == "" {
-		img.ID = newID()
+		img.ID = imaged.NewOrderedID()
 	}
 	if img.CreatedAt.IsZero() {
 		img.CreatedAt = now()
@@ -69,14 +67,4 @@ func (s *Store) DeleteImage(ctx context.Context, id string) error {
 		return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
 	return nil
-}
-
-// newID returns a time-ordered UUID (version 7), so ids of tasks created in one instant still
-// list roughly in creation order.
-func newID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
-	}
-	return id.String()
 }

@@ -5,12 +5,9 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -237,18 +234,9 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
 
 // run loads the original, runs the pipeline and stores the result image.
 func (w *Worker) run(ctx context.Context, task *imaged.Task) (*imaged.TaskResult, error) {
-	img, err := w.store.Image(ctx, task.ImageID)
+	_, src, err := imaged.ReadImage(ctx, w.store, w.blobs, task.ImageID, 0)
 	if err != nil {
 		return nil, err
-	}
-	rc, _, err := w.blobs.Get(ctx, img.Key)
-	if err != nil {
-		return nil, err
-	}
-	src, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		return nil, imaged.WrapError(imaged.EUnavailable, err, "reading the original image failed")
 	}
 	out, err := w.processor.Process(ctx, src, task.Ops, imaged.ProcessOptions{})
 	if err != nil {
@@ -257,20 +245,7 @@ func (w *Worker) run(ctx context.Context, task *imaged.Task) (*imaged.TaskResult
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	res := &imaged.TaskResult{Analyses: out.Analyses}
-	if out.Changed {
-		key := imaged.ResultKey(task.ID, out.Format, task.CreatedAt)
-		if err := w.blobs.Put(ctx, key, out.Data, out.ContentType); err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(out.Data)
-		res.Output = &imaged.Output{Key: key, Format: out.Format, ContentType: out.ContentType,
-			Width: out.Width, Height: out.Height, Bytes: int64(len(out.Data)), SHA256: hex.EncodeToString(sum[:])}
-		if u, err := w.blobs.URL(ctx, key, w.cfg.URLExpiry); err == nil {
-			res.Output.URL = u
-		}
-	}
-	return res, nil
+	return imaged.SaveResult(ctx, w.blobs, task.ID, task.CreatedAt, out, w.cfg.URLExpiry)
 }
 
 func (w *Worker) complete(ctx context.Context, task *imaged.Task, res *imaged.TaskResult) error {

@@ -1,0 +1,42 @@
+package imaged
+
+import (
+	"context"
+	"io"
+)
+
+// ReadImage returns the record and the bytes of the stored image id: the record names the
+// blob, the blob store holds the bytes. With limit > 0 the read stops past limit bytes, so a
+// caller that refuses large images never holds more than one byte over its limit.
+//
+// Domain errors keep their code (ENotFound above all: the image is gone, and trying again will
+// not bring it back); any other failure of the store or the blob store is EUnavailable, so a
+// worker tries its task again rather than failing it for a storage hiccup.
+func ReadImage(ctx context.Context, store TaskStore, blobs BlobStore, id string, limit int64) (*Image, []byte, error) {
+	img, err := store.Image(ctx, id)
+	if err != nil {
+		return nil, nil, unavailable(err, "reading the record of image %s failed", id)
+	}
+	rc, _, err := blobs.Get(ctx, img.Key)
+	if err != nil {
+		return nil, nil, unavailable(err, "reading image %s failed", id)
+	}
+	defer rc.Close()
+	var r io.Reader = rc
+	if limit > 0 {
+		r = io.LimitReader(rc, limit+1)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, nil, WrapError(EUnavailable, err, "reading image %s failed", id)
+	}
+	return img, data, nil
+}
+
+// unavailable keeps a domain error and makes any other a temporary failure.
+func unavailable(err error, format string, args ...any) error {
+	if ErrorCode(err) == EInternal {
+		return WrapError(EUnavailable, err, format, args...)
+	}
+	return err
+}
