@@ -38,11 +38,7 @@ type Config struct {
 }
 
 // HealthCheck is one dependency reported by /health; Required ones decide /health/ready.
-type HealthCheck struct {
-	Name     string
-	Required bool
-	Check    func(ctx context.Context) error
-}
+type HealthCheck = imaged.HealthCheck
 
 // Deps are the adapters the API talks to. Events and Metrics may be nil.
 type Deps struct {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -186,20 +185,22 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		publishHealth(workCtx, cfg, a, role, workerID, metrics)
+		hp := imaged.HealthPublisher{Events: a.events, Queue: a.queue, Checks: a.health(), Interval: cfg.HealthInterval,
+			Role: role, WorkerID: workerID, Version: versionString(), Workers: cfg.Workers}
+		hp.Run(workCtx)
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		gaugeQueueDepth(workCtx, a.queue, metrics, log)
+		metrics.GaugeQueueDepth(workCtx, a.queue, log)
 	}()
-	metricsSrv, err := startMetrics(cfg, metrics, log)
-	if err != nil {
-		stopWork()
-		wg.Wait()
-		return err
-	}
-	if metricsSrv != nil {
+	if cfg.MetricsAddr != "" {
+		metricsSrv, err := metrics.Serve(cfg.MetricsAddr, "IMAGED_METRICS_ADDR", log)
+		if err != nil {
+			stopWork()
+			wg.Wait()
+			return err
+		}
 		defer metricsSrv.Close()
 	}
 
@@ -257,33 +258,4 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	wg.Wait()
 	log.Info("shutdown complete")
 	return nil
-}
-
-// gaugeQueueDepth keeps tasks_queued current for dashboards and autoscalers.
-func gaugeQueueDepth(ctx context.Context, q imaged.Queue, m *prom.Metrics, log *slog.Logger) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		depth, err := q.Depth(dctx)
-		cancel()
-		if err == nil {
-			for _, typ := range imaged.TaskTypes {
-				m.TasksQueued.WithLabelValues(typ).Set(float64(depth[typ]))
-			}
-			for key, n := range depth {
-				if !slices.Contains(imaged.TaskTypes, key) {
-					// A queue that cannot split its depth by type (Kafka: one topic) says "all".
-					m.TasksQueued.WithLabelValues(key).Set(float64(n))
-				}
-			}
-		} else if ctx.Err() == nil {
-			log.Warn("reading the queue depth failed", "error", err.Error())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

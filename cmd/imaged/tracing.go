@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,16 +21,11 @@ type tracingConfig struct {
 }
 
 func tracingSettings(c *Config) []setting {
-	str := func(p *string, def string) func(*flag.FlagSet, string, string) {
-		return func(fs *flag.FlagSet, n, h string) { fs.StringVar(p, n, def, h) }
-	}
 	return []setting{
-		{"trace-exporter", "IMAGED_TRACE_EXPORTER", "where OpenTelemetry spans go: none, otlp (OTLP over HTTP) or file (JSON lines)", str(&c.TraceExporter, tracing.ExporterNone)},
-		{"trace-endpoint", "IMAGED_TRACE_ENDPOINT", "OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (unset = the OTEL_EXPORTER_OTLP_* variables, else localhost:4318)", str(&c.TraceEndpoint, "")},
-		{"trace-file", "IMAGED_TRACE_FILE", "file the file exporter appends spans to, one JSON object a line", str(&c.TraceFile, "")},
-		{"trace-sample-ratio", "IMAGED_TRACE_SAMPLE_RATIO", "share of new traces recorded, 0..1; a caller's sampled traceparent is always followed", func(fs *flag.FlagSet, n, h string) {
-			fs.Float64Var(&c.TraceSampleRatio, n, 1, h)
-		}},
+		{"trace-exporter", "IMAGED_TRACE_EXPORTER", "where OpenTelemetry spans go: none, otlp (OTLP over HTTP) or file (JSON lines)", stringFlag(&c.TraceExporter, tracing.ExporterNone)},
+		{"trace-endpoint", "IMAGED_TRACE_ENDPOINT", "OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (unset = the OTEL_EXPORTER_OTLP_* variables, else localhost:4318)", stringFlag(&c.TraceEndpoint, "")},
+		{"trace-file", "IMAGED_TRACE_FILE", "file the file exporter appends spans to, one JSON object a line", stringFlag(&c.TraceFile, "")},
+		{"trace-sample-ratio", "IMAGED_TRACE_SAMPLE_RATIO", "share of new traces recorded, 0..1; a caller's sampled traceparent is always followed", floatFlag(&c.TraceSampleRatio, 1)},
 	}
 }
 

@@ -6,20 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
-	"github.com/imaged/imaged/prom"
-	"github.com/imaged/imaged/signedurl"
 )
 
 const apikeyUsage = `usage:
@@ -164,52 +158,4 @@ func timeOrDash(t *time.Time) string {
 		return "-"
 	}
 	return t.Format(time.RFC3339)
-}
-
-const signUsage = `usage: imaged sign [flags] PATH
-
-PATH is the ops and the image id of a signed image URL, e.g.
-  resize:w=800,h=600/convert:f=webp/IMAGE_ID
-sign prints the URL path to serve it: /i/SIGNATURE/resize:w=800,h=600/convert:f=webp/IMAGE_ID
-with the key of IMAGED_SIGNING_KEY (or the one generated into DATA_DIR).`
-
-// signCommand runs `imaged sign PATH`.
-func signCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := parseConfigWith("sign", args, getenv, nil)
-	if err != nil {
-		return err
-	}
-	if len(rest) != 1 {
-		fmt.Fprintln(stderr, signUsage)
-		return errors.New("usage: imaged sign [flags] PATH")
-	}
-	signer, err := newSigner(cfg)
-	if err != nil {
-		return err
-	}
-	u := signer.URL(rest[0])
-	_, path, _ := signedurl.Split(u)
-	if _, err := signedurl.Parse(path); err != nil {
-		return errors.New(imaged.ErrorMessage(err))
-	}
-	fmt.Fprintln(stdout, u)
-	return nil
-}
-
-// startMetrics serves /metrics on IMAGED_METRICS_ADDR when it is set.
-func startMetrics(cfg *Config, metrics *prom.Metrics, log interface{ Info(string, ...any) }) (*http.Server, error) {
-	if cfg.MetricsAddr == "" {
-		return nil, nil
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
-	ln, err := net.Listen("tcp", cfg.MetricsAddr)
-	if err != nil {
-		return nil, fmt.Errorf("setting IMAGED_METRICS_ADDR: cannot listen on %s: %w", cfg.MetricsAddr, err)
-	}
-	log.Info("metrics serving", "addr", ln.Addr().String())
-	go srv.Serve(ln)
-	return srv, nil
 }

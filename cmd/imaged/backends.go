@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -228,27 +226,6 @@ func openBlobs(ctx context.Context, cfg *Config, raw string) (imaged.BlobStore, 
 	return nil, fmt.Errorf("unsupported scheme %q (use file://DIR or s3://BUCKET)", scheme)
 }
 
-// urlSecret returns the key signing local-disk URLs: the setting, or one generated once and
-// kept in the data directory so URLs stay valid across restarts.
-func urlSecret(cfg *Config) ([]byte, error) {
-	if cfg.URLSecret != "" {
-		return []byte(cfg.URLSecret), nil
-	}
-	path := filepath.Join(cfg.DataDir, "url-secret")
-	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
-		return b, nil
-	}
-	var k [32]byte
-	if _, err := rand.Read(k[:]); err != nil {
-		return nil, err
-	}
-	secret := []byte(hex.EncodeToString(k[:]))
-	if err := os.WriteFile(path, secret, 0o600); err != nil {
-		return nil, fmt.Errorf("writing the URL signing key: %w", err)
-	}
-	return secret, nil
-}
-
 func publicURL(cfg *Config) string {
 	if cfg.PublicURL != "" {
 		return strings.TrimRight(cfg.PublicURL, "/")
@@ -282,70 +259,12 @@ func redact(raw string) string {
 	return u.String()
 }
 
-// migrator is what both database stores offer for `imaged migrate`.
-type migrator interface {
-	MigrateUp(ctx context.Context) error
-}
-
-// migrate applies or lists database migrations.
-func migrate(ctx context.Context, cfg *Config, verb string, out io.Writer) error {
-	raw := cfg.DatabaseURL
-	if raw == "" {
-		raw = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
+// urlSecret returns the key signing local-disk URLs: the setting, or one generated once and
+// kept in the data directory so URLs stay valid across restarts.
+func urlSecret(cfg *Config) ([]byte, error) {
+	if cfg.URLSecret != "" {
+		return []byte(cfg.URLSecret), nil
 	}
-	scheme, rest, _ := strings.Cut(raw, "://")
-	var m migrator
-	var status func() ([]string, error)
-	switch scheme {
-	case "sqlite":
-		if err := os.MkdirAll(filepath.Dir(rest), 0o755); err != nil {
-			return err
-		}
-		s, err := sqlite.Open(ctx, rest, sqlite.OpenOptions{NoMigrate: true})
-		if err != nil {
-			return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
-		}
-		defer s.Close()
-		m = s
-		status = func() ([]string, error) { return describe(s.MigrationStatus(ctx)) }
-	case "postgres", "postgresql":
-		pcfg, err := postgres.ParseURL(raw)
-		if err != nil {
-			return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
-		}
-		pcfg.NoMigrate = true
-		s, err := postgres.Open(ctx, pcfg)
-		if err != nil {
-			return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
-		}
-		defer s.Close()
-		m = s
-		status = func() ([]string, error) { return describe(s.MigrationStatus(ctx)) }
-	default:
-		return fmt.Errorf("setting IMAGED_DATABASE_URL: unsupported scheme %q", scheme)
-	}
-	if verb == "up" {
-		if err := m.MigrateUp(ctx); err != nil {
-			return err
-		}
-	}
-	lines, err := status()
-	if err != nil {
-		return err
-	}
-	for _, l := range lines {
-		fmt.Fprintln(out, l)
-	}
-	return nil
-}
-
-func describe[T fmt.Stringer](states []T, err error) ([]string, error) {
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(states))
-	for i, s := range states {
-		out[i] = s.String()
-	}
-	return out, nil
+	secret, _, err := hexSecret(cfg.DataDir, "url-secret", "the URL signing key")
+	return secret, err
 }

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/signedurl"
+)
+
+const signUsage = `usage: imaged sign [flags] PATH
+
+PATH is the ops and the image id of a signed image URL, e.g.
+  resize:w=800,h=600/convert:f=webp/IMAGE_ID
+sign prints the URL path to serve it: /i/SIGNATURE/resize:w=800,h=600/convert:f=webp/IMAGE_ID
+with the key of IMAGED_SIGNING_KEY (or the one generated into DATA_DIR).`
+
+// signCommand runs `imaged sign PATH`.
+func signCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, rest, err := parseConfigWith("sign", args, getenv, nil)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		fmt.Fprintln(stderr, signUsage)
+		return errors.New("usage: imaged sign [flags] PATH")
+	}
+	signer, err := newSigner(cfg)
+	if err != nil {
+		return err
+	}
+	u := signer.URL(rest[0])
+	_, path, _ := signedurl.Split(u)
+	if _, err := signedurl.Parse(path); err != nil {
+		return errors.New(imaged.ErrorMessage(err))
+	}
+	fmt.Fprintln(stdout, u)
+	return nil
+}

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"time"
+
+	"github.com/imaged/imaged/webhook"
+)
+
+// brokerConfig is the settings of the message brokers' side of imaged: the lease sweep of
+// broker queues, webhooks and the periodic health event. It is part of Config.
+type brokerConfig struct {
+	LeaseSweep      time.Duration
+	WebhookSecret   string
+	WebhookAttempts int
+	WebhookBackoff  time.Duration
+	WebhookTimeout  time.Duration
+	HealthInterval  time.Duration
+}
+
+func brokerSettings(c *Config) []setting {
+	return []setting{
+		{"lease-sweep", "IMAGED_LEASE_SWEEP", "how often workers queue again the tasks whose worker died (lease run out)", durationFlag(&c.LeaseSweep, 10*time.Second)},
+		{"webhook-secret", "IMAGED_WEBHOOK_SECRET", "key of the HMAC-SHA256 signature of webhooks; default: generated once into DATA_DIR (set it when processes do not share one)", stringFlag(&c.WebhookSecret, "")},
+		{"webhook-attempts", "IMAGED_WEBHOOK_ATTEMPTS", "tries of a webhook delivery", intFlag(&c.WebhookAttempts, webhook.DefaultAttempts)},
+		{"webhook-backoff", "IMAGED_WEBHOOK_BACKOFF", "wait before the second try of a webhook; doubles for each later one", durationFlag(&c.WebhookBackoff, webhook.DefaultBackoff)},
+		{"webhook-timeout", "IMAGED_WEBHOOK_TIMEOUT", "longest try of a webhook delivery", durationFlag(&c.WebhookTimeout, webhook.DefaultTimeout)},
+		{"health-event-interval", "IMAGED_HEALTH_EVENT_INTERVAL", "how often a health event (status and key figures) is published; 0 = never", durationFlag(&c.HealthInterval, 30*time.Second)},
+	}
+}
+
+func (c *Config) validateBrokers() error {
+	return firstFailure([]check{
+		{c.LeaseSweep >= 100*time.Millisecond, "IMAGED_LEASE_SWEEP", "must be at least 100ms"},
+		{c.WebhookAttempts >= 1 && c.WebhookAttempts <= 20, "IMAGED_WEBHOOK_ATTEMPTS", "must be between 1 and 20"},
+		{c.WebhookBackoff > 0, "IMAGED_WEBHOOK_BACKOFF", "must be positive"},
+		{c.WebhookTimeout > 0, "IMAGED_WEBHOOK_TIMEOUT", "must be positive"},
+		{c.HealthInterval == 0 || c.HealthInterval >= time.Second, "IMAGED_HEALTH_EVENT_INTERVAL", "must be 0 or at least 1s"},
+	})
+}
