@@ -76,10 +76,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 		return nil, fmt.Errorf("setting IMAGED_DATA_DIR: %w", err)
 	}
 
-	a.databaseURL = cfg.DatabaseURL
-	if a.databaseURL == "" {
-		a.databaseURL = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
-	}
+	a.databaseURL = cfg.databaseURL()
 	store, embedded, err := openStore(ctx, a.databaseURL, cfg.NoMigrate)
 	if err != nil {
 		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)

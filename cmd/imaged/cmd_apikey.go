@@ -6,10 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/imaged/imaged"
@@ -59,7 +56,7 @@ func apikeyCommand(ctx context.Context, args []string, getenv func(string) strin
 		if strings.TrimSpace(name) == "" {
 			return errors.New("apikey create: --name is required")
 		}
-		if perMinute, err = parseRate(rate); err != nil {
+		if perMinute, err = auth.ParseRate(rate); err != nil {
 			return fmt.Errorf("apikey create: --rate-limit: %w", err)
 		}
 		if burst < 0 || concurrency < 0 {
@@ -82,25 +79,15 @@ func apikeyCommand(ctx context.Context, args []string, getenv func(string) strin
 		}
 		fmt.Fprintln(stdout, token)
 		fmt.Fprintf(stderr, "created API key %s (id %s, prefix %s, %s); it is shown only this once\n",
-			k.Name, k.ID, k.Prefix, describeLimits(k))
+			k.Name, k.ID, k.Prefix, auth.DescribeLimits(k))
 	case "list":
 		list, err := keys.APIKeys(ctx)
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tPREFIX\tNAME\tLIMITS\tADMIN\tCREATED\tLAST USED\tREVOKED")
-		for _, k := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Name, describeLimits(k), k.Admin,
-				k.CreatedAt.Format(time.RFC3339), timeOrDash(k.LastUsedAt), timeOrDash(k.RevokedAt))
-		}
-		return tw.Flush()
+		return auth.WriteList(stdout, list)
 	case "revoke":
-		ref := rest[0]
-		if prefix, _, ok := auth.Parse(ref); ok {
-			ref = prefix
-		}
-		k, err := keys.RevokeAPIKey(ctx, ref)
+		k, err := auth.Revoke(ctx, keys, rest[0])
 		if err != nil {
 			return err
 		}
@@ -111,11 +98,7 @@ func apikeyCommand(ctx context.Context, args []string, getenv func(string) strin
 
 // openKeyStore opens the database named by the settings, which must keep API keys.
 func openKeyStore(ctx context.Context, cfg *Config) (imaged.TaskStore, error) {
-	raw := cfg.DatabaseURL
-	if raw == "" {
-		raw = "sqlite://" + filepath.Join(cfg.DataDir, "imaged.db")
-	}
-	store, _, err := openStore(ctx, raw, cfg.NoMigrate)
+	store, _, err := openStore(ctx, cfg.databaseURL(), cfg.NoMigrate)
 	if err != nil {
 		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
 	}
@@ -124,38 +107,4 @@ func openKeyStore(ctx context.Context, cfg *Config) (imaged.TaskStore, error) {
 		return nil, errors.New("setting IMAGED_DATABASE_URL: this database keeps no API keys")
 	}
 	return store, nil
-}
-
-// parseRate reads a per-minute rate: "600", "600/m" or "600/min"; "" is 0 (the default).
-func parseRate(s string) (int, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, nil
-	}
-	n, unit, _ := strings.Cut(s, "/")
-	if unit != "" && unit != "m" && unit != "min" {
-		return 0, fmt.Errorf("%q: give requests per minute, as N/m", s)
-	}
-	v, err := strconv.Atoi(n)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q: give requests per minute, as N/m", s)
-	}
-	return v, nil
-}
-
-func describeLimits(k *imaged.APIKey) string {
-	part := func(v int, unit string) string {
-		if v == 0 {
-			return "default" + unit
-		}
-		return strconv.Itoa(v) + unit
-	}
-	return part(k.RateLimit, "/m") + " burst " + part(k.Burst, "") + " concurrency " + part(k.Concurrency, "")
-}
-
-func timeOrDash(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
 }

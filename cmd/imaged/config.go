@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -244,6 +245,14 @@ func oneOf(v string, opts ...string) bool {
 		}
 	}
 	return false
+}
+
+// databaseURL is IMAGED_DATABASE_URL, or the embedded database in the data directory.
+func (c *Config) databaseURL() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return "sqlite://" + filepath.Join(c.DataDir, "imaged.db")
 }
 
 func (c *Config) limits() imaged.Limits {
