@@ -14,7 +14,6 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
-	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/prom"
 )
 
@@ -53,7 +52,7 @@ func newBenchStack(b *testing.B) *benchStack {
 	b.Cleanup(eng.close)
 	// Authentication and rate limiting as serve wires them, with a key whose limits the
 	// benchmark never meets.
-	acc, err := openAccess(context.Background(), cfg, a, log)
+	handler, err := newAPI(context.Background(), cfg, a, eng.processor, metrics, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,10 +60,7 @@ func newBenchStack(b *testing.B) *benchStack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hc := imagedhttp.Config{Limits: cfg.limits()}
-	deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: eng.processor, Metrics: metrics, Log: log}
-	acc.apply(cfg, &hc, &deps)
-	srv := httptest.NewServer(imagedhttp.NewServer(hc, deps))
+	srv := httptest.NewServer(handler)
 	b.Cleanup(srv.Close)
 	return &benchStack{url: srv.URL, key: key, processor: eng.processor}
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/imaged/imaged"
-	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/tracing"
 	"github.com/imaged/imaged/vips"
@@ -194,12 +193,15 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 		defer wg.Done()
 		metrics.GaugeQueueDepth(workCtx, a.queue, log)
 	}()
+	fail := func(err error) error {
+		stopWork()
+		wg.Wait()
+		return err
+	}
 	if cfg.MetricsAddr != "" {
 		metricsSrv, err := metrics.Serve(cfg.MetricsAddr, "IMAGED_METRICS_ADDR", log)
 		if err != nil {
-			stopWork()
-			wg.Wait()
-			return err
+			return fail(err)
 		}
 		defer metricsSrv.Close()
 	}
@@ -207,20 +209,10 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	var srv *http.Server
 	errc := make(chan error, 1)
 	if api {
-		acc, err := openAccess(ctx, cfg, a, log)
+		handler, err := newAPI(ctx, cfg, a, processor, metrics, log)
 		if err != nil {
-			stopWork()
-			wg.Wait()
-			return err
+			return fail(err)
 		}
-		hc := imagedhttp.Config{
-			Version: versionString(), Limits: cfg.limits(), MaxAttempts: cfg.MaxAttempts,
-			MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
-		}
-		deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
-			Events: a.events, Metrics: metrics, Log: log, Health: a.health(), Shutdown: ctx.Done()}
-		acc.apply(cfg, &hc, &deps)
-		handler := imagedhttp.NewServer(hc, deps)
 		srv = &http.Server{
 			Addr: cfg.Addr, Handler: handler,
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
@@ -229,9 +221,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 		}
 		ln, err := net.Listen("tcp", cfg.Addr)
 		if err != nil {
-			stopWork()
-			wg.Wait()
-			return fmt.Errorf("setting IMAGED_ADDR: cannot listen on %s: %w", cfg.Addr, err)
+			return fail(fmt.Errorf("setting IMAGED_ADDR: cannot listen on %s: %w", cfg.Addr, err))
 		}
 		log.Info("imaged serving", "addr", ln.Addr().String(), "version", versionString(),
 			"database", redact(a.databaseURL), "queue", redact(a.queueURL), "storage", redact(a.storageURL),
@@ -243,9 +233,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", cfg.ShutdownGrace.String())
 	case err := <-errc:
-		stopWork()
-		wg.Wait()
-		return fmt.Errorf("http server: %w", err)
+		return fail(fmt.Errorf("http server: %w", err))
 	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -12,23 +13,26 @@ import (
 	"github.com/imaged/imaged/auth"
 	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/outbound"
+	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/ratelimit"
 	"github.com/imaged/imaged/redis"
 	"github.com/imaged/imaged/signedurl"
 )
 
-// access is what the API needs to decide who may do what.
-type access struct {
-	auth    imagedhttp.Authenticator
-	limiter imaged.RateLimiter
-	fetcher *outbound.Client
-	signer  *signedurl.Signer
-}
-
-// openAccess builds the authenticator (making the first key when there is none), the rate
-// limiter (shared through Redis when there is one), the outbound client and the URL signer.
-func openAccess(ctx context.Context, cfg *Config, a *adapters, log *slog.Logger) (*access, error) {
-	acc := &access{fetcher: newOutbound(cfg)}
+// newAPI builds the API over the backends: the authenticator (making the first key when
+// there is none), the rate limiter (shared through Redis when there is one), the outbound
+// client of URL sources and the URL signer, with the settings of each.
+func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Processor, metrics *prom.Metrics, log *slog.Logger) (http.Handler, error) {
+	hc := imagedhttp.Config{
+		Version: versionString(), Limits: cfg.limits(), MaxAttempts: cfg.MaxAttempts,
+		MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
+		KeyLimit:    imaged.RateLimit{PerMinute: cfg.KeyRateLimit, Burst: cfg.KeyBurst},
+		IPLimit:     imaged.RateLimit{PerMinute: cfg.IPRateLimit, Burst: cfg.IPBurst},
+		Concurrency: cfg.KeyConcurrency, PipelineShare: cfg.PipelineShare, TrustedProxies: cfg.trustedProxies,
+		MetricsApart: cfg.MetricsAddr != "", SignedMaxAge: cfg.SignedMaxAge,
+	}
+	deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
+		Events: a.events, Metrics: metrics, Log: log, Health: a.health(), Shutdown: ctx.Done()}
 	if cfg.Auth == "off" {
 		log.Warn("AUTHENTICATION IS OFF (IMAGED_AUTH=off): anyone who reaches this port can use the API; never run this way where others can reach it")
 	} else {
@@ -43,7 +47,7 @@ func openAccess(ctx context.Context, cfg *Config, a *adapters, log *slog.Logger)
 			log.Warn("no API key existed, so an admin key was created; it is shown this once, store it now "+
 				"(send it as X-API-Key or Authorization: Bearer; manage keys with `imaged apikey`)", "api_key", token)
 		}
-		acc.auth = auth.New(a.keys, auth.Options{Log: log})
+		deps.Auth = auth.New(a.keys, auth.Options{Log: log})
 	}
 	if cfg.RedisURL != "" {
 		// A pool of its own, with a longer timeout than the cache's: under load, a limiter that
@@ -53,36 +57,19 @@ func openAccess(ctx context.Context, cfg *Config, a *adapters, log *slog.Logger)
 			return nil, fmt.Errorf("setting IMAGED_REDIS_URL: %w", err)
 		}
 		a.closers = append(a.closers, c)
-		acc.limiter = ratelimit.NewRedis(c.Redis(), ratelimit.RedisOptions{Prefix: c.KeyPrefix() + "ratelimit:",
+		deps.Limiter = ratelimit.NewRedis(c.Redis(), ratelimit.RedisOptions{Prefix: c.KeyPrefix() + "ratelimit:",
 			Timeout: time.Second, Log: log})
 	} else {
-		acc.limiter = ratelimit.NewMemory()
+		deps.Limiter = ratelimit.NewMemory()
 	}
-	signer, err := newSigner(cfg)
-	if err != nil {
+	if cfg.SourceURLs == "on" {
+		deps.Fetcher = newOutbound(cfg)
+	}
+	var err error
+	if deps.Signer, err = newSigner(cfg); err != nil {
 		return nil, err
 	}
-	acc.signer = signer
-	return acc, nil
-}
-
-// apply puts the access settings into the API's configuration and dependencies.
-func (acc *access) apply(cfg *Config, hc *imagedhttp.Config, deps *imagedhttp.Deps) {
-	hc.KeyLimit = imaged.RateLimit{PerMinute: cfg.KeyRateLimit, Burst: cfg.KeyBurst}
-	hc.IPLimit = imaged.RateLimit{PerMinute: cfg.IPRateLimit, Burst: cfg.IPBurst}
-	hc.Concurrency = cfg.KeyConcurrency
-	hc.PipelineShare = cfg.PipelineShare
-	hc.TrustedProxies = cfg.trustedProxies
-	hc.MetricsApart = cfg.MetricsAddr != ""
-	hc.SignedMaxAge = cfg.SignedMaxAge
-	if acc.auth != nil {
-		deps.Auth = acc.auth
-	}
-	deps.Limiter = acc.limiter
-	if cfg.SourceURLs == "on" {
-		deps.Fetcher = acc.fetcher
-	}
-	deps.Signer = acc.signer
+	return imagedhttp.NewServer(hc, deps), nil
 }
 
 // newOutbound is the one client for URL sources and webhooks.
