@@ -45,3 +45,49 @@ func CountStatuses(tasks []*Task) map[string]int {
 	}
 	return c
 }
+
+// PrepareCreate sets what a store fills in on tasks it is about to record (and on their batch,
+// when not nil): ids left empty, types left empty (from the ops), the queued state with no
+// attempt and no outcome, each task's batch id, and the new batch's total and counts. Times
+// are the store's to set.
+func PrepareCreate(tasks []*Task, batch *Batch) {
+	if batch != nil {
+		if batch.ID == "" {
+			batch.ID = NewOrderedID()
+		}
+		batch.Total = len(tasks)
+		batch.Status = StatusQueued
+		batch.Counts = CountStatuses(nil)
+		batch.Counts[StatusQueued] = len(tasks)
+		batch.FinishedAt = nil
+	}
+	for _, t := range tasks {
+		if t.ID == "" {
+			t.ID = NewOrderedID()
+		}
+		if t.Type == "" {
+			t.Type = TaskTypeOf(t.Ops)
+		}
+		t.Status = StatusQueued
+		t.Attempts = 0
+		t.WorkerID = ""
+		t.StartedAt, t.FinishedAt, t.LeaseUntil, t.Result, t.Error = nil, nil, nil, nil, nil
+		if batch != nil {
+			t.BatchID = batch.ID
+		}
+	}
+}
+
+// ReplayBatch writes a stored batch and its tasks into the arguments of a CreateTasks whose
+// batch's idempotency key was stored already; EConflict when the stored batch holds another
+// number of tasks, since the arguments cannot carry it back.
+func ReplayBatch(batch *Batch, tasks []*Task, stored *Batch, storedTasks []*Task) error {
+	if len(storedTasks) != len(tasks) {
+		return Errorf(EConflict, "the idempotency key was used for a batch of %d tasks, not %d", len(storedTasks), len(tasks))
+	}
+	*batch = *stored
+	for i := range tasks {
+		*tasks[i] = *storedTasks[i]
+	}
+	return nil
+}

@@ -174,16 +174,9 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 				if err != nil {
 					return err
 				}
-				if len(stored) != len(tasks) {
-					return imaged.Errorf(imaged.EConflict,
-						"the idempotency key was used for a batch of %d tasks, not %d", len(stored), len(tasks))
-				}
-				*batch = *b
-				for i := range tasks {
-					*tasks[i] = *stored[i]
-				}
-				existed = true
-				return nil
+				err = imaged.ReplayBatch(batch, tasks, b, stored)
+				existed = err == nil
+				return err
 			}
 			if !errors.Is(err, pgx.ErrNoRows) {
 				return err
@@ -204,16 +197,9 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 
 		// One round trip for every insert. now() is the transaction's start, so tasks and
 		// batch left without times share one.
+		imaged.PrepareCreate(tasks, batch)
 		var b pgx.Batch
 		if batch != nil {
-			if batch.ID == "" {
-				batch.ID = imaged.NewOrderedID()
-			}
-			batch.Total = len(tasks)
-			batch.Status = imaged.StatusQueued
-			batch.Counts = imaged.CountStatuses(nil)
-			batch.Counts[imaged.StatusQueued] = len(tasks)
-			batch.FinishedAt = nil
 			b.Queue(`
 				INSERT INTO batches (id, total, correlation_id, callback_url, idempotency_key, created_at)
 				VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
@@ -229,19 +215,6 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			})
 		}
 		for _, t := range tasks {
-			if t.ID == "" {
-				t.ID = imaged.NewOrderedID()
-			}
-			if t.Type == "" {
-				t.Type = imaged.TaskTypeOf(t.Ops)
-			}
-			t.Status = imaged.StatusQueued
-			t.Attempts = 0
-			t.WorkerID = ""
-			t.StartedAt, t.FinishedAt, t.LeaseUntil, t.Result, t.Error = nil, nil, nil, nil, nil
-			if batch != nil {
-				t.BatchID = batch.ID
-			}
 			ops, err := json.Marshal(t.Ops)
 			if err != nil {
 				return imaged.WrapError(imaged.EInvalid, err, "the ops of task %s cannot be stored", t.ID)

@@ -147,16 +147,9 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 				if err != nil {
 					return err
 				}
-				if len(stored) != len(tasks) {
-					return imaged.Errorf(imaged.EConflict,
-						"the idempotency key was used for a batch of %d tasks, not %d", len(stored), len(tasks))
-				}
-				*batch = *b
-				for i := range tasks {
-					*tasks[i] = *stored[i]
-				}
-				existed = true
-				return nil
+				err = imaged.ReplayBatch(batch, tasks, b, stored)
+				existed = err == nil
+				return err
 			}
 			if !errors.Is(err, sql.ErrNoRows) {
 				return err
@@ -176,19 +169,12 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 		}
 
 		at := now()
+		imaged.PrepareCreate(tasks, batch)
 		if batch != nil {
-			if batch.ID == "" {
-				batch.ID = imaged.NewOrderedID()
-			}
 			if batch.CreatedAt.IsZero() {
 				batch.CreatedAt = at
 			}
 			batch.CreatedAt = batch.CreatedAt.UTC().Truncate(time.Microsecond)
-			batch.Total = len(tasks)
-			batch.Status = imaged.StatusQueued
-			batch.Counts = imaged.CountStatuses(nil)
-			batch.Counts[imaged.StatusQueued] = len(tasks)
-			batch.FinishedAt = nil
 			_, err := tx.ExecContext(ctx, `
 				INSERT INTO batches (id, total, correlation_id, callback_url, idempotency_key, created_at)
 				VALUES (?, ?, ?, ?, ?, ?)`,
@@ -202,12 +188,6 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 		}
 		for _, t := range tasks {
-			if t.ID == "" {
-				t.ID = imaged.NewOrderedID()
-			}
-			if t.Type == "" {
-				t.Type = imaged.TaskTypeOf(t.Ops)
-			}
 			if t.CreatedAt.IsZero() {
 				t.CreatedAt = at
 			}
@@ -216,13 +196,6 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 				t.RunAfter = t.CreatedAt
 			}
 			t.RunAfter = t.RunAfter.UTC().Truncate(time.Microsecond)
-			t.Status = imaged.StatusQueued
-			t.Attempts = 0
-			t.WorkerID = ""
-			t.StartedAt, t.FinishedAt, t.LeaseUntil, t.Result, t.Error = nil, nil, nil, nil, nil
-			if batch != nil {
-				t.BatchID = batch.ID
-			}
 			ops, err := json.Marshal(t.Ops)
 			if err != nil {
 				return imaged.WrapError(imaged.EInvalid, err, "the ops of task %s cannot be stored", t.ID)
