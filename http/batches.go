@@ -69,6 +69,22 @@ type batchView struct {
 	Items    []taskView `json:"items,omitempty"`
 }
 
+// batchSnapshot is a batch as GET /v1/batches/{id} shows it.
+func batchSnapshot(b *imaged.Batch, tasks []*imaged.Task) batchView {
+	view := batchView{Batch: b, BatchID: b.ID, Items: make([]taskView, 0, len(tasks))}
+	done := 0
+	for _, t := range tasks {
+		view.Items = append(view.Items, viewTask(t))
+		if imaged.IsTerminal(t.Status) {
+			done++
+		}
+	}
+	if b.Total > 0 {
+		view.Progress = float64(done) / float64(b.Total)
+	}
+	return view
+}
+
 func (s *Server) handleBatchCreate() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -167,17 +183,6 @@ func (s *Server) handleBatchGet() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		view := batchView{Batch: b, BatchID: b.ID, Items: make([]taskView, 0, len(tasks))}
-		done := 0
-		for _, t := range tasks {
-			view.Items = append(view.Items, viewTask(t))
-			if imaged.IsTerminal(t.Status) {
-				done++
-			}
-		}
-		if b.Total > 0 {
-			view.Progress = float64(done) / float64(b.Total)
-		}
-		writeJSON(w, http.StatusOK, view)
+		writeJSON(w, http.StatusOK, batchSnapshot(b, tasks))
 	})
 }

@@ -183,19 +183,3 @@ func (s *Server) stream(ctx context.Context, st *sseStream, events <-chan imaged
 		}
 	}
 }
-
-// batchSnapshot is a batch as GET /v1/batches/{id} shows it.
-func batchSnapshot(b *imaged.Batch, tasks []*imaged.Task) batchView {
-	view := batchView{Batch: b, BatchID: b.ID, Items: make([]taskView, 0, len(tasks))}
-	done := 0
-	for _, t := range tasks {
-		view.Items = append(view.Items, viewTask(t))
-		if imaged.IsTerminal(t.Status) {
-			done++
-		}
-	}
-	if b.Total > 0 {
-		view.Progress = float64(done) / float64(b.Total)
-	}
-	return view
-}
