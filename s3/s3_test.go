@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -273,8 +274,10 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 	srv := startVersitygw(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	// Files that cannot exist, whatever the machine holds: the keys must come from the environment.
+	absent := filepath.Join(t.TempDir(), "absent")
+	t.Setenv("AWS_CONFIG_FILE", absent)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", absent)
 	cfg, err := ParseURL("s3://imaged-env/data?endpoint=" + url.QueryEscape(srv.Endpoint) + "&path_style=true&create_bucket=true")
 	if err != nil {
 		t.Fatal(err)
