@@ -3,9 +3,6 @@ package imaged
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"log/slog"
-	"runtime/debug"
 	"time"
 )
 
@@ -24,55 +21,9 @@ type Delivery struct {
 
 // Handler handles one delivery. Returning nil acknowledges it: the outcome is recorded in the
 // TaskStore. Returning an error asks the queue to deliver it again later (the outcome could
-// not be recorded, e.g. the database was unreachable).
+// not be recorded, e.g. the database was unreachable). A handler recovers its own panics (the
+// worker's turns one into an error); a queue only calls it.
 type Handler func(ctx context.Context, d *Delivery) error
-
-// Call runs h on d, turning a panic in it into an error: the queue then treats the delivery as
-// one whose outcome could not be recorded, so the task comes back rather than vanishing with a
-// crashed consumer goroutine.
-func (h Handler) Call(ctx context.Context, d *Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("task handler panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return h(ctx, d)
-}
-
-// SweepExpiredLeases puts tasks whose lease ran out (their worker died) back to queued every
-// interval until ctx is done, and publishes each one again to q: a broker's messages of those
-// tasks were taken by the dead worker. (The database queue needs no message; it sweeps alone.)
-func SweepExpiredLeases(ctx context.Context, every time.Duration, store TaskStore, q Queue, log *slog.Logger) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		ids, err := store.RequeueExpired(ctx, time.Now(), false)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("requeueing expired leases failed", "error", err.Error())
-			}
-			continue
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		log.Warn("requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
-		for _, id := range ids {
-			t, err := store.Task(ctx, id)
-			if err == nil {
-				err = q.Publish(ctx, t, 0)
-			}
-			if err != nil {
-				log.Error("publishing a requeued task failed", "task_id", id, "error", err.Error())
-			}
-		}
-	}
-}
 
 // ConsumeOptions tune a consumer.
 type ConsumeOptions struct {

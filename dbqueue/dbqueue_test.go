@@ -2,7 +2,6 @@ package dbqueue_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -243,56 +242,6 @@ func TestQueuedTaskSurvivesRestart(t *testing.T) {
 	waitFor(t, 10*time.Second, "the task processed after restart", func() bool { return got.Load() != nil })
 	if got.Load() != task.ID {
 		t.Fatalf("processed %v, want %s", got.Load(), task.ID)
-	}
-}
-
-func TestExpiredLeaseIsSweptAndProcessed(t *testing.T) {
-	s := newStore(t)
-	task := createTasks(t, s, 1, time.Time{})[0]
-	// A worker claims it and dies.
-	if c, err := s.ClaimTask(t.Context(), task.ID, nil, "dead", 100*time.Millisecond); err != nil || c == nil {
-		t.Fatalf("ClaimTask = %v, %v", c, err)
-	}
-	q := dbqueue.New(s, dbqueue.Options{PollInterval: time.Hour, SweepInterval: 50 * time.Millisecond, Logger: quiet})
-	defer q.Close()
-	var got atomic.Pointer[imaged.Delivery]
-	consume(t, q, imaged.ConsumeOptions{WorkerID: "alive"}, func(ctx context.Context, d *imaged.Delivery) error {
-		got.Store(d)
-		return complete(ctx, s, d)
-	})
-	waitFor(t, 10*time.Second, "the swept task processed", func() bool { return got.Load() != nil })
-	d := got.Load()
-	if d.TaskID != task.ID || !d.Redelivered || d.Task.Attempts != 2 || d.Task.WorkerID != "alive" {
-		t.Fatalf("delivery = %+v, task %+v; want a redelivery at attempt 2 to alive", d, d.Task)
-	}
-}
-
-func TestHandlerErrorLeavesTaskToSweeper(t *testing.T) {
-	s := newStore(t)
-	task := createTasks(t, s, 1, time.Time{})[0]
-	q := dbqueue.New(s, dbqueue.Options{PollInterval: time.Hour, SweepInterval: 50 * time.Millisecond, Logger: quiet})
-	defer q.Close()
-	var mu sync.Mutex
-	var attempts []int
-	consume(t, q, imaged.ConsumeOptions{WorkerID: "w", Lease: 200 * time.Millisecond},
-		func(ctx context.Context, d *imaged.Delivery) error {
-			mu.Lock()
-			attempts = append(attempts, d.Task.Attempts)
-			first := len(attempts) == 1
-			mu.Unlock()
-			if first {
-				return errors.New("the database went away")
-			}
-			return complete(ctx, s, d)
-		})
-	waitFor(t, 10*time.Second, "the task completed after a failed handler", func() bool {
-		got, err := s.Task(t.Context(), task.ID)
-		return err == nil && got.Status == imaged.StatusCompleted
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if len(attempts) != 2 || attempts[0] != 1 || attempts[1] != 2 {
-		t.Fatalf("deliveries at attempts %v, want [1 2]", attempts)
 	}
 }
 

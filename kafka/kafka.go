@@ -36,7 +36,6 @@ const (
 	DefaultPartitions     = 6
 	DefaultPublishTimeout = 30 * time.Second
 	DefaultSessionTimeout = 10 * time.Second
-	DefaultSweepInterval  = 10 * time.Second
 )
 
 // DepthAll is the key under which Depth reports the lag: one topic carries every task type,
@@ -68,11 +67,7 @@ type Config struct {
 	SessionTimeout time.Duration
 	// PublishTimeout bounds how long Publish waits for the brokers to take a record.
 	PublishTimeout time.Duration
-	// Store, when set, lets consumers put tasks whose lease ran out (their worker died) back
-	// to queued and publish them again, every SweepInterval.
-	Store         imaged.TaskStore
-	SweepInterval time.Duration
-	Logger        *slog.Logger
+	Logger         *slog.Logger
 }
 
 // ParseURL reads an IMAGED_QUEUE_URL of the form
@@ -166,9 +161,6 @@ func Open(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout
-	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = DefaultSweepInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -432,14 +424,6 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 		return fmt.Errorf("kafka consumer: %w", err)
 	}
 	c.cl = cl
-	if b.cfg.Store != nil {
-		sweepDone := make(chan struct{})
-		go func() {
-			defer close(sweepDone)
-			imaged.SweepExpiredLeases(ctx, b.cfg.SweepInterval, b.cfg.Store, b, c.log)
-		}()
-		defer func() { <-sweepDone }()
-	}
 	c.run()
 	// Shutting down: let handlers finish, commit, then leave the group.
 	c.inflight.Wait()
@@ -599,7 +583,7 @@ func (c *consumer) handle(r *kgo.Record, p *partition, m taskMessage) {
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
 		d.Redelivered = attempt > 1
-		err := c.h.Call(c.handlerCtx, d)
+		err := c.h(c.handlerCtx, d)
 		if err == nil {
 			c.finish(r, p)
 			return

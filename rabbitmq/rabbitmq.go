@@ -33,7 +33,6 @@ const (
 	DefaultPrefix         = "imaged."
 	DefaultPublishTimeout = 30 * time.Second
 	DefaultDialTimeout    = 5 * time.Second
-	DefaultSweepInterval  = 10 * time.Second
 	DefaultHeartbeat      = 5 * time.Second
 )
 
@@ -64,10 +63,6 @@ type Config struct {
 	// Heartbeat is the AMQP heartbeat interval, which also bounds how long a silently dead
 	// connection goes unnoticed.
 	Heartbeat time.Duration
-	// Store, when set, lets consumers put tasks whose lease ran out (their worker died) back
-	// to queued and publish them again, every SweepInterval.
-	Store         imaged.TaskStore
-	SweepInterval time.Duration
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -167,9 +162,6 @@ func Open(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = DefaultSweepInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -581,14 +573,6 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 	handlerCtx := context.WithoutCancel(ctx)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
-	if b.cfg.Store != nil {
-		sweepDone := make(chan struct{})
-		go func() {
-			defer close(sweepDone)
-			imaged.SweepExpiredLeases(ctx, b.cfg.SweepInterval, b.cfg.Store, b, log)
-		}()
-		defer func() { <-sweepDone }()
-	}
 	sem := make(chan struct{}, opts.Concurrency)
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -698,7 +682,7 @@ func (b *Broker) handle(ctx, consumeCtx context.Context, d amqp.Delivery, h imag
 	}
 	del := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Redelivered: d.Redelivered,
 		Trace: traceContext(d.Headers)}
-	err := h.Call(ctx, del)
+	err := h(ctx, del)
 	if err != nil {
 		log.Error("task handler could not record an outcome; the message goes back to the queue",
 			"task_id", m.TaskID, "error", err.Error())

@@ -3,7 +3,6 @@ package rabbitmq
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/imaged/imaged/internal/tcpproxy"
 
 	"github.com/imaged/imaged"
-	"github.com/imaged/imaged/sqlite"
 )
 
 // consume runs Consume in the background and returns a function that stops it and waits.
@@ -376,46 +374,5 @@ func TestEventsCrossProcesses(t *testing.T) {
 	case e := <-localB:
 		t.Errorf("b's local stream got a's event: %+v", e)
 	case <-time.After(500 * time.Millisecond):
-	}
-}
-
-func TestSweepRepublishesTasksWhoseWorkerDied(t *testing.T) {
-	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "imaged.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	img := &imaged.Image{ID: imaged.NewID(), Key: "k", Format: "png", ContentType: "image/png", Width: 1, Height: 1, CreatedAt: time.Now().UTC()}
-	if err := store.CreateImage(ctx, img); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	tk := &imaged.Task{ID: imaged.NewID(), Type: imaged.TaskTypeTransform, Status: imaged.StatusQueued, ImageID: img.ID,
-		Ops: []imaged.Op{{Name: "resize"}}, MaxAttempts: 3, CreatedAt: now, RunAfter: now}
-	if _, err := store.CreateTasks(ctx, []*imaged.Task{tk}, nil); err != nil {
-		t.Fatal(err)
-	}
-	// A worker claimed it and died: the row stays processing until its lease runs out.
-	if c, err := store.ClaimTask(ctx, tk.ID, nil, "dead-worker", 200*time.Millisecond); err != nil || c == nil {
-		t.Fatalf("claim: %v %v", c, err)
-	}
-	b := openBroker(t, func(c *Config) { c.Store = store; c.SweepInterval = 100 * time.Millisecond })
-	got := make(chan string, 1)
-	consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		got <- d.TaskID
-		return nil
-	})
-	select {
-	case id := <-got:
-		if id != tk.ID {
-			t.Fatalf("got %s", id)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the task of the dead worker was never published again")
-	}
-	cur, _ := store.Task(ctx, tk.ID)
-	if cur.Status != imaged.StatusQueued {
-		t.Errorf("status %s, want queued", cur.Status)
 	}
 }

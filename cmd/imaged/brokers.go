@@ -21,8 +21,8 @@ import (
 	"github.com/imaged/imaged/webhook"
 )
 
-// brokerConfig is the settings of the message brokers' side of imaged: the lease sweep of
-// broker queues, webhooks and the periodic health event. It is part of Config.
+// brokerConfig is the settings of the message brokers' side of imaged: the workers' lease
+// sweep, webhooks and the periodic health event. It is part of Config.
 type brokerConfig struct {
 	LeaseSweep      time.Duration
 	WebhookSecret   string
@@ -81,9 +81,8 @@ type brokerEvents interface {
 }
 
 // openBroker opens the queue and event stream of an amqp://, amqps:// or kafka:// queue URL.
-// store lets the workers queue again the tasks whose worker died. The closers are in opening
-// order (closed in reverse: events before the connection).
-func openBroker(ctx context.Context, scheme, raw string, store imaged.TaskStore, sweep time.Duration, log *slog.Logger) (
+// The closers are in opening order (closed in reverse: events before the connection).
+func openBroker(ctx context.Context, scheme, raw string, log *slog.Logger) (
 	imaged.Queue, brokerEvents, []io.Closer, error) {
 	switch scheme {
 	case "amqp", "amqps":
@@ -91,7 +90,7 @@ func openBroker(ctx context.Context, scheme, raw string, store imaged.TaskStore,
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		rcfg.Store, rcfg.SweepInterval, rcfg.Logger = store, sweep, log
+		rcfg.Logger = log
 		b, err := rabbitmq.Open(ctx, rcfg)
 		if err != nil {
 			return nil, nil, nil, err
@@ -103,7 +102,7 @@ func openBroker(ctx context.Context, scheme, raw string, store imaged.TaskStore,
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		kcfg.Store, kcfg.SweepInterval, kcfg.Logger = store, sweep, log
+		kcfg.Logger = log
 		b, err := kafka.Open(ctx, kcfg)
 		if err != nil {
 			return nil, nil, nil, err
