@@ -51,6 +51,8 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 		return fmt.Errorf("kafka consumer: %w", err)
 	}
 	c.cl = cl
+	closeClient, forget := b.running(cl)
+	defer forget()
 	c.run()
 	// Shutting down: let handlers finish, commit, then leave the group.
 	c.inflight.Wait()
@@ -60,7 +62,7 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 	if err := cl.CommitMarkedOffsets(cctx); err != nil {
 		c.log.Warn("committing offsets at shutdown failed; those records are consumed again", "error", err.Error())
 	}
-	cl.Close()
+	closeClient()
 	return nil
 }
 

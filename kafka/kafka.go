@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -130,6 +131,9 @@ type Broker struct {
 	log  *slog.Logger
 	prod *kgo.Client
 	adm  *kadm.Client
+
+	mu        sync.Mutex
+	consumers map[*kgo.Client]func() // the running consumers' clients, each with its closing function
 }
 
 var _ imaged.Queue = (*Broker)(nil)
@@ -264,11 +268,39 @@ func (b *Broker) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close flushes and closes the producer; consumers stop through their contexts.
+// Close flushes and closes the producer. Consumers stop through their contexts; the client of
+// one still running is closed too, as when its process dies: it leaves the group, and what it
+// had not finished goes uncommitted to the partitions' next owners.
 func (b *Broker) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = b.prod.Flush(ctx)
 	b.prod.Close()
+	b.mu.Lock()
+	closers := make([]func(), 0, len(b.consumers))
+	for _, closeClient := range b.consumers {
+		closers = append(closers, closeClient)
+	}
+	b.mu.Unlock()
+	for _, closeClient := range closers {
+		closeClient()
+	}
 	return nil
+}
+
+// running registers the client of a running consumer and returns the functions that close it
+// (once, whoever calls first) and that forget it.
+func (b *Broker) running(cl *kgo.Client) (closeClient, forget func()) {
+	closeClient = sync.OnceFunc(cl.Close)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.consumers == nil {
+		b.consumers = map[*kgo.Client]func(){}
+	}
+	b.consumers[cl] = closeClient
+	return closeClient, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.consumers, cl)
+	}
 }
