@@ -25,6 +25,52 @@ type Delivery struct {
 // worker's turns one into an error); a queue only calls it.
 type Handler func(ctx context.Context, d *Delivery) error
 
+// TaskMessage is the body of a task's message on a broker. The task row is the truth: the
+// message carries the task's id and what routing and logs need, and, in a dead letter, the
+// failure. Every broker writes and reads this one shape, so a message can be read whichever
+// broker carried it.
+type TaskMessage struct {
+	TaskID        string `json:"task_id"`
+	Type          string `json:"type"`
+	CorrelationID string `json:"correlation_id,omitempty"`
+	Attempts      int    `json:"attempts,omitempty"`
+	ErrorCode     string `json:"error_code,omitempty"`
+	ErrorMessage  string `json:"error_message,omitempty"`
+}
+
+// NewTaskMessage returns the message of t, with the failure f of a dead letter when f is not
+// nil, and its JSON body. It fails with EInvalid for a missing task or one without a type, which
+// no queue could route.
+func NewTaskMessage(t *Task, f *TaskFailure) (TaskMessage, []byte, error) {
+	if t == nil {
+		return TaskMessage{}, nil, Errorf(EInvalid, "no task to publish")
+	}
+	if t.Type == "" {
+		return TaskMessage{}, nil, Errorf(EInvalid, "task %s has no type", t.ID)
+	}
+	m := TaskMessage{TaskID: t.ID, Type: t.Type, CorrelationID: t.CorrelationID, Attempts: t.Attempts}
+	if f != nil {
+		m.ErrorCode, m.ErrorMessage = f.Code, f.Message
+	}
+	body, err := json.Marshal(m)
+	return m, body, err
+}
+
+// ParseTaskMessage reads a message body; it fails with EInvalid when the body is not a task
+// message.
+func ParseTaskMessage(body []byte) (TaskMessage, error) {
+	var m TaskMessage
+	if err := json.Unmarshal(body, &m); err != nil || m.TaskID == "" {
+		return m, Errorf(EInvalid, "unreadable task message")
+	}
+	return m, nil
+}
+
+// Delivery returns the delivery of m to a handler.
+func (m TaskMessage) Delivery(redelivered bool, trace map[string]string) *Delivery {
+	return &Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Redelivered: redelivered, Trace: trace}
+}
+
 // ConsumeOptions tune a consumer.
 type ConsumeOptions struct {
 	WorkerID    string

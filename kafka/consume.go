@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,8 +144,8 @@ func (c *consumer) track(r *kgo.Record) *partition {
 // dispatch hands r to a handler; it returns false when Consume is stopping.
 func (c *consumer) dispatch(r *kgo.Record) bool {
 	p := c.track(r)
-	var m taskMessage
-	if err := json.Unmarshal(r.Value, &m); err != nil || m.TaskID == "" {
+	m, err := imaged.ParseTaskMessage(r.Value)
+	if err != nil {
 		c.log.Error("unreadable task record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 		c.finish(r, p)
 		return true
@@ -206,9 +205,9 @@ func (c *consumer) dispatch(r *kgo.Record) bool {
 
 // handle runs the handler for r until it returns nil (retrying errors with backoff) and marks
 // the record finished. It releases the slot taken for it.
-func (c *consumer) handle(r *kgo.Record, p *partition, m taskMessage) {
+func (c *consumer) handle(r *kgo.Record, p *partition, m imaged.TaskMessage) {
 	defer func() { <-c.sem }()
-	d := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Trace: traceContext(r)}
+	d := m.Delivery(false, traceContext(r))
 	wait := time.Second
 	for attempt := 1; ; attempt++ {
 		d.Redelivered = attempt > 1

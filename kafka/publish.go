@@ -2,8 +2,6 @@ package kafka
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"strconv"
 	"time"
 
@@ -14,22 +12,22 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// taskMessage is the value of a task record.
-type taskMessage struct {
-	TaskID        string `json:"task_id"`
-	Type          string `json:"type"`
-	CorrelationID string `json:"correlation_id,omitempty"`
-	Attempts      int    `json:"attempts,omitempty"`
-	ErrorCode     string `json:"error_code,omitempty"`
-	ErrorMessage  string `json:"error_message,omitempty"`
-}
-
-func taskRecord(topic string, t *imaged.Task, m taskMessage) *kgo.Record {
-	body, _ := json.Marshal(m)
-	return &kgo.Record{Topic: topic, Key: []byte(t.ID), Value: body, Headers: []kgo.RecordHeader{
+// taskRecord returns the record of t for topic, with the failure f of a dead letter when f is
+// not nil.
+func taskRecord(topic string, t *imaged.Task, f *imaged.TaskFailure) (*kgo.Record, error) {
+	_, body, err := imaged.NewTaskMessage(t, f)
+	if err != nil {
+		return nil, err
+	}
+	r := &kgo.Record{Topic: topic, Key: []byte(t.ID), Value: body, Headers: []kgo.RecordHeader{
 		{Key: headerCorrelationID, Value: []byte(t.CorrelationID)},
 		{Key: headerTaskType, Value: []byte(t.Type)},
 	}}
+	if f != nil {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "error_code", Value: []byte(f.Code)},
+			kgo.RecordHeader{Key: "error_message", Value: []byte(f.Message)})
+	}
+	return r, nil
 }
 
 func header(r *kgo.Record, key string) string {
@@ -45,13 +43,10 @@ func header(r *kgo.Record, key string) string {
 // delay the record carries a not-before time that consumers wait for. While the brokers are
 // unreachable it keeps trying, up to PublishTimeout.
 func (b *Broker) Publish(ctx context.Context, t *imaged.Task, delay time.Duration) error {
-	if t == nil {
-		return errors.New("kafka: Publish of a nil task")
+	r, err := taskRecord(b.TasksTopic(), t, nil)
+	if err != nil {
+		return err
 	}
-	if t.Type == "" {
-		return imaged.Errorf(imaged.EInvalid, "task %s has no type", t.ID)
-	}
-	r := taskRecord(b.TasksTopic(), t, taskMessage{TaskID: t.ID, Type: t.Type, CorrelationID: t.CorrelationID, Attempts: t.Attempts})
 	if delay > 0 {
 		// Rounded up to the millisecond, so that the task never runs before its delay is over.
 		nb := time.Now().Add(delay)
@@ -78,14 +73,9 @@ func (b *Broker) produce(ctx context.Context, r *kgo.Record) error {
 // DeadLetter produces the final record of a task that failed for good to the dead-letter
 // topic, with the failure. The worker calls it after it recorded the failure.
 func (b *Broker) DeadLetter(ctx context.Context, t *imaged.Task, f *imaged.TaskFailure) error {
-	m := taskMessage{TaskID: t.ID, Type: t.Type, CorrelationID: t.CorrelationID, Attempts: t.Attempts}
-	if f != nil {
-		m.ErrorCode, m.ErrorMessage = f.Code, f.Message
-	}
-	r := taskRecord(b.DeadTopic(), t, m)
-	if f != nil {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "error_code", Value: []byte(f.Code)},
-			kgo.RecordHeader{Key: "error_message", Value: []byte(f.Message)})
+	r, err := taskRecord(b.DeadTopic(), t, f)
+	if err != nil {
+		return err
 	}
 	return b.produce(ctx, r)
 }
@@ -118,8 +108,7 @@ func (b *Broker) DeadLetters(ctx context.Context) ([]string, error) {
 			return ids, err
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			var m taskMessage
-			_ = json.Unmarshal(r.Value, &m)
+			m, _ := imaged.ParseTaskMessage(r.Value)
 			ids = append(ids, m.TaskID)
 			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
 				delete(want, r.Partition)

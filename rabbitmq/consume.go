@@ -2,7 +2,6 @@ package rabbitmq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,8 +129,8 @@ func (b *Broker) consumeOn(ctx context.Context, conn *amqp.Connection, opts imag
 }
 
 func (b *Broker) handle(ctx, consumeCtx context.Context, d amqp.Delivery, h imaged.Handler, log *slog.Logger) {
-	var m taskMessage
-	if err := json.Unmarshal(d.Body, &m); err != nil || m.TaskID == "" {
+	m, err := imaged.ParseTaskMessage(d.Body)
+	if err != nil {
 		log.Error("unreadable task message moved to the dead-letter queue", "message_id", d.MessageId)
 		err := b.publish(ctx, b.cfg.Exchange, deadKey("unreadable"), amqp.Publishing{
 			ContentType: d.ContentType, DeliveryMode: amqp.Persistent, MessageId: d.MessageId,
@@ -147,10 +146,7 @@ func (b *Broker) handle(ctx, consumeCtx context.Context, d amqp.Delivery, h imag
 	if m.Type == "" {
 		m.Type = strings.TrimPrefix(d.RoutingKey, "task.")
 	}
-	del := &imaged.Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Redelivered: d.Redelivered,
-		Trace: traceContext(d.Headers)}
-	err := h(ctx, del)
-	if err != nil {
+	if err := h(ctx, m.Delivery(d.Redelivered, traceContext(d.Headers))); err != nil {
 		log.Error("task handler could not record an outcome; the message goes back to the queue",
 			"task_id", m.TaskID, "error", err.Error())
 		// Not at once: whatever failed (the database, most likely) gets a moment.

@@ -2,7 +2,6 @@ package rabbitmq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -22,16 +21,6 @@ var retryTiers = []time.Duration{
 	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour,
 }
 
-// taskMessage is the body of a task message.
-type taskMessage struct {
-	TaskID        string `json:"task_id"`
-	Type          string `json:"type"`
-	CorrelationID string `json:"correlation_id,omitempty"`
-	Attempts      int    `json:"attempts,omitempty"`
-	ErrorCode     string `json:"error_code,omitempty"`
-	ErrorMessage  string `json:"error_message,omitempty"`
-}
-
 func tierFor(delay time.Duration) time.Duration {
 	for _, t := range retryTiers {
 		if t >= delay {
@@ -46,13 +35,10 @@ func tierFor(delay time.Duration) time.Duration {
 // delay, from which it dead-letters back to the exchange when its time is up. While the broker
 // is unreachable Publish waits for the reconnect, up to PublishTimeout.
 func (b *Broker) Publish(ctx context.Context, t *imaged.Task, delay time.Duration) error {
-	if t == nil {
-		return errors.New("rabbitmq: Publish of a nil task")
+	_, body, err := imaged.NewTaskMessage(t, nil)
+	if err != nil {
+		return err
 	}
-	if t.Type == "" {
-		return imaged.Errorf(imaged.EInvalid, "task %s has no type", t.ID)
-	}
-	body, _ := json.Marshal(taskMessage{TaskID: t.ID, Type: t.Type, CorrelationID: t.CorrelationID, Attempts: t.Attempts})
 	msg := amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: t.ID,
 		CorrelationId: t.CorrelationID, Timestamp: time.Now(), Type: "task",
@@ -149,13 +135,14 @@ func (b *Broker) declareRetry(pub *amqp.Channel, typ string, tier time.Duration)
 // DeadLetter puts the final message of a task that failed for good into the dead-letter queue,
 // with the failure in its headers. The worker calls it after it recorded the failure.
 func (b *Broker) DeadLetter(ctx context.Context, t *imaged.Task, f *imaged.TaskFailure) error {
-	m := taskMessage{TaskID: t.ID, Type: t.Type, CorrelationID: t.CorrelationID, Attempts: t.Attempts}
+	_, body, err := imaged.NewTaskMessage(t, f)
+	if err != nil {
+		return err
+	}
 	h := amqp.Table{"correlation_id": t.CorrelationID, "task_type": t.Type, "attempts": int64(t.Attempts)}
 	if f != nil {
-		m.ErrorCode, m.ErrorMessage = f.Code, f.Message
 		h["error_code"], h["error_message"] = f.Code, f.Message
 	}
-	body, _ := json.Marshal(m)
 	return b.publish(ctx, b.cfg.Exchange, deadKey(t.Type), amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: t.ID,
 		CorrelationId: t.CorrelationID, Timestamp: time.Now(), Type: "task.dead", Headers: h, Body: body,
@@ -184,8 +171,7 @@ func (b *Broker) DeadLetters(ctx context.Context) ([]string, error) {
 		if !ok {
 			break
 		}
-		var m taskMessage
-		_ = json.Unmarshal(d.Body, &m)
+		m, _ := imaged.ParseTaskMessage(d.Body)
 		ids = append(ids, m.TaskID)
 		last = d.DeliveryTag
 	}
