@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel"
 
@@ -208,24 +209,22 @@ func (c *consumer) dispatch(r *kgo.Record) bool {
 func (c *consumer) handle(r *kgo.Record, p *partition, m imaged.TaskMessage) {
 	defer func() { <-c.sem }()
 	d := m.Delivery(false, traceContext(r))
-	wait := time.Second
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	_, err := backoff.Retry(p.ctx, func() (struct{}, error) {
+		attempt++
 		d.Redelivered = attempt > 1
-		err := c.h(c.handlerCtx, d)
-		if err == nil {
-			c.finish(r, p)
-			return
-		}
-		c.log.Error("task handler could not record an outcome; trying again", "task_id", m.TaskID,
-			"error", err.Error(), "retry_in", wait.String())
-		select {
-		case <-time.After(wait):
-		case <-p.ctx.Done():
-			p.wg.Done() // left uncommitted: consumed again by the partition's next owner
-			return
-		}
-		wait = min(wait*2, 30*time.Second)
+		return struct{}{}, c.h(c.handlerCtx, d)
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: time.Second, Multiplier: 2, MaxInterval: 30 * time.Second}),
+		backoff.WithMaxElapsedTime(0),
+		backoff.WithNotify(func(err error, wait time.Duration) {
+			c.log.Error("task handler could not record an outcome; trying again", "task_id", m.TaskID,
+				"error", err.Error(), "retry_in", wait.String())
+		}))
+	if err != nil {
+		p.wg.Done() // revoked or lost: left uncommitted, consumed again by the partition's next owner
+		return
 	}
+	c.finish(r, p)
 }
 
 // finish marks r done and moves its partition's committable offset forward.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/imaged/imaged"
@@ -98,7 +99,7 @@ func (b *Broker) maintain() {
 		connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		pubClosed := pub.NotifyClose(make(chan *amqp.Error, 1))
 		select {
-		case <-b.done:
+		case <-b.ctx.Done():
 			return
 		case err := <-connClosed:
 			b.log.Warn("RabbitMQ connection lost; reconnecting", "error", errString(err))
@@ -107,35 +108,43 @@ func (b *Broker) maintain() {
 			_ = conn.Close()
 		}
 		b.setDown(gen)
-		wait := 100 * time.Millisecond
-		for {
-			select {
-			case <-b.done:
-				return
-			default:
+		err := again(b.ctx, func() error {
+			if b.ctx.Err() != nil {
+				return backoff.Permanent(errClosed)
 			}
 			conn, pub, err := b.dial()
-			if err == nil {
-				b.mu.Lock()
-				closed := b.closed
-				b.mu.Unlock()
-				if closed {
-					conn.Close()
-					return
-				}
-				b.setUp(conn, pub)
-				b.log.Info("RabbitMQ connection restored")
-				break
+			if err != nil {
+				return err
 			}
+			b.mu.Lock()
+			closed := b.closed
+			b.mu.Unlock()
+			if closed {
+				conn.Close()
+				return backoff.Permanent(errClosed)
+			}
+			b.setUp(conn, pub)
+			return nil
+		}, func(err error, wait time.Duration) {
 			b.log.Warn("RabbitMQ reconnect failed", "error", err.Error(), "retry_in", wait.String())
-			select {
-			case <-b.done:
-				return
-			case <-time.After(wait):
-			}
-			wait = min(wait*2, 5*time.Second)
+		})
+		if err != nil {
+			return // closed
 		}
+		b.log.Info("RabbitMQ connection restored")
 	}
+}
+
+// again runs try until it succeeds, fails for good (backoff.Permanent) or ctx is done, waiting
+// 100 ms after the first failure and twice as long after each next one, up to 5 s: how long
+// RabbitMQ takes to come back is unknown, and a broker that is starting up again should not be
+// hammered. notify hears of each failure before the wait.
+func again(ctx context.Context, try func() error, notify func(err error, wait time.Duration)) error {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, try() },
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, Multiplier: 2,
+			MaxInterval: 5 * time.Second}),
+		backoff.WithMaxElapsedTime(0), backoff.WithNotify(notify))
+	return err
 }
 
 func errString(err *amqp.Error) string {
@@ -164,7 +173,7 @@ func (b *Broker) current(ctx context.Context) (*amqp.Connection, *amqp.Channel, 
 		b.mu.Unlock()
 		select {
 		case <-ready:
-		case <-b.done:
+		case <-b.ctx.Done():
 			return nil, nil, 0, errClosed
 		case <-ctx.Done():
 			return nil, nil, 0, imaged.WrapError(imaged.EUnavailable, ctx.Err(), "RabbitMQ is not reachable")

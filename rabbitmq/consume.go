@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel"
 
@@ -40,28 +41,24 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	sem := make(chan struct{}, opts.Concurrency)
-	wait := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	err := again(ctx, func() error {
 		conn, _, gen, err := b.current(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			return backoff.Permanent(err)
 		}
 		err = b.consumeOn(ctx, conn, opts, types, sem, &inflight, handlerCtx, h, log)
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("consuming stopped; starting again", "error", err)
 		b.broken(gen)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
+		return err
+	}, func(err error, wait time.Duration) {
+		log.Warn("consuming stopped; starting again", "error", err, "retry_in", wait.String())
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // consumeOn consumes on one channel of conn until ctx is done (nil) or the channel closes.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/imaged/imaged"
@@ -157,24 +158,19 @@ func (e *Events) sendOne(ctx context.Context, ev imaged.Event) bool {
 // receive consumes other processes' events into the local bus, reconnecting as needed.
 func (e *Events) receive() {
 	defer e.wg.Done()
-	wait := 100 * time.Millisecond
-	for e.ctx.Err() == nil {
+	_ = again(e.ctx, func() error {
 		conn, _, gen, err := e.b.current(e.ctx)
 		if err != nil {
-			return
+			return backoff.Permanent(err)
 		}
 		if err := e.receiveOn(conn); err != nil && e.ctx.Err() == nil {
-			e.b.log.Warn("receiving events stopped; starting again", "error", err.Error())
 			e.b.broken(gen)
-			select {
-			case <-e.ctx.Done():
-			case <-time.After(wait):
-			}
-			wait = min(wait*2, 5*time.Second)
-			continue
+			return err
 		}
-		wait = 100 * time.Millisecond
-	}
+		return nil
+	}, func(err error, wait time.Duration) {
+		e.b.log.Warn("receiving events stopped; starting again", "error", err.Error(), "retry_in", wait.String())
+	})
 }
 
 func (e *Events) receiveOn(conn *amqp.Connection) error {

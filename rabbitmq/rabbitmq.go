@@ -124,7 +124,8 @@ type Broker struct {
 	closed  bool
 
 	declareMu sync.Mutex
-	done      chan struct{}
+	ctx       context.Context // done at Close
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 }
 
@@ -154,8 +155,8 @@ func Open(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger.With("queue", "rabbitmq"), ready: make(chan struct{}),
-		done: make(chan struct{})}
+	b := &Broker{cfg: cfg, log: cfg.Logger.With("queue", "rabbitmq"), ready: make(chan struct{})}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	type result struct {
 		conn *amqp.Connection
 		pub  *amqp.Channel
@@ -249,7 +250,7 @@ func (b *Broker) Close() error {
 	b.closed = true
 	conn := b.conn
 	b.mu.Unlock()
-	close(b.done)
+	b.cancel()
 	var err error
 	if conn != nil {
 		err = conn.Close()
