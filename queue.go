@@ -79,6 +79,18 @@ type ConsumeOptions struct {
 	Lease       time.Duration
 }
 
+// Checked returns o with its defaults filled in (one handler at a time), or an error when there
+// is no handler to call: how every Queue.Consume starts.
+func (o ConsumeOptions) Checked(h Handler) (ConsumeOptions, error) {
+	if h == nil {
+		return o, Errorf(EInvalid, "Consume needs a handler")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	return o, nil
+}
+
 // Queue hands queued tasks to workers. The task row in the TaskStore is the truth; the queue
 // only carries task ids.
 type Queue interface {

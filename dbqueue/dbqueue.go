@@ -7,7 +7,6 @@ package dbqueue
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -124,11 +123,9 @@ func (q *Queue) Publish(ctx context.Context, t *imaged.Task, delay time.Duration
 // under its lease and the worker's lease sweeper requeues it when the lease runs out. opts.Lease defaults to
 // DefaultLease.
 func (q *Queue) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imaged.Handler) error {
-	if h == nil {
-		return errors.New("dbqueue: Consume needs a handler")
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 1
+	opts, err := opts.Checked(h)
+	if err != nil {
+		return err
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease

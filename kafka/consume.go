@@ -29,11 +29,9 @@ import (
 // is cancelled Consume stops fetching, waits for the handlers in flight, commits and leaves the
 // group.
 func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imaged.Handler) error {
-	if h == nil {
-		return errors.New("kafka: Consume needs a handler")
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 1
+	opts, err := opts.Checked(h)
+	if err != nil {
+		return err
 	}
 	c := &consumer{b: b, opts: opts, h: h, log: b.log.With("worker_id", opts.WorkerID),
 		handlerCtx: context.WithoutCancel(ctx), ctx: ctx, sem: make(chan struct{}, opts.Concurrency),

@@ -26,11 +26,9 @@ import (
 // is cancelled Consume stops taking messages, waits for the handlers in flight, acknowledges
 // what they finished and returns nil.
 func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imaged.Handler) error {
-	if h == nil {
-		return errors.New("rabbitmq: Consume needs a handler")
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 1
+	opts, err := opts.Checked(h)
+	if err != nil {
+		return err
 	}
 	types := opts.Types
 	if len(types) == 0 {
@@ -41,7 +39,7 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	sem := make(chan struct{}, opts.Concurrency)
-	err := again(ctx, func() error {
+	err = again(ctx, func() error {
 		conn, _, gen, err := b.current(ctx)
 		if err != nil {
 			return backoff.Permanent(err)
