@@ -97,7 +97,11 @@ type Queue interface {
 	// Publish makes a queued task available to workers, not before delay has passed.
 	Publish(ctx context.Context, t *Task, delay time.Duration) error
 	// Consume calls h for deliveries, at most opts.Concurrency at a time, until ctx is
-	// cancelled; it returns after in-flight handlers have returned.
+	// cancelled; it returns nil after in-flight handlers have returned. Handlers run on a
+	// context that carries ctx's values but is not cancelled with it, so a task already
+	// handed out may finish and record its outcome during shutdown. A delivery is
+	// acknowledged only when h returned nil; one whose consumer dies first comes again.
+	// (queuetest holds every queue to this.)
 	Consume(ctx context.Context, opts ConsumeOptions, h Handler) error
 	// Depth returns the number of waiting tasks per task type.
 	Depth(ctx context.Context) (map[string]int, error)

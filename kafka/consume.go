@@ -23,11 +23,8 @@ import (
 // place (the partition's commits wait for it). Records with a not-before time wait for it
 // without holding a slot. When partitions are revoked in a rebalance, the finished work is
 // committed first; what was not finished is consumed again by the new owner, and the worker
-// drops what it cannot claim.
-//
-// Handlers run on a context that carries ctx's values but is not cancelled with it; when ctx
-// is cancelled Consume stops fetching, waits for the handlers in flight, commits and leaves the
-// group.
+// drops what it cannot claim. When ctx is cancelled it stops fetching, waits for the handlers
+// in flight (as every Queue does), commits and leaves the group.
 func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imaged.Handler) error {
 	opts, err := opts.Checked(h)
 	if err != nil {

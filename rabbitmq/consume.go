@@ -20,11 +20,9 @@ import (
 // opts.Concurrency unacknowledged at once (the prefetch). A message is acknowledged after h
 // returned nil, and requeued after an error. After a connection loss it consumes again on the
 // new connection; messages in flight on the old one are redelivered by the broker, and the
-// worker drops those whose outcome is already recorded.
-//
-// Handlers run on a context that carries ctx's values but is not cancelled with it; when ctx
-// is cancelled Consume stops taking messages, waits for the handlers in flight, acknowledges
-// what they finished and returns nil.
+// worker drops those whose outcome is already recorded. When ctx is cancelled it stops taking
+// messages, waits for the handlers in flight (as every Queue does) and acknowledges what they
+// finished.
 func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imaged.Handler) error {
 	opts, err := opts.Checked(h)
 	if err != nil {
