@@ -1,8 +1,6 @@
 package imaged_test
 
 import (
-	"context"
-	"strings"
 	"testing"
 
 	"github.com/imaged/imaged"
@@ -25,17 +23,5 @@ func TestTaskTypeOf(t *testing.T) {
 		if got := imaged.TaskTypeOf(parsed); got != want {
 			t.Errorf("%s: %s, want %s", ops, got, want)
 		}
-	}
-}
-
-func TestHandlerCallTurnsAPanicIntoAnError(t *testing.T) {
-	h := imaged.Handler(func(context.Context, *imaged.Delivery) error { panic("boom") })
-	err := h.Call(t.Context(), &imaged.Delivery{TaskID: "t"})
-	if err == nil || !strings.Contains(err.Error(), "panicked: boom") {
-		t.Fatalf("Call of a panicking handler = %v", err)
-	}
-	ok := imaged.Handler(func(context.Context, *imaged.Delivery) error { return nil })
-	if err := ok.Call(t.Context(), &imaged.Delivery{}); err != nil {
-		t.Fatalf("Call of a handler that succeeds = %v", err)
 	}
 }

@@ -3,9 +3,6 @@ package imaged
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"log/slog"
-	"runtime/debug"
 	"time"
 )
 
@@ -24,54 +21,54 @@ type Delivery struct {
 
 // Handler handles one delivery. Returning nil acknowledges it: the outcome is recorded in the
 // TaskStore. Returning an error asks the queue to deliver it again later (the outcome could
-// not be recorded, e.g. the database was unreachable).
+// not be recorded, e.g. the database was unreachable). A handler recovers its own panics (the
+// worker's turns one into an error); a queue only calls it.
 type Handler func(ctx context.Context, d *Delivery) error
 
-// Call runs h on d, turning a panic in it into an error: the queue then treats the delivery as
-// one whose outcome could not be recorded, so the task comes back rather than vanishing with a
-// crashed consumer goroutine.
-func (h Handler) Call(ctx context.Context, d *Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("task handler panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return h(ctx, d)
+// TaskMessage is the body of a task's message on a broker. The task row is the truth: the
+// message carries the task's id and what routing and logs need, and, in a dead letter, the
+// failure. Every broker writes and reads this one shape, so a message can be read whichever
+// broker carried it.
+type TaskMessage struct {
+	TaskID        string `json:"task_id"`
+	Type          string `json:"type"`
+	CorrelationID string `json:"correlation_id,omitempty"`
+	Attempts      int    `json:"attempts,omitempty"`
+	ErrorCode     string `json:"error_code,omitempty"`
+	ErrorMessage  string `json:"error_message,omitempty"`
 }
 
-// SweepExpiredLeases puts tasks whose lease ran out (their worker died) back to queued every
-// interval until ctx is done, and publishes each one again to q: a broker's messages of those
-// tasks were taken by the dead worker. (The database queue needs no message; it sweeps alone.)
-func SweepExpiredLeases(ctx context.Context, every time.Duration, store TaskStore, q Queue, log *slog.Logger) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		ids, err := store.RequeueExpired(ctx, time.Now(), false)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("requeueing expired leases failed", "error", err.Error())
-			}
-			continue
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		log.Warn("requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
-		for _, id := range ids {
-			t, err := store.Task(ctx, id)
-			if err == nil {
-				err = q.Publish(ctx, t, 0)
-			}
-			if err != nil {
-				log.Error("publishing a requeued task failed", "task_id", id, "error", err.Error())
-			}
-		}
+// NewTaskMessage returns the message of t, with the failure f of a dead letter when f is not
+// nil, and its JSON body. It fails with EInvalid for a missing task or one without a type, which
+// no queue could route.
+func NewTaskMessage(t *Task, f *TaskFailure) (TaskMessage, []byte, error) {
+	if t == nil {
+		return TaskMessage{}, nil, Errorf(EInvalid, "no task to publish")
 	}
+	if t.Type == "" {
+		return TaskMessage{}, nil, Errorf(EInvalid, "task %s has no type", t.ID)
+	}
+	m := TaskMessage{TaskID: t.ID, Type: t.Type, CorrelationID: t.CorrelationID, Attempts: t.Attempts}
+	if f != nil {
+		m.ErrorCode, m.ErrorMessage = f.Code, f.Message
+	}
+	body, err := json.Marshal(m)
+	return m, body, err
+}
+
+// ParseTaskMessage reads a message body; it fails with EInvalid when the body is not a task
+// message.
+func ParseTaskMessage(body []byte) (TaskMessage, error) {
+	var m TaskMessage
+	if err := json.Unmarshal(body, &m); err != nil || m.TaskID == "" {
+		return m, Errorf(EInvalid, "unreadable task message")
+	}
+	return m, nil
+}
+
+// Delivery returns the delivery of m to a handler.
+func (m TaskMessage) Delivery(redelivered bool, trace map[string]string) *Delivery {
+	return &Delivery{TaskID: m.TaskID, Type: m.Type, CorrelationID: m.CorrelationID, Redelivered: redelivered, Trace: trace}
 }
 
 // ConsumeOptions tune a consumer.
@@ -82,13 +79,29 @@ type ConsumeOptions struct {
 	Lease       time.Duration
 }
 
+// Checked returns o with its defaults filled in (one handler at a time), or an error when there
+// is no handler to call: how every Queue.Consume starts.
+func (o ConsumeOptions) Checked(h Handler) (ConsumeOptions, error) {
+	if h == nil {
+		return o, Errorf(EInvalid, "Consume needs a handler")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	return o, nil
+}
+
 // Queue hands queued tasks to workers. The task row in the TaskStore is the truth; the queue
 // only carries task ids.
 type Queue interface {
 	// Publish makes a queued task available to workers, not before delay has passed.
 	Publish(ctx context.Context, t *Task, delay time.Duration) error
 	// Consume calls h for deliveries, at most opts.Concurrency at a time, until ctx is
-	// cancelled; it returns after in-flight handlers have returned.
+	// cancelled; it returns nil after in-flight handlers have returned. Handlers run on a
+	// context that carries ctx's values but is not cancelled with it, so a task already
+	// handed out may finish and record its outcome during shutdown. A delivery is
+	// acknowledged only when h returned nil; one whose consumer dies first comes again.
+	// (queuetest holds every queue to this.)
 	Consume(ctx context.Context, opts ConsumeOptions, h Handler) error
 	// Depth returns the number of waiting tasks per task type.
 	Depth(ctx context.Context) (map[string]int, error)

@@ -1,16 +1,13 @@
 // Package dbqueue is the default queue ("db://"): the tasks table of the configured database is
 // the queue. A queued task row is already a message, so publishing only wakes this process's
-// consumers; consumers claim rows with TaskStore.ClaimTask, poll to see rows other processes
-// created, and sweep expired leases back to queued. Durable exactly as the database is, and
-// needs no broker.
+// consumers; consumers claim rows with TaskStore.ClaimTask and poll to see rows other processes
+// created. Tasks whose lease ran out come back through the worker's lease sweeper, which
+// publishes them here like any queue. Durable exactly as the database is, and needs no broker.
 package dbqueue
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -19,9 +16,8 @@ import (
 
 // Defaults for Options and ConsumeOptions left zero.
 const (
-	DefaultPollInterval  = 500 * time.Millisecond
-	DefaultSweepInterval = 10 * time.Second
-	DefaultLease         = 5 * time.Minute
+	DefaultPollInterval = 500 * time.Millisecond
+	DefaultLease        = 5 * time.Minute
 )
 
 // claimTimeout bounds one claim, which runs on a context that shutdown does not cancel (see
@@ -33,8 +29,6 @@ type Options struct {
 	// PollInterval is how often an idle consumer looks for tasks it was not woken for: tasks
 	// created by other processes sharing the database, and retries whose RunAfter has come.
 	PollInterval time.Duration
-	// SweepInterval is how often each consumer puts tasks whose lease ran out back to queued.
-	SweepInterval time.Duration
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -57,9 +51,6 @@ var _ imaged.Queue = (*Queue)(nil)
 func New(store imaged.TaskStore, opts Options) *Queue {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
-	}
-	if opts.SweepInterval <= 0 {
-		opts.SweepInterval = DefaultSweepInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -129,14 +120,12 @@ func (q *Queue) Publish(ctx context.Context, t *imaged.Task, delay time.Duration
 // itself; Consume waits for as long as handlers take.
 //
 // A handler that returns an error could not record the outcome; the task stays processing
-// under its lease and the sweeper requeues it when the lease runs out. opts.Lease defaults to
+// under its lease and the worker's lease sweeper requeues it when the lease runs out. opts.Lease defaults to
 // DefaultLease.
 func (q *Queue) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imaged.Handler) error {
-	if h == nil {
-		return errors.New("dbqueue: Consume needs a handler")
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 1
+	opts, err := opts.Checked(h)
+	if err != nil {
+		return err
 	}
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
@@ -144,20 +133,11 @@ func (q *Queue) Consume(ctx context.Context, opts imaged.ConsumeOptions, h image
 	log := q.log.With("worker_id", opts.WorkerID)
 	handlerCtx := context.WithoutCancel(ctx)
 
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
-		q.sweep(ctx, log)
-	}()
-
 	poll := time.NewTicker(q.opts.PollInterval)
 	defer poll.Stop()
 	slots := make(chan struct{}, opts.Concurrency)
 	var inflight sync.WaitGroup
-	defer func() {
-		inflight.Wait()
-		<-sweepDone
-	}()
+	defer inflight.Wait()
 
 	for {
 		// A free slot first, so a claimed task never waits for one under its lease.
@@ -224,40 +204,9 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, h imaged.Handler, 
 		d.Trace = map[string]string{"traceparent": t.TraceParent}
 	}
 	log = log.With("task_id", t.ID, "task_type", t.Type, "attempt", t.Attempts, "correlation_id", t.CorrelationID)
-	defer func() {
-		if r := recover(); r != nil {
-			log.ErrorContext(ctx, "task handler panicked; the task is left to the lease sweeper",
-				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		}
-	}()
 	if err := h(ctx, d); err != nil {
 		log.ErrorContext(ctx, "task handler could not record an outcome; the task is left to the lease sweeper",
 			"error", err)
-	}
-}
-
-// sweep requeues tasks whose lease ran out, every SweepInterval until ctx is done, and wakes
-// consumers when it requeued any.
-func (q *Queue) sweep(ctx context.Context, log *slog.Logger) {
-	tick := time.NewTicker(q.opts.SweepInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		ids, err := q.store.RequeueExpired(ctx, time.Now(), false)
-		if err != nil {
-			if ctx.Err() == nil {
-				log.ErrorContext(ctx, "requeueing expired leases failed", "error", err)
-			}
-			continue
-		}
-		if len(ids) > 0 {
-			log.WarnContext(ctx, "requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
-			q.signal()
-		}
 	}
 }
 

@@ -2,7 +2,6 @@ package dbqueue_test
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -96,80 +95,14 @@ func complete(ctx context.Context, s imaged.TaskStore, d *imaged.Delivery) error
 	return err
 }
 
-func TestEachTaskProcessedOnce(t *testing.T) {
-	s := newStore(t)
-	// Polling is off in practice: tasks are found by the first claim or by Publish's wake-up.
-	q := dbqueue.New(s, dbqueue.Options{PollInterval: time.Hour, Logger: quiet})
-	defer q.Close()
-	const n, conc = 100, 4
-	tasks := createTasks(t, s, n/2, time.Time{})
-
-	var mu sync.Mutex
-	seen := map[string]int{}
-	var inflight, maxInflight, done atomic.Int32
-	stop := consume(t, q, imaged.ConsumeOptions{WorkerID: "w1", Concurrency: conc, Lease: time.Minute},
-		func(ctx context.Context, d *imaged.Delivery) error {
-			cur := inflight.Add(1)
-			defer inflight.Add(-1)
-			for {
-				m := maxInflight.Load()
-				if cur <= m || maxInflight.CompareAndSwap(m, cur) {
-					break
-				}
-			}
-			if d.Task == nil || d.Task.Status != imaged.StatusProcessing || d.Task.WorkerID != "w1" ||
-				d.Type != imaged.TaskTypeTransform || d.CorrelationID != "corr" || d.Redelivered {
-				t.Errorf("delivery = %+v, task %+v", d, d.Task)
-			}
-			mu.Lock()
-			seen[d.TaskID]++
-			mu.Unlock()
-			time.Sleep(2 * time.Millisecond) // stands in for work, so handlers overlap
-			if err := complete(ctx, s, d); err != nil {
-				t.Errorf("CompleteTask: %v", err)
-			}
-			done.Add(1)
-			return nil
-		})
-
-	// The second half arrives while consuming, published as the API does.
-	for _, task := range createTasks(t, s, n/2, time.Time{}) {
-		if err := q.Publish(t.Context(), task, 0); err != nil {
-			t.Fatalf("Publish: %v", err)
-		}
-		tasks = append(tasks, task)
-	}
-	start := time.Now()
-	waitFor(t, 30*time.Second, "100 tasks processed", func() bool { return done.Load() == n })
-	t.Logf("100 tasks with concurrency %d in %v, at most %d in flight", conc, time.Since(start), maxInflight.Load())
-	stop()
-
-	for _, task := range tasks {
-		if seen[task.ID] != 1 {
-			t.Fatalf("task %s handled %d times, want once", task.ID, seen[task.ID])
-		}
-		got, err := s.Task(t.Context(), task.ID)
-		if err != nil || got.Status != imaged.StatusCompleted || got.Attempts != 1 {
-			t.Fatalf("task %s = %+v, %v; want completed at attempt 1", task.ID, got, err)
-		}
-	}
-	if m := maxInflight.Load(); m > conc || m < 2 {
-		t.Fatalf("at most %d handlers in flight, want between 2 and %d", m, conc)
-	}
-	if depth, err := q.Depth(t.Context()); err != nil || depth[imaged.TaskTypeTransform] != 0 {
-		t.Fatalf("Depth = %v, %v; want 0 transform", depth, err)
-	}
-}
-
 func TestDelayedTaskNotClaimedEarly(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		poll time.Duration
 	}{
-		// Fast polling must not claim the task before its RunAfter...
+		// Fast polling must not claim the task before its RunAfter. (Without polling, Publish's
+		// timer wakes the consumer when it is due: the contract suite's DelayedRetry.)
 		{"polling", 10 * time.Millisecond},
-		// ...and without polling, Publish's timer must wake the consumer when it is due.
-		{"wake-up", time.Hour},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newStore(t)
@@ -243,126 +176,6 @@ func TestQueuedTaskSurvivesRestart(t *testing.T) {
 	waitFor(t, 10*time.Second, "the task processed after restart", func() bool { return got.Load() != nil })
 	if got.Load() != task.ID {
 		t.Fatalf("processed %v, want %s", got.Load(), task.ID)
-	}
-}
-
-func TestExpiredLeaseIsSweptAndProcessed(t *testing.T) {
-	s := newStore(t)
-	task := createTasks(t, s, 1, time.Time{})[0]
-	// A worker claims it and dies.
-	if c, err := s.ClaimTask(t.Context(), task.ID, nil, "dead", 100*time.Millisecond); err != nil || c == nil {
-		t.Fatalf("ClaimTask = %v, %v", c, err)
-	}
-	q := dbqueue.New(s, dbqueue.Options{PollInterval: time.Hour, SweepInterval: 50 * time.Millisecond, Logger: quiet})
-	defer q.Close()
-	var got atomic.Pointer[imaged.Delivery]
-	consume(t, q, imaged.ConsumeOptions{WorkerID: "alive"}, func(ctx context.Context, d *imaged.Delivery) error {
-		got.Store(d)
-		return complete(ctx, s, d)
-	})
-	waitFor(t, 10*time.Second, "the swept task processed", func() bool { return got.Load() != nil })
-	d := got.Load()
-	if d.TaskID != task.ID || !d.Redelivered || d.Task.Attempts != 2 || d.Task.WorkerID != "alive" {
-		t.Fatalf("delivery = %+v, task %+v; want a redelivery at attempt 2 to alive", d, d.Task)
-	}
-}
-
-func TestHandlerErrorLeavesTaskToSweeper(t *testing.T) {
-	s := newStore(t)
-	task := createTasks(t, s, 1, time.Time{})[0]
-	q := dbqueue.New(s, dbqueue.Options{PollInterval: time.Hour, SweepInterval: 50 * time.Millisecond, Logger: quiet})
-	defer q.Close()
-	var mu sync.Mutex
-	var attempts []int
-	consume(t, q, imaged.ConsumeOptions{WorkerID: "w", Lease: 200 * time.Millisecond},
-		func(ctx context.Context, d *imaged.Delivery) error {
-			mu.Lock()
-			attempts = append(attempts, d.Task.Attempts)
-			first := len(attempts) == 1
-			mu.Unlock()
-			if first {
-				return errors.New("the database went away")
-			}
-			return complete(ctx, s, d)
-		})
-	waitFor(t, 10*time.Second, "the task completed after a failed handler", func() bool {
-		got, err := s.Task(t.Context(), task.ID)
-		return err == nil && got.Status == imaged.StatusCompleted
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if len(attempts) != 2 || attempts[0] != 1 || attempts[1] != 2 {
-		t.Fatalf("deliveries at attempts %v, want [1 2]", attempts)
-	}
-}
-
-func TestCancelWaitsForInflightHandlers(t *testing.T) {
-	s := newStore(t)
-	tasks := createTasks(t, s, 2, time.Time{})
-	q := dbqueue.New(s, dbqueue.Options{PollInterval: 10 * time.Millisecond, Logger: quiet})
-	defer q.Close()
-
-	started := make(chan context.Context, 2)
-	release := make(chan struct{})
-	var handlerReturned atomic.Bool
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	returned := make(chan error, 1)
-	go func() {
-		returned <- q.Consume(ctx, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1},
-			func(hctx context.Context, d *imaged.Delivery) error {
-				started <- hctx
-				<-release
-				err := complete(hctx, s, d)
-				handlerReturned.Store(true)
-				return err
-			})
-	}()
-	var hctx context.Context
-	select {
-	case hctx = <-started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no handler started")
-	}
-	cancel()
-	select {
-	case err := <-returned:
-		t.Fatalf("Consume returned %v while a handler was running", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if hctx.Err() != nil {
-		t.Fatalf("the handler's context was cancelled with Consume's: %v", hctx.Err())
-	}
-	close(release)
-	select {
-	case err := <-returned:
-		if err != nil {
-			t.Fatalf("Consume returned %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Consume did not return after its handler did")
-	}
-	if !handlerReturned.Load() {
-		t.Fatal("Consume returned before its handler")
-	}
-	if len(started) != 0 {
-		t.Fatal("a task was handled after cancel")
-	}
-	var completed, queued int
-	for _, task := range tasks {
-		got, err := s.Task(t.Context(), task.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch got.Status {
-		case imaged.StatusCompleted:
-			completed++
-		case imaged.StatusQueued:
-			queued++
-		}
-	}
-	if completed != 1 || queued != 1 {
-		t.Fatalf("%d completed, %d queued; want the in-flight task completed and the other left queued", completed, queued)
 	}
 }
 

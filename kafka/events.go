@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,12 +25,9 @@ type EventsOptions struct {
 // So SSE streams see every event, wherever it happened, and in-process readers keep working
 // while Kafka is away.
 type Events struct {
-	b       *Broker
-	all     *inmem.Events
-	local   *inmem.Events
-	origin  string
-	cl      *kgo.Client
-	dropped atomic.Uint64
+	b     *Broker
+	relay *inmem.Relay
+	cl    *kgo.Client
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -43,9 +39,6 @@ var _ imaged.Events = (*Events)(nil)
 
 // Events starts the event stream. Close it before the broker.
 func (b *Broker) Events(opts EventsOptions) (*Events, error) {
-	if opts.Origin == "" {
-		opts.Origin = imaged.NewID()
-	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ClientID("imaged-events"),
 		kgo.ConsumeTopics(b.EventsTopic()), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 		kgo.FetchMaxWait(500*time.Millisecond), kgo.DialTimeout(5*time.Second), kgo.RetryBackoffFn(retryBackoff))
@@ -53,8 +46,7 @@ func (b *Broker) Events(opts EventsOptions) (*Events, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Events{b: b, all: inmem.NewEvents(inmem.EventsOptions{}), local: inmem.NewEvents(inmem.EventsOptions{}),
-		origin: opts.Origin, cl: cl, ctx: ctx, cancel: cancel}
+	e := &Events{b: b, relay: inmem.NewRelay(opts.Origin), cl: cl, ctx: ctx, cancel: cancel}
 	e.wg.Add(1)
 	go e.receive()
 	return e, nil
@@ -64,14 +56,7 @@ func (b *Broker) Events(opts EventsOptions) (*Events, error) {
 // subscribers and produces it to Kafka without waiting. It never blocks: when the producer's
 // buffer is full (Kafka away for long), Kafka misses the event (see Dropped).
 func (e *Events) Publish(_ context.Context, ev imaged.Event) error {
-	if ev.ID == "" {
-		ev.ID = imaged.NewID()
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
-	}
-	_ = e.local.Publish(context.Background(), ev)
-	_ = e.all.Publish(context.Background(), ev)
+	ev = e.relay.Publish(ev)
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return nil
@@ -86,25 +71,25 @@ func (e *Events) Publish(_ context.Context, ev imaged.Event) error {
 	r := &kgo.Record{Topic: e.b.EventsTopic(), Key: []byte(key), Value: body, Timestamp: ev.Time, Headers: []kgo.RecordHeader{
 		{Key: headerEventType, Value: []byte(ev.Type)},
 		{Key: headerCorrelationID, Value: []byte(ev.CorrelationID)},
-		{Key: headerOrigin, Value: []byte(e.origin)},
+		{Key: headerOrigin, Value: []byte(e.relay.Origin())},
 	}}
 	e.b.prod.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
 		if err != nil {
-			e.dropped.Add(1)
+			e.relay.Drop()
 		}
 	})
 	return nil
 }
 
 // Subscribe returns the events of every process from now on.
-func (e *Events) Subscribe() (<-chan imaged.Event, func()) { return e.all.Subscribe() }
+func (e *Events) Subscribe() (<-chan imaged.Event, func()) { return e.relay.Subscribe() }
 
 // Local is the stream of the events this process published, for work that must happen once
 // per event across processes (webhook deliveries).
-func (e *Events) Local() imaged.Events { return e.local }
+func (e *Events) Local() imaged.Events { return e.relay.Local() }
 
 // Dropped returns how many events did not reach Kafka.
-func (e *Events) Dropped() uint64 { return e.dropped.Load() }
+func (e *Events) Dropped() uint64 { return e.relay.Dropped() }
 
 func (e *Events) receive() {
 	defer e.wg.Done()
@@ -113,16 +98,7 @@ func (e *Events) receive() {
 		if fs.IsClientClosed() || e.ctx.Err() != nil {
 			return
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if header(r, headerOrigin) == e.origin {
-				return
-			}
-			var ev imaged.Event
-			if err := json.Unmarshal(r.Value, &ev); err != nil || ev.Type == "" {
-				return
-			}
-			_ = e.all.Publish(context.Background(), ev)
-		})
+		fs.EachRecord(func(r *kgo.Record) { e.relay.Receive(header(r, headerOrigin), r.Value) })
 	}
 }
 
@@ -135,8 +111,7 @@ func (e *Events) Close() error {
 		e.cancel()
 		e.wg.Wait()
 		e.cl.Close()
-		_ = e.all.Close()
-		_ = e.local.Close()
+		_ = e.relay.Close()
 	})
 	return nil
 }

@@ -2,17 +2,13 @@ package kafka
 
 import (
 	"context"
-	"errors"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/imaged/imaged/internal/tcpproxy"
 
 	"github.com/imaged/imaged"
-	"github.com/imaged/imaged/sqlite"
 )
 
 func TestParseURL(t *testing.T) {
@@ -79,65 +75,6 @@ func TestPublishConsumeCommitsAndLagFalls(t *testing.T) {
 			t.Errorf("delivery of %s = %+v", id, d)
 		}
 	}
-}
-
-func TestHandlerErrorIsRetriedBeforeCommit(t *testing.T) {
-	k := startKafka(t, nil)
-	b := openBroker(t, k.addr, nil)
-	if err := b.Publish(context.Background(), task(imaged.TaskTypeOCR), 0); err != nil {
-		t.Fatal(err)
-	}
-	var calls atomic.Int32
-	var redelivered atomic.Bool
-	consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		if calls.Add(1) == 1 {
-			return errors.New("database unreachable")
-		}
-		redelivered.Store(d.Redelivered)
-		return nil
-	})
-	waitFor(t, 15*time.Second, "a second call", func() bool { return calls.Load() >= 2 })
-	if !redelivered.Load() {
-		t.Error("the second call is not marked redelivered")
-	}
-	waitFor(t, 10*time.Second, "lag 0", func() bool { return lag(t, b) == 0 })
-}
-
-func TestNotBeforeIsHonoured(t *testing.T) {
-	k := startKafka(t, nil)
-	b := openBroker(t, k.addr, nil)
-	arrived := make(chan time.Time, 2)
-	late, now := task(imaged.TaskTypeTransform), task(imaged.TaskTypeTransform)
-	var nowAt atomic.Int64
-	consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		switch d.TaskID {
-		case late.ID:
-			arrived <- time.Now()
-		case now.ID:
-			nowAt.Store(time.Now().UnixNano())
-		}
-		return nil
-	})
-	start := time.Now()
-	if err := b.Publish(context.Background(), late, 700*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Publish(context.Background(), now, 0); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case at := <-arrived:
-		if el := at.Sub(start); el < 700*time.Millisecond || el > 5*time.Second {
-			t.Errorf("delayed task ran after %s, want ≥ 700ms", el)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the delayed task never ran")
-	}
-	// A waiting record does not hold the only slot: the task behind it ran first.
-	if n := nowAt.Load(); n == 0 || time.Unix(0, n).Sub(start) > 700*time.Millisecond {
-		t.Errorf("the undelayed task waited for the delayed one")
-	}
-	waitFor(t, 10*time.Second, "lag 0", func() bool { return lag(t, b) == 0 })
 }
 
 func TestTwoConsumersShareTheGroupAndSurviveARebalance(t *testing.T) {
@@ -265,123 +202,4 @@ func TestReconnectAfterConnectionCut(t *testing.T) {
 		}
 	}
 	waitFor(t, 15*time.Second, "lag 0", func() bool { return lag(t, b) == 0 })
-}
-
-func TestDeadLetters(t *testing.T) {
-	k := startKafka(t, nil)
-	b := openBroker(t, k.addr, nil)
-	tk := task(imaged.TaskTypeDetect)
-	if err := b.DeadLetter(context.Background(), tk, &imaged.TaskFailure{Code: imaged.EInternal, Message: "boom"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ids, err := b.DeadLetters(ctx)
-	if err != nil || len(ids) != 1 || ids[0] != tk.ID {
-		t.Fatalf("dead letters %v %v", ids, err)
-	}
-}
-
-func TestEventsCrossProcesses(t *testing.T) {
-	k := startKafka(t, nil)
-	a := openBroker(t, k.addr, nil)
-	b := openBroker(t, k.addr, func(c *Config) { c.TopicPrefix = a.cfg.TopicPrefix })
-	ea, err := a.Events(EventsOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ea.Close()
-	eb, err := b.Events(EventsOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eb.Close()
-	subA, stopA := ea.Subscribe()
-	defer stopA()
-	subB, stopB := eb.Subscribe()
-	defer stopB()
-	localB, stopLB := eb.Local().Subscribe()
-	defer stopLB()
-	// b's consumer starts at the end of the topic once it has loaded it: probe until it sees one.
-	waitFor(t, 15*time.Second, "b's event consumer", func() bool {
-		_ = ea.Publish(context.Background(), imaged.Event{Type: imaged.EventHealth})
-		select {
-		case <-subB:
-			return true
-		case <-time.After(200 * time.Millisecond):
-			return false
-		}
-	})
-	drain := func(ch <-chan imaged.Event) {
-		for {
-			select {
-			case <-ch:
-			case <-time.After(500 * time.Millisecond):
-				return
-			}
-		}
-	}
-	drain(subA)
-	drain(subB)
-	ev := imaged.Event{Type: imaged.EventTaskCompleted, TaskID: "t1", Status: imaged.StatusCompleted, CorrelationID: "c-42"}
-	_ = ea.Publish(context.Background(), ev)
-	recv := func(ch <-chan imaged.Event, who string) imaged.Event {
-		select {
-		case e := <-ch:
-			return e
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s got no event", who)
-		}
-		return imaged.Event{}
-	}
-	if e := recv(subA, "a"); e.TaskID != "t1" {
-		t.Errorf("a got %+v", e)
-	}
-	if e := recv(subB, "b"); e.TaskID != "t1" || e.CorrelationID != "c-42" || e.Type != imaged.EventTaskCompleted {
-		t.Errorf("b got %+v", e)
-	}
-	select {
-	case e := <-subA:
-		t.Errorf("a got its own event twice: %+v", e)
-	case e := <-localB:
-		t.Errorf("b's local stream got a's event: %+v", e)
-	case <-time.After(700 * time.Millisecond):
-	}
-}
-
-func TestSweepRepublishesTasksWhoseWorkerDied(t *testing.T) {
-	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "imaged.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	img := &imaged.Image{ID: imaged.NewID(), Key: "k", Format: "png", ContentType: "image/png", Width: 1, Height: 1, CreatedAt: time.Now().UTC()}
-	if err := store.CreateImage(ctx, img); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	tk := &imaged.Task{ID: imaged.NewID(), Type: imaged.TaskTypeTransform, Status: imaged.StatusQueued, ImageID: img.ID,
-		Ops: []imaged.Op{{Name: "resize"}}, MaxAttempts: 3, CreatedAt: now, RunAfter: now}
-	if _, err := store.CreateTasks(ctx, []*imaged.Task{tk}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if c, err := store.ClaimTask(ctx, tk.ID, nil, "dead-worker", 200*time.Millisecond); err != nil || c == nil {
-		t.Fatalf("claim: %v %v", c, err)
-	}
-	k := startKafka(t, nil)
-	b := openBroker(t, k.addr, func(c *Config) { c.Store = store; c.SweepInterval = 100 * time.Millisecond })
-	got := make(chan string, 1)
-	consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		got <- d.TaskID
-		return nil
-	})
-	select {
-	case id := <-got:
-		if id != tk.ID {
-			t.Fatalf("got %s", id)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the task of the dead worker was never published again")
-	}
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/imaged/imaged"
@@ -37,12 +37,9 @@ type EventsOptions struct {
 // bound to every event type and reach this process's subscribers too. So SSE streams see every
 // event, wherever it happened, and in-process readers keep working while the broker is away.
 type Events struct {
-	b       *Broker
-	all     *inmem.Events // events of every process
-	local   *inmem.Events // events published by this process
-	origin  string
-	out     chan imaged.Event
-	dropped atomic.Uint64
+	b     *Broker
+	relay *inmem.Relay
+	out   chan imaged.Event
 
 	ctx     context.Context // ends receiving
 	cancel  context.CancelFunc
@@ -63,14 +60,10 @@ func (b *Broker) Events(opts EventsOptions) *Events {
 	if opts.Buffer <= 0 {
 		opts.Buffer = DefaultEventBuffer
 	}
-	if opts.Origin == "" {
-		opts.Origin = imaged.NewID()
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopCtx, stop := context.WithCancel(context.Background())
-	e := &Events{b: b, all: inmem.NewEvents(inmem.EventsOptions{}), local: inmem.NewEvents(inmem.EventsOptions{}),
-		origin: opts.Origin, out: make(chan imaged.Event, opts.Buffer), ctx: ctx, cancel: cancel,
-		stopCtx: stopCtx, stop: stop}
+	e := &Events{b: b, relay: inmem.NewRelay(opts.Origin), out: make(chan imaged.Event, opts.Buffer),
+		ctx: ctx, cancel: cancel, stopCtx: stopCtx, stop: stop}
 	e.sendWG.Add(1)
 	e.wg.Add(1)
 	go e.send()
@@ -82,31 +75,23 @@ func (b *Broker) Events(opts EventsOptions) *Events {
 // subscribers and queues it for the broker. It never blocks: when the broker has been away for
 // long enough to fill the buffer, the broker misses the event (see Dropped).
 func (e *Events) Publish(_ context.Context, ev imaged.Event) error {
-	if ev.ID == "" {
-		ev.ID = imaged.NewID()
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
-	}
-	_ = e.local.Publish(context.Background(), ev)
-	_ = e.all.Publish(context.Background(), ev)
 	select {
-	case e.out <- ev:
+	case e.out <- e.relay.Publish(ev):
 	default:
-		e.dropped.Add(1)
+		e.relay.Drop()
 	}
 	return nil
 }
 
 // Subscribe returns the events of every process from now on.
-func (e *Events) Subscribe() (<-chan imaged.Event, func()) { return e.all.Subscribe() }
+func (e *Events) Subscribe() (<-chan imaged.Event, func()) { return e.relay.Subscribe() }
 
 // Local is the stream of the events this process published, for work that must happen once
 // per event across processes (webhook deliveries).
-func (e *Events) Local() imaged.Events { return e.local }
+func (e *Events) Local() imaged.Events { return e.relay.Local() }
 
 // Dropped returns how many events never reached the broker because the buffer was full.
-func (e *Events) Dropped() uint64 { return e.dropped.Load() }
+func (e *Events) Dropped() uint64 { return e.relay.Dropped() }
 
 // send publishes queued events, waiting for the connection while it is down. When Close
 // begins it sends what is still queued, for at most flushTimeout.
@@ -153,7 +138,7 @@ func (e *Events) sendOne(ctx context.Context, ev imaged.Event) bool {
 	}
 	msg := amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Transient, MessageId: ev.ID,
 		CorrelationId: ev.CorrelationID, Timestamp: ev.Time, Type: ev.Type,
-		Headers: amqp.Table{"correlation_id": ev.CorrelationID, "origin": e.origin, "event_type": ev.Type}, Body: body}
+		Headers: amqp.Table{"correlation_id": ev.CorrelationID, "origin": e.relay.Origin(), "event_type": ev.Type}, Body: body}
 	for {
 		_, pub, gen, err := e.b.current(ctx)
 		if err != nil {
@@ -173,24 +158,19 @@ func (e *Events) sendOne(ctx context.Context, ev imaged.Event) bool {
 // receive consumes other processes' events into the local bus, reconnecting as needed.
 func (e *Events) receive() {
 	defer e.wg.Done()
-	wait := 100 * time.Millisecond
-	for e.ctx.Err() == nil {
+	_ = again(e.ctx, func() error {
 		conn, _, gen, err := e.b.current(e.ctx)
 		if err != nil {
-			return
+			return backoff.Permanent(err)
 		}
 		if err := e.receiveOn(conn); err != nil && e.ctx.Err() == nil {
-			e.b.log.Warn("receiving events stopped; starting again", "error", err.Error())
 			e.b.broken(gen)
-			select {
-			case <-e.ctx.Done():
-			case <-time.After(wait):
-			}
-			wait = min(wait*2, 5*time.Second)
-			continue
+			return err
 		}
-		wait = 100 * time.Millisecond
-	}
+		return nil
+	}, func(err error, wait time.Duration) {
+		e.b.log.Warn("receiving events stopped; starting again", "error", err.Error(), "retry_in", wait.String())
+	})
 }
 
 func (e *Events) receiveOn(conn *amqp.Connection) error {
@@ -213,14 +193,8 @@ func (e *Events) receiveOn(conn *amqp.Connection) error {
 		return err
 	}
 	for d := range dels {
-		if o, _ := d.Headers["origin"].(string); o == e.origin {
-			continue
-		}
-		var ev imaged.Event
-		if err := json.Unmarshal(d.Body, &ev); err != nil || ev.Type == "" {
-			continue
-		}
-		_ = e.all.Publish(context.Background(), ev)
+		origin, _ := d.Headers["origin"].(string)
+		e.relay.Receive(origin, d.Body)
 	}
 	if e.ctx.Err() != nil {
 		return nil
@@ -235,8 +209,7 @@ func (e *Events) Close() error {
 		e.sendWG.Wait()
 		e.cancel()
 		e.wg.Wait()
-		_ = e.all.Close()
-		_ = e.local.Close()
+		_ = e.relay.Close()
 	})
 	return nil
 }

@@ -2,8 +2,6 @@ package rabbitmq
 
 import (
 	"context"
-	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,7 +10,6 @@ import (
 	"github.com/imaged/imaged/internal/tcpproxy"
 
 	"github.com/imaged/imaged"
-	"github.com/imaged/imaged/sqlite"
 )
 
 // consume runs Consume in the background and returns a function that stops it and waits.
@@ -123,32 +120,6 @@ func TestPublishConsumeAckEmptiesTheQueue(t *testing.T) {
 	}
 }
 
-func TestHandlerErrorRedelivers(t *testing.T) {
-	b := openBroker(t, nil)
-	tk := task(imaged.TaskTypeTransform)
-	if err := b.Publish(context.Background(), tk, 0); err != nil {
-		t.Fatal(err)
-	}
-	var calls atomic.Int32
-	var redelivered atomic.Bool
-	consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		if calls.Add(1) == 1 {
-			return errors.New("database unreachable")
-		}
-		redelivered.Store(d.Redelivered)
-		return nil
-	})
-	waitFor(t, 15*time.Second, "a second delivery", func() bool { return calls.Load() >= 2 })
-	if !redelivered.Load() {
-		t.Error("the second delivery is not marked redelivered")
-	}
-	waitFor(t, 5*time.Second, "queue empty", func() bool { return depth(t, b, imaged.TaskTypeTransform) == 0 })
-	time.Sleep(300 * time.Millisecond) // a third delivery would show up now
-	if n := calls.Load(); n != 2 {
-		t.Errorf("handler called %d times, want 2", n)
-	}
-}
-
 func TestPrefetchIsConcurrency(t *testing.T) {
 	b := openBroker(t, nil)
 	for range 6 {
@@ -182,30 +153,6 @@ func TestPrefetchIsConcurrency(t *testing.T) {
 	}
 }
 
-func TestDelayedPublishArrivesAfterTheDelay(t *testing.T) {
-	b := openBroker(t, nil)
-	tk := task(imaged.TaskTypeDetect)
-	arrived := make(chan time.Time, 1)
-	consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		if d.TaskID == tk.ID {
-			arrived <- time.Now()
-		}
-		return nil
-	})
-	start := time.Now()
-	if err := b.Publish(context.Background(), tk, 400*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case at := <-arrived:
-		if el := at.Sub(start); el < 400*time.Millisecond || el > 3*time.Second {
-			t.Errorf("delayed task arrived after %s, want 400ms..3s (tier %s)", el, tierFor(400*time.Millisecond))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the delayed task never arrived")
-	}
-}
-
 func TestTierFor(t *testing.T) {
 	for _, c := range []struct{ in, want time.Duration }{
 		{time.Millisecond, 100 * time.Millisecond}, {time.Second, time.Second}, {1100 * time.Millisecond, 2 * time.Second},
@@ -235,32 +182,6 @@ func TestDeadLetterQueue(t *testing.T) {
 	ids, _ = b.DeadLetters(context.Background())
 	if len(ids) != 1 {
 		t.Fatalf("dead letters after a second read: %v", ids)
-	}
-}
-
-func TestShutdownLetsHandlersFinishAndAcks(t *testing.T) {
-	b := openBroker(t, nil)
-	if err := b.Publish(context.Background(), task(imaged.TaskTypeTransform), 0); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	var finished atomic.Bool
-	stop := consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		close(started)
-		time.Sleep(300 * time.Millisecond)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		finished.Store(true)
-		return nil
-	})
-	<-started
-	stop()
-	if !finished.Load() {
-		t.Fatal("the handler was cut short by shutdown")
-	}
-	if n := depth(t, b, imaged.TaskTypeTransform); n != 0 {
-		t.Fatalf("a finished message went back to the queue: depth %d", n)
 	}
 }
 
@@ -312,110 +233,4 @@ func TestReconnectAfterConnectionCut(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Second, "queue empty", func() bool { return depth(t, b, imaged.TaskTypeTransform) == 0 })
-}
-
-func TestEventsCrossProcesses(t *testing.T) {
-	a := openBroker(t, nil)
-	// A second "process": its own connection to the same exchange.
-	b := openBroker(t, func(c *Config) { c.Exchange = a.cfg.Exchange; c.Prefix = a.cfg.Prefix })
-	ea := a.Events(EventsOptions{})
-	defer ea.Close()
-	eb := b.Events(EventsOptions{})
-	defer eb.Close()
-	subA, stopA := ea.Subscribe()
-	defer stopA()
-	subB, stopB := eb.Subscribe()
-	defer stopB()
-	localB, stopLB := eb.Local().Subscribe()
-	defer stopLB()
-
-	// Wait until b's private queue is bound: publish probes until one arrives.
-	waitFor(t, 10*time.Second, "the event subscription of b", func() bool {
-		_ = ea.Publish(context.Background(), imaged.Event{Type: imaged.EventHealth})
-		select {
-		case <-subB:
-			return true
-		case <-time.After(100 * time.Millisecond):
-			return false
-		}
-	})
-	drain := func(ch <-chan imaged.Event) {
-		for {
-			select {
-			case <-ch:
-			case <-time.After(300 * time.Millisecond):
-				return
-			}
-		}
-	}
-	drain(subA)
-	drain(subB)
-
-	ev := imaged.Event{Type: imaged.EventTaskCompleted, TaskID: "t1", Status: imaged.StatusCompleted, CorrelationID: "c-42", WorkerID: "w"}
-	if err := ea.Publish(context.Background(), ev); err != nil {
-		t.Fatal(err)
-	}
-	recv := func(ch <-chan imaged.Event, who string) imaged.Event {
-		select {
-		case e := <-ch:
-			return e
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s got no event", who)
-		}
-		return imaged.Event{}
-	}
-	if e := recv(subA, "a"); e.TaskID != "t1" || e.CorrelationID != "c-42" {
-		t.Errorf("a got %+v", e)
-	}
-	if e := recv(subB, "b"); e.TaskID != "t1" || e.CorrelationID != "c-42" || e.Type != imaged.EventTaskCompleted || e.ID == "" {
-		t.Errorf("b got %+v", e)
-	}
-	select {
-	case e := <-subA:
-		t.Errorf("a got its own event twice: %+v", e)
-	case e := <-localB:
-		t.Errorf("b's local stream got a's event: %+v", e)
-	case <-time.After(500 * time.Millisecond):
-	}
-}
-
-func TestSweepRepublishesTasksWhoseWorkerDied(t *testing.T) {
-	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "imaged.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	img := &imaged.Image{ID: imaged.NewID(), Key: "k", Format: "png", ContentType: "image/png", Width: 1, Height: 1, CreatedAt: time.Now().UTC()}
-	if err := store.CreateImage(ctx, img); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	tk := &imaged.Task{ID: imaged.NewID(), Type: imaged.TaskTypeTransform, Status: imaged.StatusQueued, ImageID: img.ID,
-		Ops: []imaged.Op{{Name: "resize"}}, MaxAttempts: 3, CreatedAt: now, RunAfter: now}
-	if _, err := store.CreateTasks(ctx, []*imaged.Task{tk}, nil); err != nil {
-		t.Fatal(err)
-	}
-	// A worker claimed it and died: the row stays processing until its lease runs out.
-	if c, err := store.ClaimTask(ctx, tk.ID, nil, "dead-worker", 200*time.Millisecond); err != nil || c == nil {
-		t.Fatalf("claim: %v %v", c, err)
-	}
-	b := openBroker(t, func(c *Config) { c.Store = store; c.SweepInterval = 100 * time.Millisecond })
-	got := make(chan string, 1)
-	consume(t, b, imaged.ConsumeOptions{WorkerID: "w", Concurrency: 1}, func(ctx context.Context, d *imaged.Delivery) error {
-		got <- d.TaskID
-		return nil
-	})
-	select {
-	case id := <-got:
-		if id != tk.ID {
-			t.Fatalf("got %s", id)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the task of the dead worker was never published again")
-	}
-	cur, _ := store.Task(ctx, tk.ID)
-	if cur.Status != imaged.StatusQueued {
-		t.Errorf("status %s, want queued", cur.Status)
-	}
 }

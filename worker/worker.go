@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -32,10 +33,13 @@ type Config struct {
 	// Lease is how long a claimed task stays this worker's without word from it; a running
 	// task's lease is renewed every Lease/3, so a worker that dies (kill -9, a lost node) gives
 	// its tasks back within about Lease plus the sweep interval. Default 60 s.
-	Lease       time.Duration
-	BackoffBase time.Duration // retry n waits BackoffBase·2^n ± jitter; default 1 s
-	BackoffMax  time.Duration // default 5 min
-	URLExpiry   time.Duration // for result URLs; default 1 h
+	Lease time.Duration
+	// SweepInterval is how often Run puts the tasks whose lease ran out back in the queue;
+	// DefaultSweepInterval when zero.
+	SweepInterval time.Duration
+	BackoffBase   time.Duration // retry n waits BackoffBase·2^n ± jitter; default 1 s
+	BackoffMax    time.Duration // default 5 min
+	URLExpiry     time.Duration // for result URLs; default 1 h
 }
 
 // DefaultLease is Config.Lease when not set.
@@ -77,6 +81,9 @@ func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.Bl
 	if cfg.Lease <= 0 {
 		cfg.Lease = DefaultLease
 	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 5 * time.Minute
 	}
@@ -93,12 +100,18 @@ func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.Bl
 // ID returns the worker id.
 func (w *Worker) ID() string { return w.cfg.ID }
 
-// Run consumes until ctx is cancelled. Running tasks then get the grace period to finish; what
-// is still running after it is cancelled and put back in the queue. Run returns when every task
-// has been recorded.
+// Run consumes until ctx is cancelled, and meanwhile sweeps the tasks whose lease ran out back
+// into the queue. Running tasks then get the grace period to finish; what is still running after
+// it is cancelled and put back in the queue. Run returns when every task has been recorded.
 func (w *Worker) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.Grace, w.cancelRunning) })
 	defer stop()
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		SweepExpiredLeases(ctx, w.cfg.SweepInterval, w.store, w.queue, w.log.With("worker_id", w.cfg.ID))
+	}()
+	defer func() { <-sweepDone }()
 	err := w.queue.Consume(ctx, imaged.ConsumeOptions{
 		WorkerID: w.cfg.ID, Types: w.cfg.Types, Concurrency: w.cfg.Concurrency, Lease: w.cfg.Lease,
 	}, w.Handle)
@@ -164,8 +177,15 @@ func (w *Worker) heartbeat(ctx context.Context, task *imaged.Task, cancel contex
 }
 
 // Handle runs one delivery to its recorded outcome. It returns an error only when the outcome
-// could not be recorded, so that the queue delivers the task again.
-func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) error {
+// could not be recorded, so that the queue delivers the task again. A panic in the attempt is
+// such an error too: the task comes back rather than vanishing with a crashed goroutine, and
+// the queues need no recovery of their own.
+func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("task handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
 	ctx = imaged.WithWorkerID(ctx, w.cfg.ID)
 	if d.CorrelationID != "" {
 		ctx = imaged.WithCorrelationID(ctx, d.CorrelationID)
@@ -296,7 +316,7 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 			return fmt.Errorf("requeue task %s on shutdown: %w", task.ID, rerr)
 		}
 		w.log.WarnContext(ctx, "task requeued on shutdown", "task_id", task.ID)
-		return w.queue.Publish(context.WithoutCancel(ctx), task, 0)
+		return requeue(ctx, w.queue, task, 0)
 	}
 	w.log.WarnContext(ctx, "task attempt failed", "task_id", task.ID, "attempt", task.Attempts, "error", err.Error())
 	span := trace.SpanFromContext(ctx)
@@ -313,7 +333,7 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 		if w.metrics != nil {
 			w.metrics.TaskRetries.WithLabelValues(task.Type).Inc()
 		}
-		return w.queue.Publish(ctx, task, delay)
+		return requeue(ctx, w.queue, task, delay)
 	}
 	done, rerr := w.store.FailTask(ctx, task.ID, task.Attempts, f)
 	if imaged.IsCode(rerr, imaged.EConflict) {
@@ -400,7 +420,7 @@ func (w *Worker) handBackEarly(ctx context.Context, id string) error {
 		return nil
 	}
 	delay := max(time.Until(cur.RunAfter), 100*time.Millisecond)
-	if err := w.queue.Publish(context.WithoutCancel(ctx), cur, delay); err != nil {
+	if err := requeue(ctx, w.queue, cur, delay); err != nil {
 		return fmt.Errorf("hand back task %s that is not yet due: %w", id, err)
 	}
 	w.log.InfoContext(ctx, "delivery came before the task was due; published again", "task_id", id, "delay", delay.String())

@@ -128,11 +128,11 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 	}
 	switch qu.Scheme {
 	case "db":
-		q := dbqueue.New(store, dbqueue.Options{PollInterval: cfg.PollInterval, SweepInterval: cfg.LeaseSweep})
+		q := dbqueue.New(store, dbqueue.Options{PollInterval: cfg.PollInterval})
 		a.queue = q
 		a.closers = append(a.closers, q)
 	case "amqp", "amqps", "kafka":
-		q, ev, closers, err := openBroker(ctx, qu.Scheme, a.queueURL, store, cfg.LeaseSweep, log)
+		q, ev, closers, err := openBroker(ctx, qu.Scheme, a.queueURL, log)
 		if err != nil {
 			return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: %w", err)
 		}

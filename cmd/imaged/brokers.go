@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"time"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/kafka"
@@ -21,9 +20,8 @@ type brokerEvents interface {
 }
 
 // openBroker opens the queue and event stream of an amqp://, amqps:// or kafka:// queue URL.
-// store lets the workers queue again the tasks whose worker died. The closers are in opening
-// order (closed in reverse: events before the connection).
-func openBroker(ctx context.Context, scheme, raw string, store imaged.TaskStore, sweep time.Duration, log *slog.Logger) (
+// The closers are in opening order (closed in reverse: events before the connection).
+func openBroker(ctx context.Context, scheme, raw string, log *slog.Logger) (
 	imaged.Queue, brokerEvents, []io.Closer, error) {
 	switch scheme {
 	case "amqp", "amqps":
@@ -31,7 +29,7 @@ func openBroker(ctx context.Context, scheme, raw string, store imaged.TaskStore,
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		rcfg.Store, rcfg.SweepInterval, rcfg.Logger = store, sweep, log
+		rcfg.Logger = log
 		b, err := rabbitmq.Open(ctx, rcfg)
 		if err != nil {
 			return nil, nil, nil, err
@@ -43,7 +41,7 @@ func openBroker(ctx context.Context, scheme, raw string, store imaged.TaskStore,
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		kcfg.Store, kcfg.SweepInterval, kcfg.Logger = store, sweep, log
+		kcfg.Logger = log
 		b, err := kafka.Open(ctx, kcfg)
 		if err != nil {
 			return nil, nil, nil, err

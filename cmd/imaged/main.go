@@ -159,7 +159,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	if cfg.Workers > 0 {
 		w := worker.New(worker.Config{
 			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace, Lease: cfg.TaskLease,
-			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry,
+			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry, SweepInterval: cfg.LeaseSweep,
 		}, a.store, a.queue, a.blobs, processor, a.events, metrics, log)
 		workerID = w.ID()
 		// Webhooks of the tasks this process finishes; they stop a moment after the workers,

@@ -1,0 +1,57 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// DefaultSweepInterval is Config.SweepInterval when not set.
+const DefaultSweepInterval = 10 * time.Second
+
+// SweepExpiredLeases puts tasks whose lease ran out (their worker died) back to queued every
+// interval until ctx is done, and hands each one to q again: a broker's messages of those tasks
+// were taken by the dead worker, and the database queue's consumers are woken for them. It
+// belongs to the worker side, not to the queues, so that a queue only carries messages and never
+// needs the task store.
+func SweepExpiredLeases(ctx context.Context, every time.Duration, store imaged.TaskStore, q imaged.Queue, log *slog.Logger) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ids, err := store.RequeueExpired(ctx, time.Now(), false)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("requeueing expired leases failed", "error", err.Error())
+			}
+			continue
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		log.Warn("requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
+		for _, id := range ids {
+			t, err := store.Task(ctx, id)
+			if err == nil {
+				err = requeue(ctx, q, t, 0)
+			}
+			if err != nil {
+				log.Error("publishing a requeued task failed", "task_id", id, "error", err.Error())
+			}
+		}
+	}
+}
+
+// requeue makes t, already queued in the task store, available to workers again after delay.
+// It is the one place the worker side hands a task back to the queue (a retry, a shutdown, a
+// delivery that came early, a lease that ran out), so that writing the message in the same
+// transaction as the task's new state (an outbox) replaces this function alone.
+func requeue(ctx context.Context, q imaged.Queue, t *imaged.Task, delay time.Duration) error {
+	return q.Publish(context.WithoutCancel(ctx), t, delay)
+}
