@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -177,4 +178,17 @@ func End(span trace.Span, err error) {
 		}
 	}
 	span.End()
+}
+
+// System names the backend a URL setting selects as OpenTelemetry's db.system / messaging.system
+// attributes want it (postgresql, rabbitmq, sqlite, s3, file, kafka, db).
+func System(rawURL string) string {
+	scheme, _, _ := strings.Cut(rawURL, "://")
+	switch scheme {
+	case "postgres", "postgresql":
+		return "postgresql"
+	case "amqp", "amqps":
+		return "rabbitmq"
+	}
+	return scheme
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/ratelimit"
 	"github.com/imaged/imaged/redis"
+	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/signedurl"
 )
 
@@ -83,7 +84,7 @@ func newOutbound(cfg *Config) *outbound.Client {
 		redirects = -1 // none
 	}
 	return outbound.New(outbound.Config{
-		Allow: cfg.outboundAllow, AllowHosts: splitComma(cfg.OutboundAllowHosts), MaxRedirects: redirects,
+		Allow: cfg.outboundAllow, AllowHosts: settings.List(cfg.OutboundAllowHosts), MaxRedirects: redirects,
 		ConnectTimeout: cfg.OutboundConnectTimeout, Timeout: cfg.OutboundTimeout, MaxBytes: maxBytes,
 		UserAgent: "imaged/" + versionString(),
 	})

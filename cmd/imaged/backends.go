@@ -237,25 +237,6 @@ func publicURL(cfg *Config) string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
-// redact hides credentials in URLs written to logs.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable)"
-	}
-	if u.User != nil {
-		u.User = url.User(u.User.Username())
-	}
-	q := u.Query()
-	for _, k := range []string{"secret_key", "access_key", "password"} {
-		if q.Has(k) {
-			q.Set(k, "REDACTED")
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 // urlSecret returns the key signing local-disk URLs: the setting, or one generated once and
 // kept in the data directory so URLs stay valid across restarts.
 func urlSecret(cfg *Config) ([]byte, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
+	"github.com/imaged/imaged/settings"
 )
 
 const apikeyUsage = `usage:
@@ -24,7 +25,7 @@ The database is the one serve uses (IMAGED_DATABASE_URL or DATA_DIR/imaged.db).`
 
 // apikeyCommand runs `imaged apikey create|list|revoke`.
 func apikeyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || !oneOf(args[0], "create", "list", "revoke") {
+	if len(args) == 0 || !settings.OneOf(args[0], "create", "list", "revoke") {
 		fmt.Fprintln(stderr, apikeyUsage)
 		return errors.New("usage: imaged apikey create|list|revoke")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"time"
 
+	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/webhook"
 )
 
@@ -17,23 +18,23 @@ type brokerConfig struct {
 	HealthInterval  time.Duration
 }
 
-func brokerSettings(c *Config) []setting {
-	return []setting{
-		{"lease-sweep", "IMAGED_LEASE_SWEEP", "how often workers queue again the tasks whose worker died (lease run out)", durationFlag(&c.LeaseSweep, 10*time.Second)},
-		{"webhook-secret", "IMAGED_WEBHOOK_SECRET", "key of the HMAC-SHA256 signature of webhooks; default: generated once into DATA_DIR (set it when processes do not share one)", stringFlag(&c.WebhookSecret, "")},
-		{"webhook-attempts", "IMAGED_WEBHOOK_ATTEMPTS", "tries of a webhook delivery", intFlag(&c.WebhookAttempts, webhook.DefaultAttempts)},
-		{"webhook-backoff", "IMAGED_WEBHOOK_BACKOFF", "wait before the second try of a webhook; doubles for each later one", durationFlag(&c.WebhookBackoff, webhook.DefaultBackoff)},
-		{"webhook-timeout", "IMAGED_WEBHOOK_TIMEOUT", "longest try of a webhook delivery", durationFlag(&c.WebhookTimeout, webhook.DefaultTimeout)},
-		{"health-event-interval", "IMAGED_HEALTH_EVENT_INTERVAL", "how often a health event (status and key figures) is published; 0 = never", durationFlag(&c.HealthInterval, 30*time.Second)},
+func brokerSettings(c *Config) []settings.Setting {
+	return []settings.Setting{
+		settings.New("lease-sweep", "IMAGED_LEASE_SWEEP", "how often workers queue again the tasks whose worker died (lease run out)", settings.Duration(&c.LeaseSweep, 10*time.Second)),
+		settings.New("webhook-secret", "IMAGED_WEBHOOK_SECRET", "key of the HMAC-SHA256 signature of webhooks; default: generated once into DATA_DIR (set it when processes do not share one)", settings.String(&c.WebhookSecret, "")),
+		settings.New("webhook-attempts", "IMAGED_WEBHOOK_ATTEMPTS", "tries of a webhook delivery", settings.Int(&c.WebhookAttempts, webhook.DefaultAttempts)),
+		settings.New("webhook-backoff", "IMAGED_WEBHOOK_BACKOFF", "wait before the second try of a webhook; doubles for each later one", settings.Duration(&c.WebhookBackoff, webhook.DefaultBackoff)),
+		settings.New("webhook-timeout", "IMAGED_WEBHOOK_TIMEOUT", "longest try of a webhook delivery", settings.Duration(&c.WebhookTimeout, webhook.DefaultTimeout)),
+		settings.New("health-event-interval", "IMAGED_HEALTH_EVENT_INTERVAL", "how often a health event (status and key figures) is published; 0 = never", settings.Duration(&c.HealthInterval, 30*time.Second)),
 	}
 }
 
 func (c *Config) validateBrokers() error {
-	return firstFailure([]check{
-		{c.LeaseSweep >= 100*time.Millisecond, "IMAGED_LEASE_SWEEP", "must be at least 100ms"},
-		{c.WebhookAttempts >= 1 && c.WebhookAttempts <= 20, "IMAGED_WEBHOOK_ATTEMPTS", "must be between 1 and 20"},
-		{c.WebhookBackoff > 0, "IMAGED_WEBHOOK_BACKOFF", "must be positive"},
-		{c.WebhookTimeout > 0, "IMAGED_WEBHOOK_TIMEOUT", "must be positive"},
-		{c.HealthInterval == 0 || c.HealthInterval >= time.Second, "IMAGED_HEALTH_EVENT_INTERVAL", "must be 0 or at least 1s"},
+	return settings.FirstFailure([]settings.Check{
+		settings.Rule(c.LeaseSweep >= 100*time.Millisecond, "IMAGED_LEASE_SWEEP", "must be at least 100ms"),
+		settings.Rule(c.WebhookAttempts >= 1 && c.WebhookAttempts <= 20, "IMAGED_WEBHOOK_ATTEMPTS", "must be between 1 and 20"),
+		settings.Rule(c.WebhookBackoff > 0, "IMAGED_WEBHOOK_BACKOFF", "must be positive"),
+		settings.Rule(c.WebhookTimeout > 0, "IMAGED_WEBHOOK_TIMEOUT", "must be positive"),
+		settings.Rule(c.HealthInterval == 0 || c.HealthInterval >= time.Second, "IMAGED_HEALTH_EVENT_INTERVAL", "must be 0 or at least 1s"),
 	})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/tracing"
 	"github.com/imaged/imaged/vips"
 	"github.com/imaged/imaged/worker"
@@ -224,8 +225,8 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 			return fail(fmt.Errorf("setting IMAGED_ADDR: cannot listen on %s: %w", cfg.Addr, err))
 		}
 		log.Info("imaged serving", "addr", ln.Addr().String(), "version", versionString(),
-			"database", redact(a.databaseURL), "queue", redact(a.queueURL), "storage", redact(a.storageURL),
-			"cache", redact(a.redisURL), "workers", cfg.Workers)
+			"database", settings.RedactURL(a.databaseURL), "queue", settings.RedactURL(a.queueURL), "storage", settings.RedactURL(a.storageURL),
+			"cache", settings.RedactURL(a.redisURL), "workers", cfg.Workers)
 		go func() { errc <- srv.Serve(ln) }()
 	}
 

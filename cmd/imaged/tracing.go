@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/tracing"
 )
 
@@ -20,18 +21,18 @@ type tracingConfig struct {
 	TraceSampleRatio float64
 }
 
-func tracingSettings(c *Config) []setting {
-	return []setting{
-		{"trace-exporter", "IMAGED_TRACE_EXPORTER", "where OpenTelemetry spans go: none, otlp (OTLP over HTTP) or file (JSON lines)", stringFlag(&c.TraceExporter, tracing.ExporterNone)},
-		{"trace-endpoint", "IMAGED_TRACE_ENDPOINT", "OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (unset = the OTEL_EXPORTER_OTLP_* variables, else localhost:4318)", stringFlag(&c.TraceEndpoint, "")},
-		{"trace-file", "IMAGED_TRACE_FILE", "file the file exporter appends spans to, one JSON object a line", stringFlag(&c.TraceFile, "")},
-		{"trace-sample-ratio", "IMAGED_TRACE_SAMPLE_RATIO", "share of new traces recorded, 0..1; a caller's sampled traceparent is always followed", floatFlag(&c.TraceSampleRatio, 1)},
+func tracingSettings(c *Config) []settings.Setting {
+	return []settings.Setting{
+		settings.New("trace-exporter", "IMAGED_TRACE_EXPORTER", "where OpenTelemetry spans go: none, otlp (OTLP over HTTP) or file (JSON lines)", settings.String(&c.TraceExporter, tracing.ExporterNone)),
+		settings.New("trace-endpoint", "IMAGED_TRACE_ENDPOINT", "OTLP/HTTP endpoint, e.g. http://otel-collector:4318 (unset = the OTEL_EXPORTER_OTLP_* variables, else localhost:4318)", settings.String(&c.TraceEndpoint, "")),
+		settings.New("trace-file", "IMAGED_TRACE_FILE", "file the file exporter appends spans to, one JSON object a line", settings.String(&c.TraceFile, "")),
+		settings.New("trace-sample-ratio", "IMAGED_TRACE_SAMPLE_RATIO", "share of new traces recorded, 0..1; a caller's sampled traceparent is always followed", settings.Float(&c.TraceSampleRatio, 1)),
 	}
 }
 
 func (c *Config) validateTracing() error {
 	switch {
-	case !oneOf(c.TraceExporter, tracing.ExporterNone, tracing.ExporterOTLP, tracing.ExporterFile):
+	case !settings.OneOf(c.TraceExporter, tracing.ExporterNone, tracing.ExporterOTLP, tracing.ExporterFile):
 		return fmt.Errorf("setting IMAGED_TRACE_EXPORTER: must be none, otlp or file")
 	case c.TraceExporter == tracing.ExporterFile && c.TraceFile == "":
 		return fmt.Errorf("setting IMAGED_TRACE_FILE: must name a file when IMAGED_TRACE_EXPORTER is file")
@@ -74,17 +75,7 @@ func (a *adapters) traced(cfg *Config) {
 	if !cfg.tracingOn() {
 		return
 	}
-	system := func(raw string) string {
-		scheme, _, _ := strings.Cut(raw, "://")
-		switch scheme {
-		case "postgres", "postgresql":
-			return "postgresql"
-		case "amqp", "amqps":
-			return "rabbitmq"
-		}
-		return scheme
-	}
-	a.store = tracing.Store(a.store, system(a.databaseURL))
-	a.blobs = tracing.Blobs(a.blobs, system(a.storageURL))
-	a.queue = tracing.Queue(a.queue, system(a.queueURL))
+	a.store = tracing.Store(a.store, tracing.System(a.databaseURL))
+	a.blobs = tracing.Blobs(a.blobs, tracing.System(a.storageURL))
+	a.queue = tracing.Queue(a.queue, tracing.System(a.queueURL))
 }
