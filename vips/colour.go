@@ -19,19 +19,24 @@ import (
 //	threshold              threshold 0..255 (default 128): one band, 255 where grey >= threshold
 //	sepia                  a brown tint of the luminance
 func init() {
-	register("grayscale", parseNoArgs(func(img *govips.ImageRef) error {
-		return img.ToColorSpace(govips.InterpretationBW)
-	}), false)
-	register("greyscale", builtins["grayscale"].parse, false)
-	register("invert", parseNoArgs(func(img *govips.ImageRef) error {
+	// Each maps every pixel on its own, in one pass from top to bottom: it streams and works on
+	// each frame of an animation.
+	pointOp := func(name, summary string, parse parseFunc) {
+		register(opSpec{OpSpec: imaged.OpSpec{Name: name, Summary: summary, Frames: imaged.FramesEach},
+			parse: parse, streams: true})
+	}
+	grey := parseNoArgs(func(img *govips.ImageRef) error { return img.ToColorSpace(govips.InterpretationBW) })
+	pointOp("grayscale", "makes the image grey", grey)
+	pointOp("greyscale", "makes the image grey", grey)
+	pointOp("invert", "inverts the colours", parseNoArgs(func(img *govips.ImageRef) error {
 		return colourOnly(img, func(c *govips.ImageRef) error { return c.Invert() })
-	}), false)
-	register("sepia", parseNoArgs(sepia), false)
-	register("brightness", parseFactor("brightness", 0, 10, brightness), false)
-	register("contrast", parseFactor("contrast", 0, 10, contrast), false)
-	register("saturation", parseFactor("saturation", 0, 10, saturation), false)
-	register("gamma", parseGamma, false)
-	register("threshold", parseThreshold, false)
+	}))
+	pointOp("sepia", "tints the image brown", parseNoArgs(sepia))
+	pointOp("brightness", "scales the brightness", parseFactor("brightness", 0, 10, brightness))
+	pointOp("contrast", "stretches values away from mid-grey", parseFactor("contrast", 0, 10, contrast))
+	pointOp("saturation", "scales the chroma", parseFactor("saturation", 0, 10, saturation))
+	pointOp("gamma", "applies a gamma curve", parseGamma)
+	pointOp("threshold", "turns the image black and white at a grey level", parseThreshold)
 }
 
 // funcStep is an op that is one function of the image.

@@ -42,7 +42,10 @@ var outputFormats = []string{"jpeg", "png", "webp", "avif", "tiff", "gif", "auto
 // pipeline wins.
 type convertStep struct{ out output }
 
-func init() { register("convert", parseConvert, false) }
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "convert", Summary: "sets the output format and its options",
+		Frames: imaged.FramesWhole}, parse: parseConvert, streams: true})
+}
 
 func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {

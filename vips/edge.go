@@ -22,7 +22,10 @@ type edgeStep struct {
 	sigma     float64
 }
 
-func init() { register("edge", parseEdge, false) }
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "edge", Summary: "finds the edges of the image", Frames: imaged.FramesEach},
+		parse: parseEdge, heavy: true})
+}
 
 func parseEdge(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {

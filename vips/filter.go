@@ -10,10 +10,14 @@ import (
 )
 
 func init() {
-	register("blur", parseBlur, false)
-	register("sharpen", parseSharpen, false)
-	register("pixelate", parsePixelate, false)
-	register("emboss", parseEmboss, false)
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "blur", Summary: "blurs the image (Gaussian)", Frames: imaged.FramesEach},
+		parse: parseBlur, heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "sharpen", Summary: "sharpens the image (unsharp mask)", Frames: imaged.FramesEach},
+		parse: parseSharpen, heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "pixelate", Summary: "turns the image into blocks of one colour", Frames: imaged.FramesEach},
+		parse: parsePixelate, heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "emboss", Summary: "makes the image look stamped in relief", Frames: imaged.FramesEach},
+		parse: parseEmboss, heavy: true})
 }
 
 // parseBlur: a Gaussian blur of sigma pixels (0.1..100, default 2).

@@ -29,9 +29,11 @@ type padStep struct {
 }
 
 func init() {
-	register("pad", parsePad, false)
-	register("extend", parsePad, false)
-	register("trim", parseTrim, false)
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "pad", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "extend", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
+	// trim would cut each frame of an animation to its own box.
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "trim", Summary: "cuts away a plain border"},
+		parse: parseTrim, heavy: true, rereads: always})
 }
 
 func parsePad(p *Processor, i int, op imaged.Op) (step, error) {

@@ -311,8 +311,17 @@ func TestMixedPipelineOrder(t *testing.T) {
 }
 
 type fakeAnalyzer struct {
+	name string // "detect" where empty
 	mu   sync.Mutex
-	seen []Pixels
+	seen []imaged.Pixels
+}
+
+func (f *fakeAnalyzer) Spec() imaged.OpSpec {
+	name := f.name
+	if name == "" {
+		name = "detect"
+	}
+	return imaged.OpSpec{Name: name, Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect}
 }
 
 func (f *fakeAnalyzer) Validate(i int, op imaged.Op) error {
@@ -329,7 +338,7 @@ func (f *fakeAnalyzer) Validate(i int, op imaged.Op) error {
 	return nil
 }
 
-func (f *fakeAnalyzer) Analyze(ctx context.Context, op imaged.Op, px Pixels) (json.RawMessage, error) {
+func (f *fakeAnalyzer) Analyze(ctx context.Context, op imaged.Op, px imaged.Pixels) (json.RawMessage, error) {
 	f.mu.Lock()
 	f.seen = append(f.seen, px)
 	f.mu.Unlock()
@@ -341,7 +350,7 @@ func (f *fakeAnalyzer) Analyze(ctx context.Context, op imaged.Op, px Pixels) (js
 
 func TestAnalyzer(t *testing.T) {
 	fa := &fakeAnalyzer{}
-	p := New(Config{Analyzers: map[string]Analyzer{"detect": fa}})
+	p := New(Config{Analyzers: []imaged.Analyzer{fa}})
 	src := readTestdata(t, "camera.png") // grey
 
 	res := process(t, p, src, `[{"op":"resize","width":100},{"op":"detect","threshold":0.5}]`)
@@ -391,7 +400,7 @@ func TestAnalyzerNameClash(t *testing.T) {
 			t.Fatal("no panic for an analyzer named like a built-in op")
 		}
 	}()
-	New(Config{Analyzers: map[string]Analyzer{"Resize": &fakeAnalyzer{}}})
+	New(Config{Analyzers: []imaged.Analyzer{&fakeAnalyzer{name: "Resize"}}})
 }
 
 func TestUndecodable(t *testing.T) {

@@ -26,12 +26,13 @@ type Config struct {
 	Concurrency int
 	// Limits bound the input and output dimensions; imaged.DefaultLimits where zero.
 	Limits imaged.Limits
-	// Analyzers add analysis ops (ocr, detect) by name, without this package knowing them.
-	Analyzers map[string]Analyzer
-	// Painters add transform ops drawn in Go (annotate) by name.
-	Painters map[string]Painter
+	// Analyzers add analysis ops (ocr, detect) under the names and traits their Spec declares,
+	// without this package knowing them.
+	Analyzers []imaged.Analyzer
+	// Painters add transform ops drawn in Go (annotate) likewise.
+	Painters []imaged.Painter
 	// Locator finds objects for crop gravity=object:<class>; that gravity is refused without it.
-	Locator Locator
+	Locator imaged.Locator
 	// MemoryBudget bounds, in MiB, the memory the pipelines running at once are estimated to
 	// make libvips hold; a pipeline waits for its share (see budget). 0 means 64 MiB per CPU,
 	// a negative value no bound.

@@ -88,7 +88,10 @@ func loadFonts() (map[string]*opentype.Font, error) {
 	return fonts, fontsErr
 }
 
-func init() { register("watermark", parseWatermark, false) }
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "watermark", Summary: "lays text or an uploaded image over the image",
+		Frames: imaged.FramesEach}, parse: parseWatermark, heavy: true})
+}
 
 func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {
