@@ -558,3 +558,29 @@ func TestAnimatedGIFFirstFrame(t *testing.T) {
 		t.Fatalf("%d pages, height %d", img.Pages(), img.Height())
 	}
 }
+
+// The built-in ops' registered traits decide the task type and the analysis of a pipeline.
+func TestRegisteredTraits(t *testing.T) {
+	for ops, want := range map[string]string{
+		`[{"op":"resize","width":10},{"op":"blur"}]`:                                    imaged.TaskTypeTransform,
+		`[{"op":"crop","width":10,"height":10,"gravity":"smart"}]`:                      imaged.TaskTypeTransform,
+		`[{"op":"crop","width":10,"height":10,"gravity":"object:cat"}]`:                 imaged.TaskTypeDetect,
+		`[{"op":"resize","width":10,"height":10,"fit":"cover","gravity":"Object:dog"}]`: imaged.TaskTypeDetect,
+	} {
+		if got := imaged.TaskTypeOf(parseOps(t, ops)); got != want {
+			t.Errorf("%s: %s, want %s", ops, got, want)
+		}
+	}
+	if imaged.HasAnalysis(parseOps(t, `[{"op":"frames"},{"op":"resize","width":10},{"op":"convert","format":"gif"}]`)) {
+		t.Error("frames, resize and convert answer with an image")
+	}
+	if !imaged.HasAnalysis(parseOps(t, `[{"op":"resize","width":10},{"op":"info"}]`)) {
+		t.Error("info answers with JSON")
+	}
+	// Every built-in op is known to the domain under the same traits.
+	for name, spec := range builtins {
+		if got, ok := imaged.LookupOp(name); !ok || got.Kind != spec.Kind || got.Frames != spec.Frames {
+			t.Errorf("%s: registered %+v, ok %v", name, got, ok)
+		}
+	}
+}
