@@ -150,11 +150,8 @@ func parseGamma(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	g := 2.2
-	if a.Gamma != nil {
-		g = *a.Gamma
-		if err := between(i, "gamma", "gamma", g, 0.1, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&g, i, "gamma", "gamma", a.Gamma, 0.1, 10); err != nil {
+		return nil, err
 	}
 	// Values become v^(1/gamma): above 1 brightens the mid-tones, below 1 darkens them.
 	return funcStep(func(img *govips.ImageRef) error {
@@ -176,11 +173,8 @@ func parseThreshold(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	t := 128.0
-	if a.Threshold != nil {
-		t = *a.Threshold
-		if err := between(i, "threshold", "threshold", t, 0, 255); err != nil {
-			return nil, err
-		}
+	if err := optional(&t, i, "threshold", "threshold", a.Threshold, 0, 255); err != nil {
+		return nil, err
 	}
 	// A grey value v becomes 255 when v >= t, else 0: (v - t + 0.5) scaled far past the
 	// uchar range and clipped by the cast.

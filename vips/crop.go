@@ -68,17 +68,11 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	c := &cropStep{gravity: "centre"}
-	if a.Width != nil {
-		if err := between(i, "crop", "width", *a.Width, 1, p.limits.MaxWidth); err != nil {
-			return nil, err
-		}
-		c.width = *a.Width
+	if err := optional(&c.width, i, "crop", "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+		return nil, err
 	}
-	if a.Height != nil {
-		if err := between(i, "crop", "height", *a.Height, 1, p.limits.MaxHeight); err != nil {
-			return nil, err
-		}
-		c.height = *a.Height
+	if err := optional(&c.height, i, "crop", "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+		return nil, err
 	}
 	if a.X != nil || a.Y != nil {
 		c.box = true
@@ -92,17 +86,11 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 			}
 			return nil, invalid(i, field, "crop with x and y needs width and height")
 		}
-		if a.X != nil {
-			if err := between(i, "crop", "x", *a.X, 0, p.limits.MaxWidth-1); err != nil {
-				return nil, err
-			}
-			c.x = *a.X
+		if err := optional(&c.x, i, "crop", "x", a.X, 0, p.limits.MaxWidth-1); err != nil {
+			return nil, err
 		}
-		if a.Y != nil {
-			if err := between(i, "crop", "y", *a.Y, 0, p.limits.MaxHeight-1); err != nil {
-				return nil, err
-			}
-			c.y = *a.Y
+		if err := optional(&c.y, i, "crop", "y", a.Y, 0, p.limits.MaxHeight-1); err != nil {
+			return nil, err
 		}
 		return c, nil
 	}

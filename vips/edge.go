@@ -44,17 +44,11 @@ func parseEdge(p *Processor, i int, op imaged.Op) (step, error) {
 			return nil, err
 		}
 	}
-	if a.Intensity != nil {
-		e.intensity = *a.Intensity
-		if err := between(i, "edge", "intensity", e.intensity, 0.01, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&e.intensity, i, "edge", "intensity", a.Intensity, 0.01, 10); err != nil {
+		return nil, err
 	}
-	if a.Sigma != nil {
-		e.sigma = *a.Sigma
-		if err := between(i, "edge", "sigma", e.sigma, 0, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&e.sigma, i, "edge", "sigma", a.Sigma, 0, 10); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

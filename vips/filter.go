@@ -30,11 +30,8 @@ func parseBlur(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	sigma := 2.0
-	if a.Sigma != nil {
-		sigma = *a.Sigma
-		if err := between(i, "blur", "sigma", sigma, 0.1, 100); err != nil {
-			return nil, err
-		}
+	if err := optional(&sigma, i, "blur", "sigma", a.Sigma, 0.1, 100); err != nil {
+		return nil, err
 	}
 	return funcStep(func(img *govips.ImageRef) error { return img.GaussianBlur(sigma) }), nil
 }
@@ -51,17 +48,11 @@ func parseSharpen(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	sigma, amount := 1.0, 3.0
-	if a.Sigma != nil {
-		sigma = *a.Sigma
-		if err := between(i, "sharpen", "sigma", sigma, 0.1, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&sigma, i, "sharpen", "sigma", a.Sigma, 0.1, 10); err != nil {
+		return nil, err
 	}
-	if a.Amount != nil {
-		amount = *a.Amount
-		if err := between(i, "sharpen", "amount", amount, 0, 20); err != nil {
-			return nil, err
-		}
+	if err := optional(&amount, i, "sharpen", "amount", a.Amount, 0, 20); err != nil {
+		return nil, err
 	}
 	return funcStep(func(img *govips.ImageRef) error {
 		if err := img.Sharpen(sigma, 2, amount); err != nil {
@@ -81,11 +72,8 @@ func parsePixelate(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	size := 10
-	if a.Size != nil {
-		size = *a.Size
-		if err := between(i, "pixelate", "size", size, 2, 1000); err != nil {
-			return nil, err
-		}
+	if err := optional(&size, i, "pixelate", "size", a.Size, 2, 1000); err != nil {
+		return nil, err
 	}
 	return funcStep(func(img *govips.ImageRef) error { return pixelate(img, size) }), nil
 }
@@ -125,11 +113,8 @@ func parseEmboss(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	e := &embossStep{strength: 1}
-	if a.Strength != nil {
-		e.strength = *a.Strength
-		if err := between(i, "emboss", "strength", e.strength, 0.1, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&e.strength, i, "emboss", "strength", a.Strength, 0.1, 10); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

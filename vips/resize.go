@@ -73,17 +73,11 @@ func parseResize(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, invalid(i, "width", "resize needs width, height or both")
 	}
 	r := &resizeStep{fit: "inside", kernel: "lanczos3", gravity: "centre", enlarge: a.Enlarge}
-	if a.Width != nil {
-		if err := between(i, "resize", "width", *a.Width, 1, p.limits.MaxWidth); err != nil {
-			return nil, err
-		}
-		r.width = *a.Width
+	if err := optional(&r.width, i, "resize", "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+		return nil, err
 	}
-	if a.Height != nil {
-		if err := between(i, "resize", "height", *a.Height, 1, p.limits.MaxHeight); err != nil {
-			return nil, err
-		}
-		r.height = *a.Height
+	if err := optional(&r.height, i, "resize", "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+		return nil, err
 	}
 	if a.Fit != "" {
 		r.fit = strings.ToLower(a.Fit)
