@@ -78,3 +78,15 @@ func TestHandlerCallTurnsAPanicIntoAnError(t *testing.T) {
 		t.Fatalf("Call of a handler that succeeds = %v", err)
 	}
 }
+
+func TestRegisteredOpsAreSorted(t *testing.T) {
+	ops := imaged.RegisteredOps()
+	for i := 1; i < len(ops); i++ {
+		if ops[i-1].Name >= ops[i].Name {
+			t.Fatalf("%s listed before %s", ops[i-1].Name, ops[i].Name)
+		}
+	}
+	if s, ok := imaged.LookupOp("test-finds"); !ok || s.Kind != imaged.OpAnalysis {
+		t.Fatalf("LookupOp = %+v, %v", s, ok)
+	}
+}
