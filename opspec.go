@@ -72,14 +72,15 @@ func (s *OpSpec) taskType(o Op) string {
 	return TaskTypeTransform
 }
 
-// opSpecs holds every registered op. It is written by init functions only, so reads need no
-// lock.
+// opSpecs holds every registered op. It is written before any op is looked up (by init
+// functions), so reads need no lock.
 var opSpecs = map[string]*OpSpec{}
 
 // RegisterOp makes an op's traits known to the domain. Call it from the init function of the
 // package that implements the op, as image.RegisterFormat is called by the image codecs: a
-// process knows the ops of the packages it links. Registering a name twice is a programming
-// error and panics.
+// process knows the ops of the packages it links. (A test that links none of them may declare
+// stand-ins before it uses them; registering is not safe while ops are looked up.)
+// Registering a name twice is a programming error and panics.
 func RegisterOp(spec OpSpec) {
 	if spec.Name == "" {
 		panic("imaged: RegisterOp with no name")

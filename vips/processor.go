@@ -32,8 +32,8 @@ type Processor struct {
 var _ imaged.Processor = (*Processor)(nil)
 
 // New returns a Processor, starting libvips with cfg if Startup has not run. It panics when an
-// analyzer or painter takes the name of another op, or declares that it runs on animations,
-// wiring mistakes that must not reach a request.
+// analyzer or painter takes the name of another op or declares traits the pipeline cannot give
+// it (another kind, running on animations): wiring mistakes that must not reach a request.
 func New(cfg Config) *Processor {
 	Startup(cfg)
 	p := &Processor{cfg: cfg, limits: cfg.limits(), ops: make(map[string]*opSpec, len(builtins)+len(cfg.Analyzers)+len(cfg.Painters)),
@@ -44,7 +44,7 @@ func New(cfg Config) *Processor {
 	p.SetImages(cfg.Images)
 	for _, a := range cfg.Analyzers {
 		// Analyzers stream: they take the pixels into memory themselves, in one pass.
-		p.addEngineOp("analyzer", a.Spec(), true, func(_ *Processor, i int, op imaged.Op) (step, error) {
+		p.addEngineOp("analyzer", imaged.OpAnalysis, a.Spec(), true, func(_ *Processor, i int, op imaged.Op) (step, error) {
 			name := strings.ToLower(op.Name)
 			if err := a.Validate(i, op); err != nil {
 				var e *imaged.Error
@@ -57,7 +57,7 @@ func New(cfg Config) *Processor {
 		})
 	}
 	for _, pt := range cfg.Painters {
-		p.addEngineOp("painter", pt.Spec(), false, func(_ *Processor, i int, op imaged.Op) (step, error) {
+		p.addEngineOp("painter", imaged.OpTransform, pt.Spec(), false, func(_ *Processor, i int, op imaged.Op) (step, error) {
 			if err := pt.Validate(i, op); err != nil {
 				return nil, err
 			}
@@ -67,15 +67,19 @@ func New(cfg Config) *Processor {
 	return p
 }
 
-// addEngineOp adds an op served by an engine outside this package under the traits it declares.
-func (p *Processor) addEngineOp(kind string, spec imaged.OpSpec, streams bool, parse parseFunc) {
+// addEngineOp adds an op served by an engine outside this package (an analyzer or a painter,
+// whose ops are of kind want) under the traits it declares.
+func (p *Processor) addEngineOp(role string, want imaged.OpKind, spec imaged.OpSpec, streams bool, parse parseFunc) {
 	spec.Name = strings.ToLower(spec.Name)
 	if _, clash := p.ops[spec.Name]; clash {
-		panic(fmt.Sprintf("vips: %s %q takes the name of another op", kind, spec.Name))
+		panic(fmt.Sprintf("vips: %s %q takes the name of another op", role, spec.Name))
+	}
+	if spec.Kind != want {
+		panic(fmt.Sprintf("vips: %s %q declares the wrong kind of op", role, spec.Name))
 	}
 	if spec.Frames != imaged.FramesRefused {
 		// Its step would run on each frame's own state and its analyses be lost with it.
-		panic(fmt.Sprintf("vips: %s %q cannot run on animations", kind, spec.Name))
+		panic(fmt.Sprintf("vips: %s %q cannot run on animations", role, spec.Name))
 	}
 	p.ops[spec.Name] = &opSpec{OpSpec: spec, parse: parse, streams: streams}
 }
