@@ -4,7 +4,9 @@
 // post-processing (best class, threshold, non-maximum suppression) are plain Go, so the boxes
 // come back in pixels of the image the caller passed in.
 //
-// The detect op is served by Service (Validate, Analyze); Annotate draws detections onto an image.
+// Service serves the pipeline's ops that need the detector, registering their traits with the
+// domain: detect (an imaged.Analyzer), annotate (its Annotator, an imaged.Painter, drawing with
+// Annotate) and gravity object:<class> of crop (Locate, an imaged.Locator).
 package detect
 
 import (

@@ -4,7 +4,8 @@
 // at the end. Analysis ops (info, and any registered Analyzer such as ocr or detect) read the
 // current image and add JSON to the result without changing it. An animation is reduced to its
 // first frame unless the pipeline starts with frames; then its frames are held stacked in one
-// image and each op runs on every frame (frames.go).
+// image and each op runs on every frame (frames.go). An op is its file and one register call
+// that declares all its traits (opSpec); an engine's op comes through Config.
 package vips
 
 import (
