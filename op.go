@@ -123,24 +123,21 @@ const (
 // TaskTypes lists every task type, e.g. for queue declarations and metrics.
 var TaskTypes = []string{TaskTypeTransform, TaskTypeOCR, TaskTypeDetect}
 
-// TaskTypeOf derives the task type of a pipeline: ocr if it holds an ocr op, else detect if it
-// runs the object detector (detect, annotate, or a crop or resize with gravity object:<class>),
-// else transform. Workers that hold the models consume the ocr and detect queues.
+// TaskTypeOf derives the task type of a pipeline from its ops' registered traits (OpSpec): ocr
+// if an op needs the OCR engines, else detect if one runs the object detector, else transform.
+// Workers that hold the models consume the ocr and detect queues.
 func TaskTypeOf(ops []Op) string {
 	typ := TaskTypeTransform
 	for _, o := range ops {
-		switch o.Name {
-		case "ocr":
-			return TaskTypeOCR
-		case "detect", "annotate":
-			typ = TaskTypeDetect
-		case "crop", "resize":
-			var a struct {
-				Gravity string `json:"gravity"`
-			}
-			if json.Unmarshal(o.Args, &a) == nil && strings.HasPrefix(strings.ToLower(a.Gravity), "object:") {
-				typ = TaskTypeDetect
-			}
+		spec, ok := opSpecs[o.Name]
+		if !ok {
+			continue
+		}
+		switch t := spec.taskType(o); t {
+		case TaskTypeOCR:
+			return t
+		case TaskTypeDetect:
+			typ = t
 		}
 	}
 	return typ

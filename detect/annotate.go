@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"image"
 	"math"
@@ -8,6 +10,8 @@ import (
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
+
+	"github.com/imaged/imaged"
 )
 
 // palette gives each class a colour that stays readable under white text.
@@ -15,6 +19,58 @@ var palette = [][3]byte{
 	{230, 25, 75}, {60, 180, 75}, {0, 130, 200}, {245, 130, 48}, {145, 30, 180},
 	{70, 150, 150}, {240, 50, 230}, {128, 128, 0}, {0, 0, 128}, {170, 110, 40},
 	{128, 0, 0}, {0, 128, 128},
+}
+
+// Annotator serves the annotate op: it draws the boxes of the pipeline's latest detect analysis
+// (or of a detection it runs itself when there is none) onto the image.
+type Annotator struct{ svc *Service }
+
+var _ imaged.Painter = Annotator{}
+
+// Annotator returns the painter of the annotate op, which detects with s when the pipeline has
+// not.
+func (s *Service) Annotator() Annotator { return Annotator{svc: s} }
+
+// Spec is the annotate op's registered traits.
+func (Annotator) Spec() imaged.OpSpec { return specs.annotate }
+
+// Validate checks the op's parameters: it has none.
+func (Annotator) Validate(i int, op imaged.Op) error {
+	var args struct {
+		Op string `json:"op"`
+	}
+	return op.DecodeArgs(i, &args)
+}
+
+// Paint draws the detections onto px.
+func (a Annotator) Paint(ctx context.Context, _ imaged.Op, px imaged.Pixels, analyses []imaged.Analysis) (imaged.Pixels, error) {
+	img := Image(px)
+	var dets []Detection
+	found := false
+	for i := len(analyses) - 1; i >= 0 && !found; i-- {
+		if analyses[i].Op != specs.detect.Name {
+			continue
+		}
+		var res Result
+		if err := json.Unmarshal(analyses[i].Result, &res); err != nil {
+			return imaged.Pixels{}, err
+		}
+		// Normalised boxes follow the image through resizes made after the detection.
+		for _, d := range res.Detections {
+			d.Box = Box{X1: d.BoxNorm.X1 * float64(px.Width), Y1: d.BoxNorm.Y1 * float64(px.Height),
+				X2: d.BoxNorm.X2 * float64(px.Width), Y2: d.BoxNorm.Y2 * float64(px.Height)}
+			dets = append(dets, d)
+		}
+		found = true
+	}
+	if !found {
+		res, err := a.svc.Detect(ctx, "", img, DefaultOptions())
+		if err != nil {
+			return imaged.Pixels{}, err
+		}
+		dets = res.Detections
+	}
+	return imaged.Pixels(Annotate(img, dets)), nil
 }
 
 // Annotate returns a copy of img with each detection's box outlined and labelled with its class

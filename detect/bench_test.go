@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"github.com/imaged/imaged"
+
 	"context"
 	"fmt"
 	"sync"
@@ -40,7 +42,7 @@ func BenchmarkDetect(b *testing.B) {
 		pool.Put(sess)
 	}
 	work := map[string]func() error{
-		"service": func() error { _, err := s.Analyze(ctx, o, img); return err },
+		"service": func() error { _, err := s.Analyze(ctx, o, imaged.Pixels(img)); return err },
 		"bare":    func() error { _, err := pool.Run(ctx, in); return err },
 	}
 	for _, conc := range []int{1, 2} {

@@ -4,7 +4,9 @@
 // post-processing (best class, threshold, non-maximum suppression) are plain Go, so the boxes
 // come back in pixels of the image the caller passed in.
 //
-// The detect op is served by Service (Validate, Analyze); Annotate draws detections onto an image.
+// Service serves the pipeline's ops that need the detector, registering their traits with the
+// domain: detect (an imaged.Analyzer), annotate (its Annotator, an imaged.Painter, drawing with
+// Annotate) and gravity object:<class> of crop (Locate, an imaged.Locator).
 package detect
 
 import (
@@ -142,6 +144,18 @@ func nms(cands []candidate, iou float64, max int, perClass bool) []candidate {
 		}
 	}
 	return kept
+}
+
+// detection is the answer for candidate c, labelled label, whose box is px in pixels of the
+// image and norm in fractions of its sides; both are rounded to what a client can use.
+func detection(label string, c candidate, px, norm Box) Detection {
+	return Detection{
+		ClassName: label,
+		ClassID:   c.class,
+		Score:     round(float64(c.score), 4),
+		Box:       Box{round(px.X1, 2), round(px.Y1, 2), round(px.X2, 2), round(px.Y2, 2)},
+		BoxNorm:   Box{round(norm.X1, 4), round(norm.Y1, 4), round(norm.X2, 4), round(norm.Y2, 4)},
+	}
 }
 
 // keepClasses filters candidates to the named classes (all when names is empty).

@@ -242,7 +242,7 @@ func TestAnalyzeResultAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, err := s.Analyze(context.Background(), opFromJSON(t, `{"op":"detect","confidence":0.4,"classes":["cat"]}`),
-		Image{Width: 10, Height: 20, Bands: 3, Data: make([]byte, 600)})
+		imaged.Pixels{Width: 10, Height: 20, Bands: 3, Data: make([]byte, 600)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,5 +341,26 @@ func TestBest(t *testing.T) {
 	}
 	if _, ok := Best(dets, "car"); ok {
 		t.Error("no car")
+	}
+}
+
+func TestRegisteredTraits(t *testing.T) {
+	for ops, want := range map[string]string{
+		`[{"op":"detect"}]`:                   imaged.TaskTypeDetect,
+		`[{"op":"annotate"}]`:                 imaged.TaskTypeDetect,
+		`[{"op":"detect"},{"op":"annotate"}]`: imaged.TaskTypeDetect,
+	} {
+		parsed, err := imaged.ParseOps([]byte(ops))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := imaged.TaskTypeOf(parsed); got != want {
+			t.Errorf("%s: %s, want %s", ops, got, want)
+		}
+	}
+	detect, _ := imaged.ParseOps([]byte(`[{"op":"detect"}]`))
+	annotate, _ := imaged.ParseOps([]byte(`[{"op":"annotate"}]`))
+	if !imaged.HasAnalysis(detect) || imaged.HasAnalysis(annotate) {
+		t.Error("detect answers with JSON, annotate with an image")
 	}
 }

@@ -148,50 +148,45 @@ func parseValueInfo(b []byte) (tensorInfo, error) {
 
 // fields calls fn with every length-delimited field of the message b, skipping the others.
 func fields(b []byte, fn func(protowire.Number, []byte) error) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errProto
-		}
-		b = b[n:]
-		if typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return errProto
-			}
-			if err := fn(num, v); err != nil {
-				return err
-			}
-			b = b[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
+	return walk(b, protowire.BytesType, func(num protowire.Number, b []byte) (int, error) {
+		v, m := protowire.ConsumeBytes(b)
 		if m < 0 {
-			return errProto
+			return m, nil
 		}
-		b = b[m:]
-	}
-	return nil
+		return m, fn(num, v)
+	})
 }
 
 // varints calls fn with every varint field of the message b.
 func varints(b []byte, fn func(protowire.Number, uint64)) error {
+	return walk(b, protowire.VarintType, func(num protowire.Number, b []byte) (int, error) {
+		x, m := protowire.ConsumeVarint(b)
+		if m >= 0 {
+			fn(num, x)
+		}
+		return m, nil
+	})
+}
+
+// walk calls read with every field of wire type typ of the message b, and the message from the
+// field's value on; read returns the length of the value, negative when it is malformed.
+// Fields of other types are skipped.
+func walk(b []byte, typ protowire.Type, read func(protowire.Number, []byte) (int, error)) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, t, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return errProto
 		}
 		b = b[n:]
-		if typ == protowire.VarintType {
-			x, m := protowire.ConsumeVarint(b)
-			if m < 0 {
-				return errProto
+		var m int
+		if t == typ {
+			var err error
+			if m, err = read(num, b); err != nil {
+				return err
 			}
-			fn(num, x)
-			b = b[m:]
-			continue
+		} else {
+			m = protowire.ConsumeFieldValue(num, t, b)
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
 			return errProto
 		}

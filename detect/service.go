@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -192,6 +194,29 @@ func (s *Service) parse(index int, op imaged.Op) (*request, error) {
 	return r, nil
 }
 
+// specs declare the traits of the ops the detector serves: detect reports the objects,
+// annotate draws them; both make their pipelines detect tasks, for the workers that hold the
+// models.
+var specs = struct{ detect, annotate imaged.OpSpec }{
+	detect: imaged.OpSpec{Name: "detect", Summary: "finds objects in the image, with their classes and boxes",
+		Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect},
+	annotate: imaged.OpSpec{Name: "annotate", Summary: "draws the boxes of the latest detections onto the image",
+		Kind: imaged.OpTransform, TaskType: imaged.TaskTypeDetect},
+}
+
+func init() {
+	imaged.RegisterOp(specs.detect)
+	imaged.RegisterOp(specs.annotate)
+}
+
+var (
+	_ imaged.Analyzer = (*Service)(nil)
+	_ imaged.Locator  = (*Service)(nil)
+)
+
+// Spec is the detect op's registered traits.
+func (s *Service) Spec() imaged.OpSpec { return specs.detect }
+
 // Validate checks the parameters of a detect op at position index of its pipeline, without
 // running anything. The error is EInvalid and names the op and field.
 func (s *Service) Validate(index int, op imaged.Op) error {
@@ -199,14 +224,14 @@ func (s *Service) Validate(index int, op imaged.Op) error {
 	return err
 }
 
-// Analyze runs a detect op (one that Validate accepted) over img and returns its Result as JSON.
+// Analyze runs a detect op (one that Validate accepted) over px and returns its Result as JSON.
 // A missing runtime or model is EUnavailable; bad parameters are EInvalid.
-func (s *Service) Analyze(ctx context.Context, op imaged.Op, img Image) (json.RawMessage, error) {
+func (s *Service) Analyze(ctx context.Context, op imaged.Op, px imaged.Pixels) (json.RawMessage, error) {
 	r, err := s.parse(0, op)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.run(ctx, r.model, img, r.opts)
+	res, err := s.run(ctx, r.model, Image(px), r.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +269,22 @@ func (s *Service) run(ctx context.Context, d Detector, img Image, opts Options) 
 	res.TimingsMS.Timings = tm
 	res.TimingsMS.Total = ms(time.Since(start))
 	return res, nil
+}
+
+// Locate finds the best object of class in px with the default model, for crop
+// gravity=object:<class>.
+func (s *Service) Locate(ctx context.Context, px imaged.Pixels, class string) (image.Rectangle, bool, error) {
+	opts := DefaultOptions()
+	opts.Classes = []string{class}
+	res, err := s.Detect(ctx, "", Image(px), opts)
+	if err != nil {
+		return image.Rectangle{}, false, err
+	}
+	best, ok := Best(res.Detections, class)
+	if !ok {
+		return image.Rectangle{}, false, nil
+	}
+	return image.Rect(int(best.Box.X1), int(best.Box.Y1), int(math.Ceil(best.Box.X2)), int(math.Ceil(best.Box.Y2))), true, nil
 }
 
 // Available reports whether the named model ("" for the default) can run: the runtime library

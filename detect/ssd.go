@@ -100,14 +100,8 @@ func (d *SSD) Detect(ctx context.Context, img Image, opts Options) ([]Detection,
 	w, h := float64(img.Width), float64(img.Height)
 	dets := make([]Detection, len(kept))
 	for i, c := range kept {
-		dets[i] = Detection{
-			ClassName: d.labels[c.class],
-			ClassID:   c.class,
-			COCOID:    c.class + 1,
-			Score:     round(float64(c.score), 4),
-			Box:       Box{round(c.box.X1*w, 2), round(c.box.Y1*h, 2), round(c.box.X2*w, 2), round(c.box.Y2*h, 2)},
-			BoxNorm:   Box{round(c.box.X1, 4), round(c.box.Y1, 4), round(c.box.X2, 4), round(c.box.Y2, 4)},
-		}
+		dets[i] = detection(d.labels[c.class], c, Box{c.box.X1 * w, c.box.Y1 * h, c.box.X2 * w, c.box.Y2 * h}, c.box)
+		dets[i].COCOID = c.class + 1
 	}
 	t3 := time.Now()
 	tm = Timings{Preprocess: ms(t1.Sub(t0)), Inference: ms(t2.Sub(t1)), Postprocess: ms(t3.Sub(t2))}

@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"github.com/imaged/imaged"
+
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -54,7 +56,7 @@ func ssdService(t testing.TB) *Service {
 
 func analyze(t testing.TB, s *Service, js string, img Image) Result {
 	t.Helper()
-	raw, err := s.Analyze(context.Background(), opFromJSON(t, js), img)
+	raw, err := s.Analyze(context.Background(), opFromJSON(t, js), imaged.Pixels(img))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +162,7 @@ func TestSSDConcurrentEqualsSequential(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			raw, err := s.Analyze(context.Background(), o, imgs[i%len(imgs)])
+			raw, err := s.Analyze(context.Background(), o, imaged.Pixels(imgs[i%len(imgs)]))
 			if err != nil {
 				t.Error(err)
 				return

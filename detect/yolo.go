@@ -241,13 +241,7 @@ func (d *YOLO) Detect(ctx context.Context, img Image, opts Options) ([]Detection
 	dets := make([]Detection, len(kept))
 	for i, c := range kept {
 		b := lb.toImage(c.box, img.Width, img.Height)
-		dets[i] = Detection{
-			ClassName: m.labels[c.class],
-			ClassID:   c.class,
-			Score:     round(float64(c.score), 4),
-			Box:       Box{round(b.X1, 2), round(b.Y1, 2), round(b.X2, 2), round(b.Y2, 2)},
-			BoxNorm:   Box{round(b.X1/iw, 4), round(b.Y1/ih, 4), round(b.X2/iw, 4), round(b.Y2/ih, 4)},
-		}
+		dets[i] = detection(m.labels[c.class], c, b, Box{b.X1 / iw, b.Y1 / ih, b.X2 / iw, b.Y2 / ih})
 		if m.cocoIDs != nil {
 			dets[i].COCOID = m.cocoIDs[c.class]
 		}

@@ -117,7 +117,7 @@ func TestYOLOSidecarNames(t *testing.T) {
 	if want := []string{"bolt", "nut", "washer", "nut", "bolt"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("names %v, want %v", names, want)
 	}
-	_, err = s.Analyze(context.Background(), opFromJSON(t, `{"op":"detect","model":"short"}`), greyImage(200, 100))
+	_, err = s.Analyze(context.Background(), opFromJSON(t, `{"op":"detect","model":"short"}`), imaged.Pixels(greyImage(200, 100)))
 	if !imaged.IsCode(err, imaged.EUnavailable) {
 		t.Errorf("two names for three classes: %v", err)
 	}
@@ -151,7 +151,7 @@ func TestYOLOMissingModelIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Analyze(context.Background(), opFromJSON(t, `{"op":"detect"}`), greyImage(4, 4))
+	_, err = s.Analyze(context.Background(), opFromJSON(t, `{"op":"detect"}`), imaged.Pixels(greyImage(4, 4)))
 	if !imaged.IsCode(err, imaged.EUnavailable) {
 		t.Errorf("missing model: %v", err)
 	}

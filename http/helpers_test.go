@@ -32,6 +32,10 @@ type fakeProcessor struct {
 
 var knownOps = map[string]bool{"resize": true, "convert": true, "blur": true, "grayscale": true, "info": true}
 
+// The packages that implement ops register their traits; these tests link none of them, so the
+// fake declares the one that answers with JSON.
+func init() { imaged.RegisterOp(imaged.OpSpec{Name: "info", Kind: imaged.OpAnalysis}) }
+
 func (p *fakeProcessor) Validate(ops []imaged.Op) error {
 	for i, o := range ops {
 		if !knownOps[o.Name] {

@@ -35,6 +35,13 @@ type Args struct {
 	Preprocess *Preprocess `json:"preprocess"`
 }
 
+// spec declares the ocr op's traits: an analysis that needs the OCR engines, so its pipelines
+// go to the workers that hold them.
+var spec = imaged.OpSpec{Name: "ocr", Summary: "reads the text of the image, with its lines and boxes",
+	Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeOCR}
+
+func init() { imaged.RegisterOp(spec) }
+
 // Op is the ocr analysis op: it validates its parameters and reads the text of the pipeline's
 // current image.
 type Op struct {
@@ -106,20 +113,25 @@ func (o *Op) Parse(index int, op imaged.Op) (Args, error) {
 	return a, nil
 }
 
+var _ imaged.Analyzer = (*Op)(nil)
+
+// Spec is the op's registered traits.
+func (o *Op) Spec() imaged.OpSpec { return spec }
+
 // Validate checks op's parameters without touching pixels.
 func (o *Op) Validate(index int, op imaged.Op) error {
 	_, err := o.Parse(index, op)
 	return err
 }
 
-// Analyze reads the text of img and returns the Result as JSON. A paddle request without the
+// Analyze reads the text of px and returns the Result as JSON. A paddle request without the
 // models is EUnavailable saying to run `make models`.
-func (o *Op) Analyze(ctx context.Context, op imaged.Op, img Image) (json.RawMessage, error) {
+func (o *Op) Analyze(ctx context.Context, op imaged.Op, px imaged.Pixels) (json.RawMessage, error) {
 	a, err := o.Parse(0, op)
 	if err != nil {
 		return nil, err
 	}
-	res, err := o.Recognize(ctx, img, a)
+	res, err := o.Recognize(ctx, Image(px), a)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func TestOpAnalyzeMetricsAndPreprocess(t *testing.T) {
 	o := NewOp(Config{Registerer: reg})
 	defer o.Close()
 	img := loadImage(t, "testdata/eval/rotated-plus5.png")
-	out, err := o.Analyze(context.Background(), parseOp(t, `{"op":"ocr","preprocess":{"grayscale":true,"upscale":1.5,"deskew":true}}`), img)
+	out, err := o.Analyze(context.Background(), parseOp(t, `{"op":"ocr","preprocess":{"grayscale":true,"upscale":1.5,"deskew":true}}`), imaged.Pixels(img))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestEstimateSkew(t *testing.T) {
 func TestOpPaddleWithoutModels(t *testing.T) {
 	o := NewOp(Config{Runtime: onnx.New(onnx.Config{ModelsDir: t.TempDir()})})
 	defer o.Close()
-	_, err := o.Analyze(context.Background(), parseOp(t, `{"op":"ocr","engine":"paddle"}`), loadImage(t, "testdata/eval/clean-00-dejavu-sans-22.png"))
+	_, err := o.Analyze(context.Background(), parseOp(t, `{"op":"ocr","engine":"paddle"}`), imaged.Pixels(loadImage(t, "testdata/eval/clean-00-dejavu-sans-22.png")))
 	if !imaged.IsCode(err, imaged.EUnavailable) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
 		t.Fatalf("want unavailable naming make models, got %v", err)
 	}
@@ -165,5 +165,18 @@ func TestConcurrentEqualsSequential(t *testing.T) {
 				t.Errorf("%s %s: concurrent %q, sequential %q", eng, set[i].name, got[i], want[i])
 			}
 		}
+	}
+}
+
+func TestRegisteredTraits(t *testing.T) {
+	ops, err := imaged.ParseOps([]byte(`[{"op":"resize","width":10},{"op":"ocr"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := imaged.TaskTypeOf(ops); got != imaged.TaskTypeOCR {
+		t.Errorf("task type %s, want ocr", got)
+	}
+	if !imaged.HasAnalysis(ops) {
+		t.Error("ocr answers with JSON")
 	}
 }

@@ -27,6 +27,7 @@ import (
 // store; Run closes it when the subtest ends (a store whose Close is called twice must not
 // mind).
 func Run(t *testing.T, open func(t *testing.T) imaged.TaskStore) {
+	declareEngineOps()
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s imaged.TaskStore)
@@ -68,6 +69,24 @@ func Run(t *testing.T, open func(t *testing.T) imaged.TaskStore) {
 }
 
 // --- helpers -------------------------------------------------------------------------------
+
+// declareEngineOps declares the traits of the fixtures' ocr and detect ops where the packages
+// that implement and register them are not linked into the test binary: a store derives a
+// task's type from them.
+func declareEngineOps() {
+	declareOnce.Do(func() {
+		for _, spec := range []imaged.OpSpec{
+			{Name: "ocr", Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeOCR},
+			{Name: "detect", Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect},
+		} {
+			if _, ok := imaged.LookupOp(spec.Name); !ok {
+				imaged.RegisterOp(spec)
+			}
+		}
+	})
+}
+
+var declareOnce sync.Once
 
 const (
 	opsTransform = `[{"op":"resize","width":800,"height":600,"fit":"inside"},{"op":"convert","format":"webp","quality":80}]`

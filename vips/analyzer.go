@@ -8,20 +8,10 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// Analyzer adds an analysis op (ocr, detect) to the pipeline without this package knowing it.
-// It reads the current image and returns JSON for Result.Analyses.
-type Analyzer interface {
-	// Validate checks the op's parameters without pixels; errors should be
-	// imaged.FieldErrorf("ops[<index>].<field>", ...) so they name the op and field.
-	Validate(index int, op imaged.Op) error
-	// Analyze reads px, the current image as 8-bit sRGB, and returns its JSON result. An
-	// *imaged.Error keeps its code; other errors are internal.
-	Analyze(ctx context.Context, op imaged.Op, px Pixels) (json.RawMessage, error)
-}
-
+// analyzerStep runs an analysis op served by an engine outside this package (ocr, detect).
 type analyzerStep struct {
 	name string
-	a    Analyzer
+	a    imaged.Analyzer
 	op   imaged.Op
 }
 

@@ -19,19 +19,24 @@ import (
 //	threshold              threshold 0..255 (default 128): one band, 255 where grey >= threshold
 //	sepia                  a brown tint of the luminance
 func init() {
-	register("grayscale", parseNoArgs(func(img *govips.ImageRef) error {
-		return img.ToColorSpace(govips.InterpretationBW)
-	}), false)
-	register("greyscale", builtins["grayscale"].parse, false)
-	register("invert", parseNoArgs(func(img *govips.ImageRef) error {
+	// Each maps every pixel on its own, in one pass from top to bottom: it streams and works on
+	// each frame of an animation.
+	pointOp := func(name, summary string, parse parseFunc) {
+		register(opSpec{OpSpec: imaged.OpSpec{Name: name, Summary: summary, Frames: imaged.FramesEach},
+			parse: parse, streams: true})
+	}
+	grey := parseNoArgs(func(img *govips.ImageRef) error { return img.ToColorSpace(govips.InterpretationBW) })
+	pointOp("grayscale", "makes the image grey", grey)
+	pointOp("greyscale", "makes the image grey", grey)
+	pointOp("invert", "inverts the colours", parseNoArgs(func(img *govips.ImageRef) error {
 		return colourOnly(img, func(c *govips.ImageRef) error { return c.Invert() })
-	}), false)
-	register("sepia", parseNoArgs(sepia), false)
-	register("brightness", parseFactor("brightness", 0, 10, brightness), false)
-	register("contrast", parseFactor("contrast", 0, 10, contrast), false)
-	register("saturation", parseFactor("saturation", 0, 10, saturation), false)
-	register("gamma", parseGamma, false)
-	register("threshold", parseThreshold, false)
+	}))
+	pointOp("sepia", "tints the image brown", parseNoArgs(sepia))
+	pointOp("brightness", "scales the brightness", parseFactor("brightness", 0, 10, brightness))
+	pointOp("contrast", "stretches values away from mid-grey", parseFactor("contrast", 0, 10, contrast))
+	pointOp("saturation", "scales the chroma", parseFactor("saturation", 0, 10, saturation))
+	pointOp("gamma", "applies a gamma curve", parseGamma)
+	pointOp("threshold", "turns the image black and white at a grey level", parseThreshold)
 }
 
 // funcStep is an op that is one function of the image.
@@ -145,11 +150,8 @@ func parseGamma(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	g := 2.2
-	if a.Gamma != nil {
-		g = *a.Gamma
-		if err := between(i, "gamma", "gamma", g, 0.1, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&g, i, "gamma", "gamma", a.Gamma, 0.1, 10); err != nil {
+		return nil, err
 	}
 	// Values become v^(1/gamma): above 1 brightens the mid-tones, below 1 darkens them.
 	return funcStep(func(img *govips.ImageRef) error {
@@ -171,11 +173,8 @@ func parseThreshold(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	t := 128.0
-	if a.Threshold != nil {
-		t = *a.Threshold
-		if err := between(i, "threshold", "threshold", t, 0, 255); err != nil {
-			return nil, err
-		}
+	if err := optional(&t, i, "threshold", "threshold", a.Threshold, 0, 255); err != nil {
+		return nil, err
 	}
 	// A grey value v becomes 255 when v >= t, else 0: (v - t + 0.5) scaled far past the
 	// uchar range and clipped by the cast.

@@ -42,7 +42,10 @@ var outputFormats = []string{"jpeg", "png", "webp", "avif", "tiff", "gif", "auto
 // pipeline wins.
 type convertStep struct{ out output }
 
-func init() { register("convert", parseConvert, false) }
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "convert", Summary: "sets the output format and its options",
+		Frames: imaged.FramesWhole}, parse: parseConvert, streams: true})
+}
 
 func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {
@@ -76,11 +79,8 @@ func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 	}
 	st := &convertStep{out: output{format: format, progressive: a.Progressive, lossless: a.Lossless, keepMeta: a.Strip != nil && !*a.Strip,
 		subsample: "auto", compression: -1, palette: a.Palette, effort: -1}}
-	if a.Quality != nil {
-		if err := between(i, "convert", "quality", *a.Quality, 1, 100); err != nil {
-			return nil, err
-		}
-		st.out.quality = *a.Quality
+	if err := optional(&st.out.quality, i, "convert", "quality", a.Quality, 1, 100); err != nil {
+		return nil, err
 	}
 	if a.Subsample != "" {
 		if err := oneOf(i, "convert", "subsample", strings.ToLower(a.Subsample), "auto", "on", "off"); err != nil {
@@ -88,11 +88,8 @@ func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 		}
 		st.out.subsample = strings.ToLower(a.Subsample)
 	}
-	if a.Compression != nil {
-		if err := between(i, "convert", "compression", *a.Compression, 0, 9); err != nil {
-			return nil, err
-		}
-		st.out.compression = *a.Compression
+	if err := optional(&st.out.compression, i, "convert", "compression", a.Compression, 0, 9); err != nil {
+		return nil, err
 	}
 	if a.Bitdepth != nil {
 		if !a.Palette {

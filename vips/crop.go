@@ -2,6 +2,8 @@ package vips
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
@@ -19,10 +21,39 @@ type cropStep struct {
 	width, height int // 0 means the whole side, for gravity crops
 	gravity       string
 	object        string // crop around the best object of this class (gravity=object:<class>)
-	locator       Locator
+	locator       imaged.Locator
 }
 
-func init() { register("crop", parseCrop, false) }
+func init() {
+	register(opSpec{
+		OpSpec: imaged.OpSpec{Name: "crop", Summary: "cuts a box out of the image, given or placed by gravity",
+			Frames: imaged.FramesEach, TaskTypeFor: objectGravityTask},
+		parse: parseCrop,
+		// Only the searches of smart crop read the image twice.
+		rereads: func(st step) bool {
+			c := st.(*cropStep)
+			return !c.box && slices.Contains(smartGravities, c.gravity)
+		},
+		animatable: func(i int, st step) error {
+			if c := st.(*cropStep); c.object != "" || slices.Contains(smartGravities, c.gravity) {
+				return invalid(i, "gravity", "crop.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to crop the first frame", c.gravity)
+			}
+			return nil
+		},
+	})
+}
+
+// objectGravityTask makes a pipeline that places a box around an object (gravity
+// object:<class>) a detect task: the object detector finds it.
+func objectGravityTask(op imaged.Op) string {
+	var a struct {
+		Gravity string `json:"gravity"`
+	}
+	if json.Unmarshal(op.Args, &a) == nil && strings.HasPrefix(strings.ToLower(a.Gravity), "object:") {
+		return imaged.TaskTypeDetect
+	}
+	return ""
+}
 
 func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {
@@ -37,17 +68,11 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	c := &cropStep{gravity: "centre"}
-	if a.Width != nil {
-		if err := between(i, "crop", "width", *a.Width, 1, p.limits.MaxWidth); err != nil {
-			return nil, err
-		}
-		c.width = *a.Width
+	if err := optional(&c.width, i, "crop", "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+		return nil, err
 	}
-	if a.Height != nil {
-		if err := between(i, "crop", "height", *a.Height, 1, p.limits.MaxHeight); err != nil {
-			return nil, err
-		}
-		c.height = *a.Height
+	if err := optional(&c.height, i, "crop", "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+		return nil, err
 	}
 	if a.X != nil || a.Y != nil {
 		c.box = true
@@ -61,17 +86,11 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 			}
 			return nil, invalid(i, field, "crop with x and y needs width and height")
 		}
-		if a.X != nil {
-			if err := between(i, "crop", "x", *a.X, 0, p.limits.MaxWidth-1); err != nil {
-				return nil, err
-			}
-			c.x = *a.X
+		if err := optional(&c.x, i, "crop", "x", a.X, 0, p.limits.MaxWidth-1); err != nil {
+			return nil, err
 		}
-		if a.Y != nil {
-			if err := between(i, "crop", "y", *a.Y, 0, p.limits.MaxHeight-1); err != nil {
-				return nil, err
-			}
-			c.y = *a.Y
+		if err := optional(&c.y, i, "crop", "y", a.Y, 0, p.limits.MaxHeight-1); err != nil {
+			return nil, err
 		}
 		return c, nil
 	}

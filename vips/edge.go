@@ -22,7 +22,10 @@ type edgeStep struct {
 	sigma     float64
 }
 
-func init() { register("edge", parseEdge, false) }
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "edge", Summary: "finds the edges of the image", Frames: imaged.FramesEach},
+		parse: parseEdge, heavy: true})
+}
 
 func parseEdge(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {
@@ -41,17 +44,11 @@ func parseEdge(p *Processor, i int, op imaged.Op) (step, error) {
 			return nil, err
 		}
 	}
-	if a.Intensity != nil {
-		e.intensity = *a.Intensity
-		if err := between(i, "edge", "intensity", e.intensity, 0.01, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&e.intensity, i, "edge", "intensity", a.Intensity, 0.01, 10); err != nil {
+		return nil, err
 	}
-	if a.Sigma != nil {
-		e.sigma = *a.Sigma
-		if err := between(i, "edge", "sigma", e.sigma, 0, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&e.sigma, i, "edge", "sigma", a.Sigma, 0, 10); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

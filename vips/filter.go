@@ -10,10 +10,14 @@ import (
 )
 
 func init() {
-	register("blur", parseBlur, false)
-	register("sharpen", parseSharpen, false)
-	register("pixelate", parsePixelate, false)
-	register("emboss", parseEmboss, false)
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "blur", Summary: "blurs the image (Gaussian)", Frames: imaged.FramesEach},
+		parse: parseBlur, heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "sharpen", Summary: "sharpens the image (unsharp mask)", Frames: imaged.FramesEach},
+		parse: parseSharpen, heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "pixelate", Summary: "turns the image into blocks of one colour", Frames: imaged.FramesEach},
+		parse: parsePixelate, heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "emboss", Summary: "makes the image look stamped in relief", Frames: imaged.FramesEach},
+		parse: parseEmboss, heavy: true})
 }
 
 // parseBlur: a Gaussian blur of sigma pixels (0.1..100, default 2).
@@ -26,11 +30,8 @@ func parseBlur(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	sigma := 2.0
-	if a.Sigma != nil {
-		sigma = *a.Sigma
-		if err := between(i, "blur", "sigma", sigma, 0.1, 100); err != nil {
-			return nil, err
-		}
+	if err := optional(&sigma, i, "blur", "sigma", a.Sigma, 0.1, 100); err != nil {
+		return nil, err
 	}
 	return funcStep(func(img *govips.ImageRef) error { return img.GaussianBlur(sigma) }), nil
 }
@@ -47,17 +48,11 @@ func parseSharpen(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	sigma, amount := 1.0, 3.0
-	if a.Sigma != nil {
-		sigma = *a.Sigma
-		if err := between(i, "sharpen", "sigma", sigma, 0.1, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&sigma, i, "sharpen", "sigma", a.Sigma, 0.1, 10); err != nil {
+		return nil, err
 	}
-	if a.Amount != nil {
-		amount = *a.Amount
-		if err := between(i, "sharpen", "amount", amount, 0, 20); err != nil {
-			return nil, err
-		}
+	if err := optional(&amount, i, "sharpen", "amount", a.Amount, 0, 20); err != nil {
+		return nil, err
 	}
 	return funcStep(func(img *govips.ImageRef) error {
 		if err := img.Sharpen(sigma, 2, amount); err != nil {
@@ -77,11 +72,8 @@ func parsePixelate(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	size := 10
-	if a.Size != nil {
-		size = *a.Size
-		if err := between(i, "pixelate", "size", size, 2, 1000); err != nil {
-			return nil, err
-		}
+	if err := optional(&size, i, "pixelate", "size", a.Size, 2, 1000); err != nil {
+		return nil, err
 	}
 	return funcStep(func(img *govips.ImageRef) error { return pixelate(img, size) }), nil
 }
@@ -121,11 +113,8 @@ func parseEmboss(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	e := &embossStep{strength: 1}
-	if a.Strength != nil {
-		e.strength = *a.Strength
-		if err := between(i, "emboss", "strength", e.strength, 0.1, 10); err != nil {
-			return nil, err
-		}
+	if err := optional(&e.strength, i, "emboss", "strength", a.Strength, 0.1, 10); err != nil {
+		return nil, err
 	}
 	return e, nil
 }

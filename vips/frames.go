@@ -3,7 +3,6 @@ package vips
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
@@ -31,9 +30,10 @@ type framesStep struct {
 }
 
 func init() {
-	// frames reads no pixel and changes none: it is registered like an analysis op, so that
-	// it alone marks nothing as changed.
-	register("frames", parseFrames, true)
+	// frames reads no pixel and changes none: a setting, so that it alone marks nothing as
+	// changed.
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "frames", Kind: imaged.OpSetting, Frames: imaged.FramesWhole,
+		Summary: "keeps every frame of an animated GIF or WebP through the pipeline"}, parse: parseFrames})
 }
 
 func parseFrames(p *Processor, i int, op imaged.Op) (step, error) {
@@ -59,37 +59,16 @@ func parseFrames(p *Processor, i int, op imaged.Op) (step, error) {
 
 func (*framesStep) apply(context.Context, *state) error { return nil }
 
-// wholeImageOps run once over an animation rather than on each frame: they read metadata or
-// settle the output, not pixels.
-var wholeImageOps = map[string]bool{"frames": true, "convert": true, "info": true}
-
-// frameOps work on each frame of an animation as on a still image, giving every frame the same
-// size. Ops not listed (and not in wholeImageOps) are refused after frames, so that an op added
-// later never silently treats the stack of frames as one tall image.
-var frameOps = map[string]bool{
-	"resize": true, "crop": true, "flip": true, "flop": true, "rotate": true, "pad": true, "extend": true,
-	"grayscale": true, "greyscale": true, "brightness": true, "contrast": true, "saturation": true,
-	"gamma": true, "invert": true, "sepia": true, "threshold": true,
-	"blur": true, "sharpen": true, "pixelate": true, "emboss": true, "edge": true, "watermark": true,
-}
-
 // animatable refuses, at validation, an op of a frames pipeline that cannot work on an
 // animation, naming it.
 func animatable(i int, c compiled) error {
-	switch st := c.step.(type) {
-	case *cropStep:
-		if st.object != "" || slices.Contains(smartGravities, st.gravity) {
-			return invalid(i, "gravity", "crop.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to crop the first frame", st.gravity)
-		}
-	case *resizeStep:
-		if st.fit == "cover" && slices.Contains(smartGravities, st.gravity) {
-			return invalid(i, "gravity", "resize.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to resize the first frame", st.gravity)
-		}
+	if c.spec.Frames == imaged.FramesRefused {
+		return invalid(i, "op", "%s does not work on an animation (frames op); drop the frames op to run it on the first frame only", c.name)
 	}
-	if frameOps[c.name] || wholeImageOps[c.name] {
-		return nil
+	if c.spec.animatable != nil {
+		return c.spec.animatable(i, c.step)
 	}
-	return invalid(i, "op", "%s does not work on an animation (frames op); drop the frames op to run it on the first frame only", c.name)
+	return nil
 }
 
 // maxPixels is the most pixels an image may have: one of the largest size.

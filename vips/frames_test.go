@@ -453,7 +453,7 @@ func TestFramesLimits(t *testing.T) {
 // Bad frames parameters, and ops that cannot work on an animation, are refused before any
 // pixel is decoded, naming the op and field.
 func TestFramesValidation(t *testing.T) {
-	p := New(Config{Analyzers: map[string]Analyzer{"detect": &fakeAnalyzer{}}})
+	p := New(Config{Analyzers: []imaged.Analyzer{&fakeAnalyzer{}}})
 	for _, tc := range []struct {
 		ops, field, text string
 	}{

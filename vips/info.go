@@ -29,7 +29,10 @@ type Info struct {
 	EXIF        map[string]string `json:"exif,omitempty"`
 }
 
-func init() { register("info", parseNoArgsAnalysis(infoStep{}), true) }
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "info", Summary: "describes the image: size, format, bands, EXIF",
+		Kind: imaged.OpAnalysis, Frames: imaged.FramesWhole}, parse: parseNoArgsAnalysis(infoStep{}), streams: true})
+}
 
 func parseNoArgsAnalysis(st step) func(p *Processor, i int, op imaged.Op) (step, error) {
 	return func(p *Processor, i int, op imaged.Op) (step, error) {

@@ -199,12 +199,6 @@ func (s *state) loadScaled(buf []byte, tw, th int, hold bool) error {
 	return nil
 }
 
-// streamOps read the image once from top to bottom, so they can work on a streamed (sequential)
-// image; analyzers take the pixels into memory themselves.
-var streamOps = map[string]bool{"convert": true, "info": true, "grayscale": true, "greyscale": true,
-	"brightness": true, "contrast": true, "saturation": true, "gamma": true, "invert": true,
-	"sepia": true, "threshold": true}
-
 // streamable reports whether a pipeline that starts with a resize can run on the image as the
 // thumbnail loader streams it, without holding it in memory first.
 func streamable(steps []compiled) bool {
@@ -212,7 +206,7 @@ func streamable(steps []compiled) bool {
 		return false
 	}
 	for _, st := range steps[1:] {
-		if _, ok := st.step.(analyzerStep); !ok && !streamOps[st.name] {
+		if !st.spec.streams {
 			return false
 		}
 	}

@@ -21,9 +21,10 @@ type rotateStep struct {
 }
 
 func init() {
-	register("rotate", parseRotate, false)
-	register("flip", parseFlip, false)
-	register("flop", parseFlop, false)
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "rotate", Summary: "rotates the image by an angle", Frames: imaged.FramesEach},
+		parse: parseRotate, heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image", Frames: imaged.FramesEach}, parse: parseFlip})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "flop", Summary: "mirrors the image left to right", Frames: imaged.FramesEach}, parse: parseFlop})
 }
 
 func parseRotate(p *Processor, i int, op imaged.Op) (step, error) {

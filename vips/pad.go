@@ -29,9 +29,11 @@ type padStep struct {
 }
 
 func init() {
-	register("pad", parsePad, false)
-	register("extend", parsePad, false)
-	register("trim", parseTrim, false)
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "pad", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "extend", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
+	// trim would cut each frame of an animation to its own box.
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "trim", Summary: "cuts away a plain border"},
+		parse: parseTrim, heavy: true, rereads: always})
 }
 
 func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
@@ -94,17 +96,11 @@ func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
 	case a.Width == nil && a.Height == nil:
 		return nil, invalid(i, "width", "%s needs width and/or height, or margins (top, right, bottom, left)", name)
 	default:
-		if a.Width != nil {
-			if err := between(i, name, "width", *a.Width, 1, p.limits.MaxWidth); err != nil {
-				return nil, err
-			}
-			ps.width = *a.Width
+		if err := optional(&ps.width, i, name, "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+			return nil, err
 		}
-		if a.Height != nil {
-			if err := between(i, name, "height", *a.Height, 1, p.limits.MaxHeight); err != nil {
-				return nil, err
-			}
-			ps.height = *a.Height
+		if err := optional(&ps.height, i, name, "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+			return nil, err
 		}
 		if a.Gravity != "" {
 			ps.gravity = strings.ToLower(a.Gravity)
@@ -196,11 +192,8 @@ func parseTrim(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	t := &trimStep{threshold: 10}
-	if a.Threshold != nil {
-		if err := between(i, "trim", "threshold", *a.Threshold, 0, 255); err != nil {
-			return nil, err
-		}
-		t.threshold = *a.Threshold
+	if err := optional(&t.threshold, i, "trim", "threshold", a.Threshold, 0, 255); err != nil {
+		return nil, err
 	}
 	bg, err := parseColour(i, "trim", "background", a.Background, white)
 	if err != nil {

@@ -13,24 +13,10 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// Painter adds a transform op that draws on the image in Go (annotate draws the latest
-// detections), without this package knowing it. It sees the analyses made so far.
-type Painter interface {
-	// Validate checks the op's parameters without pixels, naming op and field on error.
-	Validate(index int, op imaged.Op) error
-	// Paint returns the new image, 8-bit sRGB with 3 or 4 bands.
-	Paint(ctx context.Context, op imaged.Op, px Pixels, analyses []imaged.Analysis) (Pixels, error)
-}
-
-// Locator finds the box of the best object of a class, for crop gravity=object:<class>. ok is
-// false when there is none.
-type Locator interface {
-	Locate(ctx context.Context, px Pixels, class string) (box image.Rectangle, ok bool, err error)
-}
-
+// painterStep runs a transform op drawn in Go by an engine outside this package (annotate).
 type painterStep struct {
 	name string
-	p    Painter
+	p    imaged.Painter
 	op   imaged.Op
 }
 
@@ -57,7 +43,7 @@ func (st painterStep) apply(ctx context.Context, s *state) error {
 
 // pixelsImage hands interleaved 8-bit RGB or RGBA pixels back to libvips (as an uncompressed
 // PNG: govips has no constructor from raw memory).
-func pixelsImage(px Pixels) (*govips.ImageRef, error) {
+func pixelsImage(px imaged.Pixels) (*govips.ImageRef, error) {
 	if len(px.Data) != px.Width*px.Height*px.Bands || (px.Bands != 3 && px.Bands != 4) {
 		return nil, fmt.Errorf("a painter returned %d bytes for a %d×%d×%d image", len(px.Data), px.Width, px.Height, px.Bands)
 	}
@@ -92,7 +78,7 @@ func pixelsImage(px Pixels) (*govips.ImageRef, error) {
 
 // cropObject crops cw×ch (0 = the object's own size) centred on the best object of class,
 // clamped to the image; with no such object it falls back to the centre.
-func cropObject(ctx context.Context, s *state, loc Locator, class string, cw, ch int) error {
+func cropObject(ctx context.Context, s *state, loc imaged.Locator, class string, cw, ch int) error {
 	px, err := rgbPixels(s.img)
 	if err != nil {
 		return err

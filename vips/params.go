@@ -37,6 +37,19 @@ func between[T int | float64](i int, op, name string, v, lo, hi T) error {
 	return nil
 }
 
+// optional checks a parameter given as v against lo..hi, as between does, and stores it in
+// dst; dst keeps its default when the parameter is absent (v is nil).
+func optional[T int | float64](dst *T, i int, op, name string, v *T, lo, hi T) error {
+	if v == nil {
+		return nil
+	}
+	if err := between(i, op, name, *v, lo, hi); err != nil {
+		return err
+	}
+	*dst = *v
+	return nil
+}
+
 // oneOf checks that v is one of allowed, naming the choices in the error.
 func oneOf(i int, op, name, v string, allowed ...string) error {
 	for _, a := range allowed {

@@ -311,8 +311,17 @@ func TestMixedPipelineOrder(t *testing.T) {
 }
 
 type fakeAnalyzer struct {
+	name string // "detect" where empty
 	mu   sync.Mutex
-	seen []Pixels
+	seen []imaged.Pixels
+}
+
+func (f *fakeAnalyzer) Spec() imaged.OpSpec {
+	name := f.name
+	if name == "" {
+		name = "detect"
+	}
+	return imaged.OpSpec{Name: name, Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect}
 }
 
 func (f *fakeAnalyzer) Validate(i int, op imaged.Op) error {
@@ -329,7 +338,7 @@ func (f *fakeAnalyzer) Validate(i int, op imaged.Op) error {
 	return nil
 }
 
-func (f *fakeAnalyzer) Analyze(ctx context.Context, op imaged.Op, px Pixels) (json.RawMessage, error) {
+func (f *fakeAnalyzer) Analyze(ctx context.Context, op imaged.Op, px imaged.Pixels) (json.RawMessage, error) {
 	f.mu.Lock()
 	f.seen = append(f.seen, px)
 	f.mu.Unlock()
@@ -341,7 +350,7 @@ func (f *fakeAnalyzer) Analyze(ctx context.Context, op imaged.Op, px Pixels) (js
 
 func TestAnalyzer(t *testing.T) {
 	fa := &fakeAnalyzer{}
-	p := New(Config{Analyzers: map[string]Analyzer{"detect": fa}})
+	p := New(Config{Analyzers: []imaged.Analyzer{fa}})
 	src := readTestdata(t, "camera.png") // grey
 
 	res := process(t, p, src, `[{"op":"resize","width":100},{"op":"detect","threshold":0.5}]`)
@@ -391,7 +400,7 @@ func TestAnalyzerNameClash(t *testing.T) {
 			t.Fatal("no panic for an analyzer named like a built-in op")
 		}
 	}()
-	New(Config{Analyzers: map[string]Analyzer{"Resize": &fakeAnalyzer{}}})
+	New(Config{Analyzers: []imaged.Analyzer{&fakeAnalyzer{name: "Resize"}}})
 }
 
 func TestUndecodable(t *testing.T) {
@@ -547,5 +556,31 @@ func TestAnimatedGIFFirstFrame(t *testing.T) {
 	defer img.Close()
 	if img.Pages() != 1 || img.Height() != 20 {
 		t.Fatalf("%d pages, height %d", img.Pages(), img.Height())
+	}
+}
+
+// The built-in ops' registered traits decide the task type and the analysis of a pipeline.
+func TestRegisteredTraits(t *testing.T) {
+	for ops, want := range map[string]string{
+		`[{"op":"resize","width":10},{"op":"blur"}]`:                                    imaged.TaskTypeTransform,
+		`[{"op":"crop","width":10,"height":10,"gravity":"smart"}]`:                      imaged.TaskTypeTransform,
+		`[{"op":"crop","width":10,"height":10,"gravity":"object:cat"}]`:                 imaged.TaskTypeDetect,
+		`[{"op":"resize","width":10,"height":10,"fit":"cover","gravity":"Object:dog"}]`: imaged.TaskTypeDetect,
+	} {
+		if got := imaged.TaskTypeOf(parseOps(t, ops)); got != want {
+			t.Errorf("%s: %s, want %s", ops, got, want)
+		}
+	}
+	if imaged.HasAnalysis(parseOps(t, `[{"op":"frames"},{"op":"resize","width":10},{"op":"convert","format":"gif"}]`)) {
+		t.Error("frames, resize and convert answer with an image")
+	}
+	if !imaged.HasAnalysis(parseOps(t, `[{"op":"resize","width":10},{"op":"info"}]`)) {
+		t.Error("info answers with JSON")
+	}
+	// Every built-in op is known to the domain under the same traits.
+	for name, spec := range builtins {
+		if got, ok := imaged.LookupOp(name); !ok || got.Kind != spec.Kind || got.Frames != spec.Frames {
+			t.Errorf("%s: registered %+v, ok %v", name, got, ok)
+		}
 	}
 }

@@ -7,44 +7,39 @@ import (
 	"image/png"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
 )
 
-// Pixels is an image handed to Go code: 8-bit interleaved sRGB, 3 bands (RGB) or 4 (RGBA),
-// row after row, Width×Height×Bands bytes.
-type Pixels struct {
-	Width, Height, Bands int
-	Data                 []byte
-}
-
 // rgbPixels reads the current image as 8-bit sRGB without changing it.
-func rgbPixels(img *govips.ImageRef) (Pixels, error) {
+func rgbPixels(img *govips.ImageRef) (imaged.Pixels, error) {
 	c, err := img.Copy()
 	if err != nil {
-		return Pixels{}, err
+		return imaged.Pixels{}, err
 	}
 	defer c.Close()
 	if c.Interpretation() != govips.InterpretationSRGB || c.Bands() < 3 {
 		if err := c.ToColorSpace(govips.InterpretationSRGB); err != nil {
-			return Pixels{}, err
+			return imaged.Pixels{}, err
 		}
 	}
 	if c.Bands() > 4 {
 		if err := c.ExtractBand(0, 4); err != nil {
-			return Pixels{}, err
+			return imaged.Pixels{}, err
 		}
 	}
 	if c.BandFormat() != govips.BandFormatUchar {
 		if err := c.Cast(govips.BandFormatUchar); err != nil {
-			return Pixels{}, err
+			return imaged.Pixels{}, err
 		}
 	}
 	data, err := c.ToBytes()
 	if err != nil {
-		return Pixels{}, err
+		return imaged.Pixels{}, err
 	}
-	px := Pixels{Width: c.Width(), Height: c.Height(), Bands: c.Bands(), Data: data}
+	px := imaged.Pixels{Width: c.Width(), Height: c.Height(), Bands: c.Bands(), Data: data}
 	if len(data) != px.Width*px.Height*px.Bands {
-		return Pixels{}, fmt.Errorf("libvips returned %d bytes for a %d×%d×%d image", len(data), px.Width, px.Height, px.Bands)
+		return imaged.Pixels{}, fmt.Errorf("libvips returned %d bytes for a %d×%d×%d image", len(data), px.Width, px.Height, px.Bands)
 	}
 	return px, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -22,39 +21,67 @@ import (
 // Processor runs pipelines on libvips. It holds no per-image state, so one Processor serves
 // every request and worker concurrently.
 type Processor struct {
-	cfg       Config
-	limits    imaged.Limits
-	analyzers map[string]Analyzer
-	painters  map[string]Painter
-	mem       *budget
-	images    atomic.Pointer[ImageSource] // nil: image watermarks are refused
-	uploads   *uploadCache                // recently read uploaded images, by id
+	cfg     Config
+	limits  imaged.Limits
+	ops     map[string]*opSpec // the built-in ops and those of the configured engines
+	mem     *budget
+	images  atomic.Pointer[ImageSource] // nil: image watermarks are refused
+	uploads *uploadCache                // recently read uploaded images, by id
 }
 
 var _ imaged.Processor = (*Processor)(nil)
 
 // New returns a Processor, starting libvips with cfg if Startup has not run. It panics when an
-// analyzer takes the name of a built-in op, a wiring mistake that must not reach a request.
+// analyzer or painter takes the name of another op or declares traits the pipeline cannot give
+// it (another kind, running on animations): wiring mistakes that must not reach a request.
 func New(cfg Config) *Processor {
 	Startup(cfg)
-	p := &Processor{cfg: cfg, limits: cfg.limits(), analyzers: map[string]Analyzer{}, painters: map[string]Painter{},
+	p := &Processor{cfg: cfg, limits: cfg.limits(), ops: make(map[string]*opSpec, len(builtins)+len(cfg.Analyzers)+len(cfg.Painters)),
 		mem: cfg.budget(), uploads: newUploadCache()}
-	p.SetImages(cfg.Images)
-	for name, pt := range cfg.Painters {
-		name = strings.ToLower(name)
-		if _, clash := builtins[name]; clash {
-			panic(fmt.Sprintf("vips: painter %q takes the name of a built-in op", name))
-		}
-		p.painters[name] = pt
+	for name, spec := range builtins {
+		p.ops[name] = spec
 	}
-	for name, a := range cfg.Analyzers {
-		name = strings.ToLower(name)
-		if _, clash := builtins[name]; clash {
-			panic(fmt.Sprintf("vips: analyzer %q takes the name of a built-in op", name))
-		}
-		p.analyzers[name] = a
+	p.SetImages(cfg.Images)
+	for _, a := range cfg.Analyzers {
+		// Analyzers stream: they take the pixels into memory themselves, in one pass.
+		p.addEngineOp("analyzer", imaged.OpAnalysis, a.Spec(), true, func(_ *Processor, i int, op imaged.Op) (step, error) {
+			name := strings.ToLower(op.Name)
+			if err := a.Validate(i, op); err != nil {
+				var e *imaged.Error
+				if errors.As(err, &e) {
+					return nil, err
+				}
+				return nil, imaged.FieldErrorf(fieldPath(i, ""), "%s: %v", name, err)
+			}
+			return analyzerStep{name: name, a: a, op: op}, nil
+		})
+	}
+	for _, pt := range cfg.Painters {
+		p.addEngineOp("painter", imaged.OpTransform, pt.Spec(), false, func(_ *Processor, i int, op imaged.Op) (step, error) {
+			if err := pt.Validate(i, op); err != nil {
+				return nil, err
+			}
+			return painterStep{name: strings.ToLower(op.Name), p: pt, op: op}, nil
+		})
 	}
 	return p
+}
+
+// addEngineOp adds an op served by an engine outside this package (an analyzer or a painter,
+// whose ops are of kind want) under the traits it declares.
+func (p *Processor) addEngineOp(role string, want imaged.OpKind, spec imaged.OpSpec, streams bool, parse parseFunc) {
+	spec.Name = strings.ToLower(spec.Name)
+	if _, clash := p.ops[spec.Name]; clash {
+		panic(fmt.Sprintf("vips: %s %q takes the name of another op", role, spec.Name))
+	}
+	if spec.Kind != want {
+		panic(fmt.Sprintf("vips: %s %q declares the wrong kind of op", role, spec.Name))
+	}
+	if spec.Frames != imaged.FramesRefused {
+		// Its step would run on each frame's own state and its analyses be lost with it.
+		panic(fmt.Sprintf("vips: %s %q cannot run on animations", role, spec.Name))
+	}
+	p.ops[spec.Name] = &opSpec{OpSpec: spec, parse: parse, streams: streams}
 }
 
 // SetImages sets the source of uploaded images that watermark image=<id> reads, for wiring
@@ -88,36 +115,58 @@ type closer interface {
 	close()
 }
 
-// opSpec describes a built-in op: how to check its parameters, and whether it only reads the
-// image (analysis) or changes it (transform).
+// parseFunc checks the parameters of op i and compiles it into a step.
+type parseFunc func(p *Processor, i int, op imaged.Op) (step, error)
+
+// opSpec is the registration of an op: everything the pipeline needs to know about it, so that
+// adding an op is its file and one register call. The embedded imaged.OpSpec holds the traits
+// the domain reads too (kind, task type, behaviour on animations) and is registered with the
+// root package; the other fields say how the op runs on libvips' lazy images. The fields that
+// later issues add (output geometry and cost before decode, the parameter schema behind the
+// OpenAPI document and GET /v1/ops) go into imaged.OpSpec, where callers outside vips see them.
 type opSpec struct {
-	parse    func(p *Processor, i int, op imaged.Op) (step, error)
-	analysis bool
+	imaged.OpSpec
+	parse parseFunc
+	// heavy ops leave work behind them that is costly to compute again: resampling,
+	// convolutions, rotations, and the searches of trim. See state.hold.
+	heavy bool
+	// rereads reports whether the compiled step asks for overlapping regions of its input (a
+	// resampling kernel, a convolution, an interpolated rotation) or reads it twice (the search
+	// of trim and of smart crop). On a lazy image each such request recomputes the work
+	// upstream of it. Nil: never.
+	rereads func(step) bool
+	// streams is set for ops that read the image once from top to bottom, so that they can work
+	// on an image the thumbnail loader streams (sequential access).
+	streams bool
+	// animatable, when set, refuses at validation parameters with which an op that runs on each
+	// frame would treat the frames differently (a smart crop cuts a different box from each).
+	animatable func(i int, st step) error
 }
 
-// builtins is filled by each op family's file.
-var builtins = map[string]opSpec{}
+// always is the rereads of ops that reread whatever their parameters.
+func always(step) bool { return true }
 
-func register(name string, parse func(p *Processor, i int, op imaged.Op) (step, error), analysis bool) {
-	builtins[name] = opSpec{parse: parse, analysis: analysis}
+// builtins is filled by each op family's file.
+var builtins = map[string]*opSpec{}
+
+// register adds a built-in op to the pipeline and its domain traits to the root package's
+// registry.
+func register(spec opSpec) {
+	imaged.RegisterOp(spec.OpSpec)
+	builtins[spec.Name] = &spec
 }
 
 type compiled struct {
-	name     string
-	step     step
-	analysis bool
+	name    string
+	step    step
+	spec    *opSpec
+	rereads bool
 }
 
-// Ops lists the ops this processor runs, built-in and registered, sorted.
+// Ops lists the ops this processor runs, built-in and from the engines, sorted.
 func (p *Processor) Ops() []string {
-	names := make([]string, 0, len(builtins)+len(p.analyzers))
-	for n := range builtins {
-		names = append(names, n)
-	}
-	for n := range p.analyzers {
-		names = append(names, n)
-	}
-	for n := range p.painters {
+	names := make([]string, 0, len(p.ops))
+	for n := range p.ops {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -138,34 +187,16 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 	steps := make([]compiled, len(ops))
 	for i, op := range ops {
 		name := strings.ToLower(op.Name)
-		if spec, ok := builtins[name]; ok {
-			st, err := spec.parse(p, i, op)
-			if err != nil {
-				return nil, err
-			}
-			steps[i] = compiled{name: name, step: st, analysis: spec.analysis}
-			continue
+		spec, ok := p.ops[name]
+		if !ok {
+			return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
+				name, strings.Join(p.Ops(), ", "))
 		}
-		if a, ok := p.analyzers[name]; ok {
-			if err := a.Validate(i, op); err != nil {
-				var e *imaged.Error
-				if errors.As(err, &e) {
-					return nil, err
-				}
-				return nil, imaged.FieldErrorf(fieldPath(i, ""), "%s: %v", name, err)
-			}
-			steps[i] = compiled{name: name, step: analyzerStep{name: name, a: a, op: op}, analysis: true}
-			continue
+		st, err := spec.parse(p, i, op)
+		if err != nil {
+			return nil, err
 		}
-		if pt, ok := p.painters[name]; ok {
-			if err := pt.Validate(i, op); err != nil {
-				return nil, err
-			}
-			steps[i] = compiled{name: name, step: painterStep{name: name, p: pt, op: op}}
-			continue
-		}
-		return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
-			name, strings.Join(p.Ops(), ", "))
+		steps[i] = compiled{name: name, step: st, spec: spec, rereads: spec.rereads != nil && spec.rereads(st)}
 	}
 	if _, ok := steps[0].step.(*framesStep); ok {
 		for i, c := range steps[1:] {
@@ -217,14 +248,14 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 			return nil, err
 		}
 		s.index, s.op = i, st.name
-		if s.pending && rereads(st) {
+		if s.pending && st.rereads {
 			if err := s.hold(); err != nil {
 				return nil, s.fail(err)
 			}
 		}
 		before := s.current()
 		apply := st.step.apply
-		if s.frames > 1 && !wholeImageOps[st.name] {
+		if s.frames > 1 && st.spec.Frames != imaged.FramesWhole {
 			apply = eachFrame(st.step)
 		}
 		octx, ospan := tracer.Start(ctx, "op "+st.name, trace.WithAttributes(attribute.Int("imaged.op_index", i)))
@@ -233,10 +264,10 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 		if err != nil {
 			return nil, s.fail(err)
 		}
-		if heavyOps[st.name] && s.current() != before {
+		if st.spec.heavy && s.current() != before {
 			s.pending = true
 		}
-		if !st.analysis {
+		if st.spec.Kind == imaged.OpTransform {
 			s.changed = true
 			if err := s.checkSize(); err != nil {
 				return nil, err
@@ -321,25 +352,6 @@ func (s *state) replace(img *govips.ImageRef) {
 		s.img.Close()
 	}
 	s.img = img
-}
-
-// heavyOps leave work behind them that is costly to compute again: resampling, convolutions,
-// rotations, and the searches of trim.
-var heavyOps = map[string]bool{"resize": true, "blur": true, "sharpen": true, "rotate": true,
-	"pixelate": true, "trim": true, "watermark": true, "edge": true, "emboss": true}
-
-// rereads reports whether a step asks for overlapping regions of its input (a resampling
-// kernel, a convolution, an interpolated rotation) or reads it twice (the search of trim and
-// of smart crop). On a lazy image each such request recomputes the work upstream of it.
-func rereads(c compiled) bool {
-	switch c.name {
-	case "resize", "blur", "sharpen", "rotate", "pixelate", "trim":
-		return true
-	case "crop":
-		cs, ok := c.step.(*cropStep)
-		return ok && !cs.box && slices.Contains(smartGravities, cs.gravity)
-	}
-	return false
 }
 
 // hold computes the image into memory, so that the next op reads finished pixels instead of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
@@ -40,7 +41,19 @@ type resizeStep struct {
 	hasBackground bool
 }
 
-func init() { register("resize", parseResize, false) }
+func init() {
+	register(opSpec{
+		OpSpec: imaged.OpSpec{Name: "resize", Summary: "scales the image to a box by a fit mode",
+			Frames: imaged.FramesEach, TaskTypeFor: objectGravityTask},
+		parse: parseResize, heavy: true, rereads: always,
+		animatable: func(i int, st step) error {
+			if r := st.(*resizeStep); r.fit == "cover" && slices.Contains(smartGravities, r.gravity) {
+				return invalid(i, "gravity", "resize.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to resize the first frame", r.gravity)
+			}
+			return nil
+		},
+	})
+}
 
 func parseResize(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {
@@ -60,17 +73,11 @@ func parseResize(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, invalid(i, "width", "resize needs width, height or both")
 	}
 	r := &resizeStep{fit: "inside", kernel: "lanczos3", gravity: "centre", enlarge: a.Enlarge}
-	if a.Width != nil {
-		if err := between(i, "resize", "width", *a.Width, 1, p.limits.MaxWidth); err != nil {
-			return nil, err
-		}
-		r.width = *a.Width
+	if err := optional(&r.width, i, "resize", "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+		return nil, err
 	}
-	if a.Height != nil {
-		if err := between(i, "resize", "height", *a.Height, 1, p.limits.MaxHeight); err != nil {
-			return nil, err
-		}
-		r.height = *a.Height
+	if err := optional(&r.height, i, "resize", "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+		return nil, err
 	}
 	if a.Fit != "" {
 		r.fit = strings.ToLower(a.Fit)

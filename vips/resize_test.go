@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/imaged/imaged"
 )
 
 func TestResizeSizes(t *testing.T) {
@@ -124,7 +126,7 @@ func TestResizeKeepsAlpha(t *testing.T) {
 // After a shrink-on-load, pipelines that read the image once from top to bottom stream it;
 // the others hold it in memory first, since libvips cannot go back in a stream.
 func TestStreamable(t *testing.T) {
-	p := New(Config{Analyzers: map[string]Analyzer{"detect": &fakeAnalyzer{}}})
+	p := New(Config{Analyzers: []imaged.Analyzer{&fakeAnalyzer{}}})
 	big := bigJPEG(t)
 	for ops, want := range map[string]bool{
 		`[{"op":"resize","width":200}]`: true,

@@ -4,7 +4,8 @@
 // at the end. Analysis ops (info, and any registered Analyzer such as ocr or detect) read the
 // current image and add JSON to the result without changing it. An animation is reduced to its
 // first frame unless the pipeline starts with frames; then its frames are held stacked in one
-// image and each op runs on every frame (frames.go).
+// image and each op runs on every frame (frames.go). An op is its file and one register call
+// that declares all its traits (opSpec); an engine's op comes through Config.
 package vips
 
 import (
@@ -26,12 +27,13 @@ type Config struct {
 	Concurrency int
 	// Limits bound the input and output dimensions; imaged.DefaultLimits where zero.
 	Limits imaged.Limits
-	// Analyzers add analysis ops (ocr, detect) by name, without this package knowing them.
-	Analyzers map[string]Analyzer
-	// Painters add transform ops drawn in Go (annotate) by name.
-	Painters map[string]Painter
+	// Analyzers add analysis ops (ocr, detect) under the names and traits their Spec declares,
+	// without this package knowing them.
+	Analyzers []imaged.Analyzer
+	// Painters add transform ops drawn in Go (annotate) likewise.
+	Painters []imaged.Painter
 	// Locator finds objects for crop gravity=object:<class>; that gravity is refused without it.
-	Locator Locator
+	Locator imaged.Locator
 	// MemoryBudget bounds, in MiB, the memory the pipelines running at once are estimated to
 	// make libvips hold; a pipeline waits for its share (see budget). 0 means 64 MiB per CPU,
 	// a negative value no bound.

@@ -88,7 +88,10 @@ func loadFonts() (map[string]*opentype.Font, error) {
 	return fonts, fontsErr
 }
 
-func init() { register("watermark", parseWatermark, false) }
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "watermark", Summary: "lays text or an uploaded image over the image",
+		Frames: imaged.FramesEach}, parse: parseWatermark, heavy: true})
+}
 
 func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 	var a struct {
@@ -107,11 +110,8 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	wm := &watermarkStep{index: i, text: strings.TrimSpace(a.Text), opacity: 0.5, gravity: "south_east", margin: 10, font: "sans"}
-	if a.Opacity != nil {
-		if err := between(i, "watermark", "opacity", *a.Opacity, 0, 1); err != nil {
-			return nil, err
-		}
-		wm.opacity = *a.Opacity
+	if err := optional(&wm.opacity, i, "watermark", "opacity", a.Opacity, 0, 1); err != nil {
+		return nil, err
 	}
 	if a.Gravity != "" {
 		wm.gravity = strings.ToLower(a.Gravity)
@@ -119,11 +119,8 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 			return nil, err
 		}
 	}
-	if a.Margin != nil {
-		if err := between(i, "watermark", "margin", *a.Margin, 0, 1000); err != nil {
-			return nil, err
-		}
-		wm.margin = *a.Margin
+	if err := optional(&wm.margin, i, "watermark", "margin", a.Margin, 0, 1000); err != nil {
+		return nil, err
 	}
 	if a.Image != nil {
 		if wm.text != "" {
@@ -140,11 +137,8 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 	if n := utf8.RuneCountInString(wm.text); n > 200 || !utf8.ValidString(wm.text) {
 		return nil, invalid(i, "text", "watermark.text must be valid text of at most 200 characters")
 	}
-	if a.Size != nil {
-		if err := between(i, "watermark", "size", *a.Size, 4, 1000); err != nil {
-			return nil, err
-		}
-		wm.size = *a.Size
+	if err := optional(&wm.size, i, "watermark", "size", a.Size, 4, 1000); err != nil {
+		return nil, err
 	}
 	c, err := parseColour(i, "watermark", "color", a.Color, white)
 	if err != nil {

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/detect"
+	"github.com/imaged/imaged/ocr"
+	"github.com/imaged/imaged/onnx"
+	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/vips"
+)
+
+// engines are the pipeline and the ML engines behind its analysis ops.
+type engines struct {
+	processor *vips.Processor
+	runtime   *onnx.Runtime
+	ocr       *ocr.Op
+	detector  *detect.Service
+}
+
+// newEngines starts libvips and configures OCR and detection; models load on first use.
+func newEngines(cfg *Config, metrics *prom.Metrics) (*engines, error) {
+	e := &engines{runtime: onnx.New(onnx.Config{ModelsDir: cfg.ModelsDir, PoolSize: cfg.ONNXSessions})}
+	e.ocr = ocr.NewOp(ocr.Config{Runtime: e.runtime, Registerer: metrics.Registry,
+		Tesseract: ocr.TesseractConfig{PoolSize: cfg.TesseractPool}})
+	models, err := detect.ParseModels(cfg.DetectModels)
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("setting IMAGED_DETECT_MODELS: %w", err)
+	}
+	e.detector, err = detect.New(detect.Config{Runtime: e.runtime, DefaultModel: cfg.DetectModel, Models: models,
+		Registerer: metrics.Registry})
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("setting IMAGED_DETECT_MODEL: %w", err)
+	}
+	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.limits(), MemoryBudget: cfg.MemoryBudget, MaxFrames: cfg.MaxFrames,
+		Analyzers: []imaged.Analyzer{e.ocr, e.detector},
+		Painters:  []imaged.Painter{e.detector.Annotator()},
+		Locator:   e.detector}
+	vips.Startup(vcfg)
+	e.processor = vips.New(vcfg)
+	return e, nil
+}
+
+func (e *engines) close() {
+	if e.ocr != nil {
+		e.ocr.Close()
+	}
+	_ = e.runtime.Close()
+}
+
+// useUploads lets the pipeline's watermark op read uploaded images (image=<id>), once the task
+// store and blob store are open (after newEngines, which starts libvips first). A read stops
+// past the upload limit; the processor refuses such an overlay as it would any source.
+func (e *engines) useUploads(a *adapters, limits imaged.Limits) {
+	e.processor.SetImages(func(ctx context.Context, id string) ([]byte, error) {
+		_, data, err := imaged.ReadImage(ctx, a.store, a.blobs, id, limits.MaxBytes)
+		return data, err
+	})
+}
