@@ -7,6 +7,7 @@ package settings
 import (
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -154,4 +155,20 @@ func New(flag, env, help string, bind Binder) Setting {
 // Rule makes a Check: when ok is false, setting is at fault, as msg says.
 func Rule(ok bool, setting, msg string) Check {
 	return Check{OK: ok, Setting: setting, Msg: msg}
+}
+
+// BaseURL is the URL clients reach the API at: public when set, else made from the listen
+// address (a wildcard host becomes 127.0.0.1).
+func BaseURL(public, addr string) string {
+	if public != "" {
+		return strings.TrimRight(public, "/")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://127.0.0.1:8000"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

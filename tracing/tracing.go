@@ -13,8 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -191,4 +193,24 @@ func System(rawURL string) string {
 		return "rabbitmq"
 	}
 	return scheme
+}
+
+// Start is Setup for a process: Instance defaults to host/pid, and the returned function, for
+// exit, flushes the spans still buffered, for at most five seconds, logging a failure.
+func Start(ctx context.Context, cfg Config) (stop func(), err error) {
+	if cfg.Instance == "" {
+		host, _ := os.Hostname()
+		cfg.Instance = host + "/" + strconv.Itoa(os.Getpid())
+	}
+	shutdown, err := Setup(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			slog.Warn("flushing the last spans failed", "error", err.Error())
+		}
+	}, nil
 }

@@ -100,7 +100,7 @@ func newSigner(cfg *Config) (*signedurl.Signer, error) {
 		}
 		return s, nil
 	}
-	b, _, err := dataSecret(cfg.DataDir, "signing-key", "the URL signing key", signedurl.KeyFileSize, signedurl.KeyFile, nil)
+	b, _, err := settings.FileSecret(cfg.DataDir, "signing-key", "the URL signing key", signedurl.KeyFileSize, signedurl.KeyFile, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/imaged/imaged/redis"
 	"github.com/imaged/imaged/resilience"
 	"github.com/imaged/imaged/s3"
+	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/sqlite"
 )
 
@@ -223,19 +223,7 @@ func openBlobs(ctx context.Context, cfg *Config, raw string) (imaged.BlobStore, 
 	return nil, fmt.Errorf("unsupported scheme %q (use file://DIR or s3://BUCKET)", scheme)
 }
 
-func publicURL(cfg *Config) string {
-	if cfg.PublicURL != "" {
-		return strings.TrimRight(cfg.PublicURL, "/")
-	}
-	host, port, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
-		return "http://127.0.0.1:8000"
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
-}
+func publicURL(cfg *Config) string { return settings.BaseURL(cfg.PublicURL, cfg.Addr) }
 
 // urlSecret returns the key signing local-disk URLs: the setting, or one generated once and
 // kept in the data directory so URLs stay valid across restarts.
@@ -243,6 +231,6 @@ func urlSecret(cfg *Config) ([]byte, error) {
 	if cfg.URLSecret != "" {
 		return []byte(cfg.URLSecret), nil
 	}
-	secret, _, err := hexSecret(cfg.DataDir, "url-secret", "the URL signing key")
+	secret, _, err := settings.HexSecret(cfg.DataDir, "url-secret", "the URL signing key")
 	return secret, err
 }

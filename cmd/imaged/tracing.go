@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/tracing"
@@ -52,21 +48,14 @@ func (c *Config) tracingOn() bool {
 // setupTracing installs the tracer provider the settings ask for; the returned function flushes
 // the spans still buffered at exit.
 func setupTracing(ctx context.Context, cfg *Config, role string) (func(), error) {
-	host, _ := os.Hostname()
-	shutdown, err := tracing.Setup(ctx, tracing.Config{
+	stop, err := tracing.Start(ctx, tracing.Config{
 		Exporter: cfg.TraceExporter, Endpoint: cfg.TraceEndpoint, File: cfg.TraceFile, SampleRatio: cfg.TraceSampleRatio,
-		Service: "imaged", Version: versionString(), Role: role, Instance: host + "/" + strconv.Itoa(os.Getpid()),
+		Service: "imaged", Version: versionString(), Role: role,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting IMAGED_TRACE_EXPORTER: %w", err)
 	}
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := shutdown(sctx); err != nil {
-			slog.Warn("flushing the last spans failed", "error", err.Error())
-		}
-	}, nil
+	return stop, nil
 }
 
 // traced wraps the task store, blob store and queue in span-making decorators when tracing is

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/webhook"
 )
 
@@ -14,7 +15,7 @@ func webhookSecret(cfg *Config, log *slog.Logger) ([]byte, error) {
 	if cfg.WebhookSecret != "" {
 		return []byte(cfg.WebhookSecret), nil
 	}
-	secret, created, err := hexSecret(cfg.DataDir, "webhook-secret", "the webhook signing key")
+	secret, created, err := settings.HexSecret(cfg.DataDir, "webhook-secret", "the webhook signing key")
 	if err != nil || !created {
 		return secret, err
 	}

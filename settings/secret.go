@@ -1,4 +1,4 @@
-package main
+package settings
 
 import (
 	"crypto/rand"
@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 )
 
-// dataSecret returns the secret kept in the file name of the data directory dir, made first
+// FileSecret returns the secret kept in the file name of the data directory dir, made first
 // when the file is absent, or when valid (if not nil) refuses it: size random bytes, written as
 // format puts them. A new file is linked into place, so of several processes starting together
 // exactly one secret wins and all of them read it; created reports whether it was this one's.
 // what names the secret in errors.
-func dataSecret(dir, name, what string, size int, format func([]byte) string, valid func([]byte) bool) (secret []byte, created bool, err error) {
+func FileSecret(dir, name, what string, size int, format func([]byte) string, valid func([]byte) bool) (secret []byte, created bool, err error) {
 	path := filepath.Join(dir, name)
 	b, err := os.ReadFile(path)
 	if err == nil && (valid == nil || valid(b)) {
@@ -56,7 +56,7 @@ func dataSecret(dir, name, what string, size int, format func([]byte) string, va
 	return b, created, nil
 }
 
-// hexSecret is a secret of at least 32 characters: size random bytes in hex.
-func hexSecret(dir, name, what string) ([]byte, bool, error) {
-	return dataSecret(dir, name, what, 32, hex.EncodeToString, func(b []byte) bool { return len(b) >= 32 })
+// HexSecret is a secret of at least 32 characters: size random bytes in hex.
+func HexSecret(dir, name, what string) ([]byte, bool, error) {
+	return FileSecret(dir, name, what, 32, hex.EncodeToString, func(b []byte) bool { return len(b) >= 32 })
 }
