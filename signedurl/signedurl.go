@@ -33,6 +33,7 @@ import (
 	"strings"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/settings"
 )
 
 // Prefix is the route of signed URLs.
@@ -68,8 +69,8 @@ func New(keys []Key) (*Signer, error) {
 // ParseKeys reads comma-separated hex keys and salts, paired by position. Salts may be absent
 // (empty) but, when given, there must be one per key.
 func ParseKeys(keys, salts string) ([]Key, error) {
-	ks := splitList(keys)
-	ss := splitList(salts)
+	ks := settings.List(keys)
+	ss := settings.List(salts)
 	if len(ss) != 0 && len(ss) != len(ks) {
 		return nil, fmt.Errorf("%d keys but %d salts; give one salt per key", len(ks), len(ss))
 	}
@@ -87,16 +88,6 @@ func ParseKeys(keys, salts string) ([]Key, error) {
 		}
 	}
 	return out, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func mac(k Key, path string) []byte {
@@ -271,24 +262,18 @@ func isPlainNumber(v string) bool {
 	return true
 }
 
-func validName(s string) bool {
-	if s == "" || len(s) > 32 {
-		return false
-	}
-	for _, c := range s {
-		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-			return false
-		}
-	}
-	return true
-}
+// validName is an op or parameter name: letters, digits and underscores, at most 32.
+func validName(s string) bool { return validToken(s, 32, "_") }
 
-func validID(s string) bool {
-	if s == "" || len(s) > 64 {
+// validID is an image id: letters, digits, '-' and '_', at most 64.
+func validID(s string) bool { return validToken(s, 64, "-_") }
+
+func validToken(s string, max int, extra string) bool {
+	if s == "" || len(s) > max {
 		return false
 	}
 	for _, c := range s {
-		if !(c == '-' || c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+		if !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strings.ContainsRune(extra, c)) {
 			return false
 		}
 	}
