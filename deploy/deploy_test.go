@@ -58,34 +58,29 @@ func imagedSettings(t *testing.T) map[string]bool {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Every setting is a call settings.New("flag", "IMAGED_…", help, binder).
 		ast.Inspect(f, func(n ast.Node) bool {
-			list, ok := n.(*ast.CompositeLit)
-			if !ok {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) < 2 {
 				return true
 			}
-			arr, ok := list.Type.(*ast.ArrayType)
-			if !ok {
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "New" {
 				return true
 			}
-			if id, ok := arr.Elt.(*ast.Ident); !ok || id.Name != "setting" {
+			if pkg, ok := sel.X.(*ast.Ident); !ok || pkg.Name != "settings" {
 				return true
 			}
-			for _, el := range list.Elts {
-				entry, ok := el.(*ast.CompositeLit)
-				if !ok || len(entry.Elts) < 2 {
-					continue
-				}
-				if s, ok := entry.Elts[1].(*ast.BasicLit); ok && s.Kind == token.STRING {
-					if v, err := strconv.Unquote(s.Value); err == nil && strings.HasPrefix(v, "IMAGED_") {
-						names[v] = true
-					}
+			if s, ok := call.Args[1].(*ast.BasicLit); ok && s.Kind == token.STRING {
+				if v, err := strconv.Unquote(s.Value); err == nil && strings.HasPrefix(v, "IMAGED_") {
+					names[v] = true
 				}
 			}
 			return true
 		})
 	}
 	if len(names) < 20 {
-		t.Fatalf("found only %d IMAGED_* settings in %s: have the []setting lists moved?", len(names), dir)
+		t.Fatalf("found only %d IMAGED_* settings in %s: have the settings.New lists moved?", len(names), dir)
 	}
 	return names
 }
