@@ -82,11 +82,8 @@ func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 	if err := optional(&st.out.quality, i, "convert", "quality", a.Quality, 1, 100); err != nil {
 		return nil, err
 	}
-	if a.Subsample != "" {
-		if err := oneOf(i, "convert", "subsample", strings.ToLower(a.Subsample), "auto", "on", "off"); err != nil {
-			return nil, err
-		}
-		st.out.subsample = strings.ToLower(a.Subsample)
+	if err := choose(&st.out.subsample, i, "convert", "subsample", a.Subsample, "auto", "on", "off"); err != nil {
+		return nil, err
 	}
 	if err := optional(&st.out.compression, i, "convert", "compression", a.Compression, 0, 9); err != nil {
 		return nil, err

@@ -68,10 +68,7 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	c := &cropStep{gravity: "centre"}
-	if err := optional(&c.width, i, "crop", "width", a.Width, 1, p.limits.MaxWidth); err != nil {
-		return nil, err
-	}
-	if err := optional(&c.height, i, "crop", "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+	if err := p.sides(i, "crop", a.Width, a.Height, &c.width, &c.height); err != nil {
 		return nil, err
 	}
 	if a.X != nil || a.Y != nil {
@@ -107,11 +104,8 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 		c.gravity, c.object, c.locator = a.Gravity, class, p.cfg.Locator
 		return c, nil
 	}
-	if a.Gravity != "" {
-		c.gravity = strings.ToLower(a.Gravity)
-		if err := oneOf(i, "crop", "gravity", c.gravity, append(append([]string{}, gravities...), smartGravities...)...); err != nil {
-			return nil, err
-		}
+	if err := choose(&c.gravity, i, "crop", "gravity", a.Gravity, cropGravities...); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -2,7 +2,6 @@ package vips
 
 import (
 	"context"
-	"strings"
 
 	"github.com/imaged/imaged"
 )
@@ -38,11 +37,8 @@ func parseEdge(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	e := &edgeStep{method: "canny", intensity: 1, sigma: 1}
-	if a.Method != "" {
-		e.method = strings.ToLower(a.Method)
-		if err := oneOf(i, "edge", "method", e.method, "canny", "sobel"); err != nil {
-			return nil, err
-		}
+	if err := choose(&e.method, i, "edge", "method", a.Method, "canny", "sobel"); err != nil {
+		return nil, err
 	}
 	if err := optional(&e.intensity, i, "edge", "intensity", a.Intensity, 0.01, 10); err != nil {
 		return nil, err

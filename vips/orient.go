@@ -15,16 +15,16 @@ import (
 // resampling; other angles resample and grow the canvas to hold the whole turned image, filled
 // with background (transparent for images with alpha unless a background is given).
 type rotateStep struct {
-	angle         float64 // normalised to [0, 360)
-	background    rgba
-	hasBackground bool
+	angle      float64 // normalised to [0, 360)
+	background background
 }
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "rotate", Summary: "rotates the image by an angle", Frames: imaged.FramesEach},
 		parse: parseRotate, heavy: true, rereads: always})
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image", Frames: imaged.FramesEach}, parse: parseFlip})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "flop", Summary: "mirrors the image left to right", Frames: imaged.FramesEach}, parse: parseFlop})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "flop", Summary: "mirrors the image left to right", Frames: imaged.FramesEach},
+		parse: parseNumbers("flop", nil, fixedStep(&flipStep{dir: govips.DirectionHorizontal}))})
 }
 
 func parseRotate(p *Processor, i int, op imaged.Op) (step, error) {
@@ -42,7 +42,7 @@ func parseRotate(p *Processor, i int, op imaged.Op) (step, error) {
 	if err := between(i, "rotate", "angle", *a.Angle, -3600, 3600); err != nil {
 		return nil, err
 	}
-	bg, err := parseColour(i, "rotate", "background", a.Background, black)
+	bg, err := parseBackground(i, "rotate", a.Background, black)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func parseRotate(p *Processor, i int, op imaged.Op) (step, error) {
 	if angle < 0 {
 		angle += 360
 	}
-	return &rotateStep{angle: angle, background: bg, hasBackground: len(a.Background) > 0}, nil
+	return &rotateStep{angle: angle, background: bg}, nil
 }
 
 func (r *rotateStep) apply(_ context.Context, s *state) error {
@@ -66,10 +66,7 @@ func (r *rotateStep) apply(_ context.Context, s *state) error {
 		}
 		return nil
 	}
-	bg := r.background
-	if !r.hasBackground && img.HasAlpha() {
-		bg = transparent
-	}
+	bg := r.background.on(img)
 	if err := prepareBackground(img, bg); err != nil {
 		return err
 	}
@@ -96,14 +93,6 @@ func parseFlip(p *Processor, i int, op imaged.Op) (step, error) {
 		return &flipStep{dir: govips.DirectionVertical}, nil
 	}
 	return nil, oneOf(i, "flip", "direction", a.Direction, "horizontal", "vertical")
-}
-
-func parseFlop(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct{ opName }
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	return &flipStep{dir: govips.DirectionHorizontal}, nil
 }
 
 func (f *flipStep) apply(_ context.Context, s *state) error { return s.img.Flip(f.dir) }

@@ -24,8 +24,7 @@ type padStep struct {
 	width, height            int
 	aspect                   float64 // width / height; 0 when not asked for
 	gravity                  string
-	background               rgba
-	hasBackground            bool
+	background               background
 }
 
 func init() {
@@ -79,11 +78,8 @@ func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
 	case ps.margins && (a.Width != nil || a.Height != nil || a.Gravity != ""):
 		return nil, invalid(i, "width", "%s takes either margins (top, right, bottom, left) or width/height with gravity, not both", name)
 	case ps.aspect > 0:
-		if a.Gravity != "" {
-			ps.gravity = strings.ToLower(a.Gravity)
-			if err := oneOf(i, name, "gravity", ps.gravity, gravities...); err != nil {
-				return nil, err
-			}
+		if err := choose(&ps.gravity, i, name, "gravity", a.Gravity, gravities...); err != nil {
+			return nil, err
 		}
 	case ps.margins:
 		deref := func(v *int) int {
@@ -96,24 +92,17 @@ func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
 	case a.Width == nil && a.Height == nil:
 		return nil, invalid(i, "width", "%s needs width and/or height, or margins (top, right, bottom, left)", name)
 	default:
-		if err := optional(&ps.width, i, name, "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+		if err := p.sides(i, name, a.Width, a.Height, &ps.width, &ps.height); err != nil {
 			return nil, err
 		}
-		if err := optional(&ps.height, i, name, "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+		if err := choose(&ps.gravity, i, name, "gravity", a.Gravity, gravities...); err != nil {
 			return nil, err
-		}
-		if a.Gravity != "" {
-			ps.gravity = strings.ToLower(a.Gravity)
-			if err := oneOf(i, name, "gravity", ps.gravity, gravities...); err != nil {
-				return nil, err
-			}
 		}
 	}
-	bg, err := parseColour(i, name, "background", a.Background, black)
-	if err != nil {
+	var err error
+	if ps.background, err = parseBackground(i, name, a.Background, black); err != nil {
 		return nil, err
 	}
-	ps.background, ps.hasBackground = bg, len(a.Background) > 0
 	return ps, nil
 }
 
@@ -144,11 +133,7 @@ func (ps *padStep) apply(_ context.Context, s *state) error {
 		return s.invalid("", "%s would make the image %d×%d pixels; the limit is %d×%d",
 			s.op, cw, ch, s.limits.MaxWidth, s.limits.MaxHeight)
 	}
-	bg := ps.background
-	if !ps.hasBackground && img.HasAlpha() {
-		bg = transparent
-	}
-	return embed(img, x, y, cw, ch, bg)
+	return embed(img, x, y, cw, ch, ps.background.on(img))
 }
 
 // embed places img at x,y on a cw×ch canvas of colour bg.
@@ -177,9 +162,8 @@ func prepareBackground(img *govips.ImageRef, bg rgba) error {
 // trimStep cuts away the border whose colour is within threshold of background (by default
 // the colour of the top-left pixel). An image that is all border is left as it is.
 type trimStep struct {
-	threshold     float64
-	background    rgba
-	hasBackground bool
+	threshold  float64
+	background background
 }
 
 func parseTrim(p *Processor, i int, op imaged.Op) (step, error) {
@@ -195,18 +179,17 @@ func parseTrim(p *Processor, i int, op imaged.Op) (step, error) {
 	if err := optional(&t.threshold, i, "trim", "threshold", a.Threshold, 0, 255); err != nil {
 		return nil, err
 	}
-	bg, err := parseColour(i, "trim", "background", a.Background, white)
-	if err != nil {
+	var err error
+	if t.background, err = parseBackground(i, "trim", a.Background, white); err != nil {
 		return nil, err
 	}
-	t.background, t.hasBackground = bg, len(a.Background) > 0
 	return t, nil
 }
 
 func (t *trimStep) apply(_ context.Context, s *state) error {
 	img := s.img
-	bg := t.background
-	if !t.hasBackground {
+	bg := t.background.colour
+	if !t.background.given {
 		px, err := img.GetPoint(0, 0)
 		if err != nil {
 			return err

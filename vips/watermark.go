@@ -113,11 +113,8 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 	if err := optional(&wm.opacity, i, "watermark", "opacity", a.Opacity, 0, 1); err != nil {
 		return nil, err
 	}
-	if a.Gravity != "" {
-		wm.gravity = strings.ToLower(a.Gravity)
-		if err := oneOf(i, "watermark", "gravity", wm.gravity, gravities...); err != nil {
-			return nil, err
-		}
+	if err := choose(&wm.gravity, i, "watermark", "gravity", a.Gravity, gravities...); err != nil {
+		return nil, err
 	}
 	if err := optional(&wm.margin, i, "watermark", "margin", a.Margin, 0, 1000); err != nil {
 		return nil, err
@@ -145,11 +142,8 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	wm.colour = c
-	if a.Font != "" {
-		wm.font = strings.ToLower(a.Font)
-		if err := oneOf(i, "watermark", "font", wm.font, "sans", "bold", "mono"); err != nil {
-			return nil, err
-		}
+	if err := choose(&wm.font, i, "watermark", "font", a.Font, "sans", "bold", "mono"); err != nil {
+		return nil, err
 	}
 	return wm, nil
 }
