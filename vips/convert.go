@@ -44,26 +44,24 @@ type convertStep struct{ out output }
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "convert", Summary: "sets the output format and its options",
-		Frames: imaged.FramesWhole}, parse: parseConvert, streams: true})
+		Frames: imaged.FramesWhole}, parse: parseArgs(parseConvert), streams: true})
 }
 
-func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Format      string `json:"format"`
-		Quality     *int   `json:"quality"`
-		Progressive bool   `json:"progressive"`
-		Lossless    bool   `json:"lossless"`
-		Strip       *bool  `json:"strip"`
-		Subsample   string `json:"subsample"`
-		Compression *int   `json:"compression"`
-		Palette     bool   `json:"palette"`
-		Bitdepth    *int   `json:"bitdepth"`
-		Effort      *int   `json:"effort"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type convertArgs struct {
+	opName
+	Format      string `json:"format"`
+	Quality     *int   `json:"quality"`
+	Progressive bool   `json:"progressive"`
+	Lossless    bool   `json:"lossless"`
+	Strip       *bool  `json:"strip"`
+	Subsample   string `json:"subsample"`
+	Compression *int   `json:"compression"`
+	Palette     bool   `json:"palette"`
+	Bitdepth    *int   `json:"bitdepth"`
+	Effort      *int   `json:"effort"`
+}
+
+func parseConvert(p *Processor, i int, op imaged.Op, a *convertArgs) (step, error) {
 	format := strings.ToLower(a.Format)
 	if format == "jpg" {
 		format = "jpeg"

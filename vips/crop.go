@@ -28,7 +28,7 @@ func init() {
 	register(opSpec{
 		OpSpec: imaged.OpSpec{Name: "crop", Summary: "cuts a box out of the image, given or placed by gravity",
 			Frames: imaged.FramesEach, TaskTypeFor: objectGravityTask},
-		parse: parseCrop,
+		parse: parseArgs(parseCrop),
 		// Only the searches of smart crop read the image twice.
 		rereads: func(st step) bool {
 			c := st.(*cropStep)
@@ -55,18 +55,16 @@ func objectGravityTask(op imaged.Op) string {
 	return ""
 }
 
-func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		X       *int   `json:"x"`
-		Y       *int   `json:"y"`
-		Width   *int   `json:"width"`
-		Height  *int   `json:"height"`
-		Gravity string `json:"gravity"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type cropArgs struct {
+	opName
+	X       *int   `json:"x"`
+	Y       *int   `json:"y"`
+	Width   *int   `json:"width"`
+	Height  *int   `json:"height"`
+	Gravity string `json:"gravity"`
+}
+
+func parseCrop(p *Processor, i int, op imaged.Op, a *cropArgs) (step, error) {
 	c := &cropStep{gravity: "centre"}
 	if err := p.sides(i, "crop", a.Width, a.Height, &c.width, &c.height); err != nil {
 		return nil, err

@@ -21,21 +21,19 @@ type rotateStep struct {
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "rotate", Summary: "rotates the image by an angle", Frames: imaged.FramesEach},
-		parse: parseRotate, heavy: true, rereads: always})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image", Frames: imaged.FramesEach}, parse: parseFlip})
+		parse: parseArgs(parseRotate), heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image", Frames: imaged.FramesEach}, parse: parseArgs(parseFlip)})
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "flop", Summary: "mirrors the image left to right", Frames: imaged.FramesEach},
 		parse: parseNumbers("flop", nil, fixedStep(&flipStep{dir: govips.DirectionHorizontal}))})
 }
 
-func parseRotate(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Angle      *float64        `json:"angle"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type rotateArgs struct {
+	opName
+	Angle      *float64        `json:"angle"`
+	Background json.RawMessage `json:"background"`
+}
+
+func parseRotate(p *Processor, i int, op imaged.Op, a *rotateArgs) (step, error) {
 	if a.Angle == nil {
 		return nil, invalid(i, "angle", "rotate.angle is required (degrees, clockwise)")
 	}
@@ -78,14 +76,12 @@ func (r *rotateStep) apply(_ context.Context, s *state) error {
 // flop is a horizontal flip, the name ImageMagick and sharp users look for.
 type flipStep struct{ dir govips.Direction }
 
-func parseFlip(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Direction string `json:"direction"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type flipArgs struct {
+	opName
+	Direction string `json:"direction"`
+}
+
+func parseFlip(p *Processor, i int, op imaged.Op, a *flipArgs) (step, error) {
 	switch strings.ToLower(a.Direction) {
 	case "", "horizontal":
 		return &flipStep{dir: govips.DirectionHorizontal}, nil

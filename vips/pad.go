@@ -28,29 +28,27 @@ type padStep struct {
 }
 
 func init() {
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "pad", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "extend", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "pad", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parseArgs(parsePad)})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "extend", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parseArgs(parsePad)})
 	// trim would cut each frame of an animation to its own box.
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "trim", Summary: "cuts away a plain border"},
-		parse: parseTrim, heavy: true, rereads: always})
+		parse: parseArgs(parseTrim), heavy: true, rereads: always})
 }
 
-func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Width      *int            `json:"width"`
-		Height     *int            `json:"height"`
-		Top        *int            `json:"top"`
-		Right      *int            `json:"right"`
-		Bottom     *int            `json:"bottom"`
-		Left       *int            `json:"left"`
-		Aspect     json.RawMessage `json:"aspect"`
-		Gravity    string          `json:"gravity"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type padArgs struct {
+	opName
+	Width      *int            `json:"width"`
+	Height     *int            `json:"height"`
+	Top        *int            `json:"top"`
+	Right      *int            `json:"right"`
+	Bottom     *int            `json:"bottom"`
+	Left       *int            `json:"left"`
+	Aspect     json.RawMessage `json:"aspect"`
+	Gravity    string          `json:"gravity"`
+	Background json.RawMessage `json:"background"`
+}
+
+func parsePad(p *Processor, i int, op imaged.Op, a *padArgs) (step, error) {
 	name := op.Name
 	ps := &padStep{gravity: "centre"}
 	margins := map[string]*int{"top": a.Top, "right": a.Right, "bottom": a.Bottom, "left": a.Left}
@@ -166,15 +164,13 @@ type trimStep struct {
 	background background
 }
 
-func parseTrim(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Threshold  *float64        `json:"threshold"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type trimArgs struct {
+	opName
+	Threshold  *float64        `json:"threshold"`
+	Background json.RawMessage `json:"background"`
+}
+
+func parseTrim(p *Processor, i int, op imaged.Op, a *trimArgs) (step, error) {
 	t := &trimStep{threshold: 10}
 	if err := optional(&t.threshold, i, "trim", "threshold", a.Threshold, 0, 255); err != nil {
 		return nil, err

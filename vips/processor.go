@@ -118,6 +118,18 @@ type closer interface {
 // parseFunc checks the parameters of op i and compiles it into a step.
 type parseFunc func(p *Processor, i int, op imaged.Op) (step, error)
 
+// parseArgs is the parser of an op whose parameters decode into an A: check validates them and
+// compiles the step.
+func parseArgs[A any](check func(p *Processor, i int, op imaged.Op, a *A) (step, error)) parseFunc {
+	return func(p *Processor, i int, op imaged.Op) (step, error) {
+		var a A
+		if err := op.DecodeArgs(i, &a); err != nil {
+			return nil, err
+		}
+		return check(p, i, op, &a)
+	}
+}
+
 // opSpec is the registration of an op: everything the pipeline needs to know about it, so that
 // adding an op is its file and one register call. The embedded imaged.OpSpec holds the traits
 // the domain reads too (kind, task type, behaviour on animations) and is registered with the

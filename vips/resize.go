@@ -44,7 +44,7 @@ func init() {
 	register(opSpec{
 		OpSpec: imaged.OpSpec{Name: "resize", Summary: "scales the image to a box by a fit mode",
 			Frames: imaged.FramesEach, TaskTypeFor: objectGravityTask},
-		parse: parseResize, heavy: true, rereads: always,
+		parse: parseArgs(parseResize), heavy: true, rereads: always,
 		animatable: func(i int, st step) error {
 			if r := st.(*resizeStep); r.fit == "cover" && slices.Contains(smartGravities, r.gravity) {
 				return invalid(i, "gravity", "resize.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to resize the first frame", r.gravity)
@@ -54,20 +54,18 @@ func init() {
 	})
 }
 
-func parseResize(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Width      *int            `json:"width"`
-		Height     *int            `json:"height"`
-		Fit        string          `json:"fit"`
-		Enlarge    bool            `json:"enlarge"`
-		Kernel     string          `json:"kernel"`
-		Gravity    string          `json:"gravity"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type resizeArgs struct {
+	opName
+	Width      *int            `json:"width"`
+	Height     *int            `json:"height"`
+	Fit        string          `json:"fit"`
+	Enlarge    bool            `json:"enlarge"`
+	Kernel     string          `json:"kernel"`
+	Gravity    string          `json:"gravity"`
+	Background json.RawMessage `json:"background"`
+}
+
+func parseResize(p *Processor, i int, op imaged.Op, a *resizeArgs) (step, error) {
 	if a.Width == nil && a.Height == nil {
 		return nil, invalid(i, "width", "resize needs width, height or both")
 	}

@@ -90,25 +90,23 @@ func loadFonts() (map[string]*opentype.Font, error) {
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "watermark", Summary: "lays text or an uploaded image over the image",
-		Frames: imaged.FramesEach}, parse: parseWatermark, heavy: true})
+		Frames: imaged.FramesEach}, parse: parseArgs(parseWatermark), heavy: true})
 }
 
-func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Text    string          `json:"text"`
-		Image   *string         `json:"image"`
-		Size    *int            `json:"size"`
-		Color   json.RawMessage `json:"color"`
-		Opacity *float64        `json:"opacity"`
-		Gravity string          `json:"gravity"`
-		Margin  *int            `json:"margin"`
-		Font    string          `json:"font"`
-		Scale   *float64        `json:"scale"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type watermarkArgs struct {
+	opName
+	Text    string          `json:"text"`
+	Image   *string         `json:"image"`
+	Size    *int            `json:"size"`
+	Color   json.RawMessage `json:"color"`
+	Opacity *float64        `json:"opacity"`
+	Gravity string          `json:"gravity"`
+	Margin  *int            `json:"margin"`
+	Font    string          `json:"font"`
+	Scale   *float64        `json:"scale"`
+}
+
+func parseWatermark(p *Processor, i int, op imaged.Op, a *watermarkArgs) (step, error) {
 	wm := &watermarkStep{index: i, text: strings.TrimSpace(a.Text), opacity: 0.5, gravity: "south_east", margin: 10, font: "sans"}
 	if err := optional(&wm.opacity, i, "watermark", "opacity", a.Opacity, 0, 1); err != nil {
 		return nil, err
