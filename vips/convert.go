@@ -42,11 +42,6 @@ var outputFormats = []string{"jpeg", "png", "webp", "avif", "tiff", "gif", "auto
 // pipeline wins.
 type convertStep struct{ out output }
 
-func init() {
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "convert", Summary: "sets the output format and its options",
-		Frames: imaged.FramesWhole}, parse: parseArgs(parseConvert), streams: true})
-}
-
 type convertArgs struct {
 	opName
 	Format      string `json:"format"`
@@ -59,6 +54,11 @@ type convertArgs struct {
 	Palette     bool   `json:"palette"`
 	Bitdepth    *int   `json:"bitdepth"`
 	Effort      *int   `json:"effort"`
+}
+
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "convert", Summary: "sets the output format and its options",
+		Frames: imaged.FramesWhole}, parse: parseArgs(parseConvert), streams: true})
 }
 
 func parseConvert(p *Processor, i int, op imaged.Op, a *convertArgs) (step, error) {

@@ -57,11 +57,11 @@ func objectGravityTask(op imaged.Op) string {
 
 type cropArgs struct {
 	opName
-	X       *int   `json:"x"`
-	Y       *int   `json:"y"`
 	Width   *int   `json:"width"`
 	Height  *int   `json:"height"`
 	Gravity string `json:"gravity"`
+	X       *int   `json:"x"`
+	Y       *int   `json:"y"`
 }
 
 func parseCrop(p *Processor, i int, op imaged.Op, a *cropArgs) (step, error) {

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -177,12 +178,7 @@ type compiled struct {
 
 // Ops lists the ops this processor runs, built-in and from the engines, sorted.
 func (p *Processor) Ops() []string {
-	names := make([]string, 0, len(p.ops))
-	for n := range p.ops {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(p.ops))
 }
 
 // Validate checks every op's parameters without touching pixels. Errors are EInvalid and name

@@ -59,10 +59,10 @@ type resizeArgs struct {
 	Width      *int            `json:"width"`
 	Height     *int            `json:"height"`
 	Fit        string          `json:"fit"`
+	Background json.RawMessage `json:"background"`
 	Enlarge    bool            `json:"enlarge"`
 	Kernel     string          `json:"kernel"`
 	Gravity    string          `json:"gravity"`
-	Background json.RawMessage `json:"background"`
 }
 
 func parseResize(p *Processor, i int, op imaged.Op, a *resizeArgs) (step, error) {

@@ -65,6 +65,19 @@ type watermarkStep struct {
 	}
 }
 
+type watermarkArgs struct {
+	opName
+	Text    string          `json:"text"`
+	Image   *string         `json:"image"`
+	Size    *int            `json:"size"`
+	Color   json.RawMessage `json:"color"`
+	Opacity *float64        `json:"opacity"`
+	Gravity string          `json:"gravity"`
+	Margin  *int            `json:"margin"`
+	Font    string          `json:"font"`
+	Scale   *float64        `json:"scale"`
+}
+
 var fontFiles = map[string][]byte{"sans": goregular.TTF, "bold": gobold.TTF, "mono": gomono.TTF}
 
 var (
@@ -91,19 +104,6 @@ func loadFonts() (map[string]*opentype.Font, error) {
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "watermark", Summary: "lays text or an uploaded image over the image",
 		Frames: imaged.FramesEach}, parse: parseArgs(parseWatermark), heavy: true})
-}
-
-type watermarkArgs struct {
-	opName
-	Text    string          `json:"text"`
-	Image   *string         `json:"image"`
-	Size    *int            `json:"size"`
-	Color   json.RawMessage `json:"color"`
-	Opacity *float64        `json:"opacity"`
-	Gravity string          `json:"gravity"`
-	Margin  *int            `json:"margin"`
-	Font    string          `json:"font"`
-	Scale   *float64        `json:"scale"`
 }
 
 func parseWatermark(p *Processor, i int, op imaged.Op, a *watermarkArgs) (step, error) {
