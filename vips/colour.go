@@ -21,22 +21,22 @@ import (
 func init() {
 	// Each maps every pixel on its own, in one pass from top to bottom: it streams and works on
 	// each frame of an animation.
-	pointOp := func(name, summary string, parse parseFunc) {
+	pointOp := func(name, summary string, params []number, build func(v []float64) step) {
 		register(opSpec{OpSpec: imaged.OpSpec{Name: name, Summary: summary, Frames: imaged.FramesEach},
-			parse: parse, streams: true})
+			parse: parseNumbers(name, params, build), streams: true})
 	}
-	grey := parseNoArgs(func(img *govips.ImageRef) error { return img.ToColorSpace(govips.InterpretationBW) })
-	pointOp("grayscale", "makes the image grey", grey)
-	pointOp("greyscale", "makes the image grey", grey)
-	pointOp("invert", "inverts the colours", parseNoArgs(func(img *govips.ImageRef) error {
-		return colourOnly(img, func(c *govips.ImageRef) error { return c.Invert() })
-	}))
-	pointOp("sepia", "tints the image brown", parseNoArgs(sepia))
-	pointOp("brightness", "scales the brightness", parseFactor("brightness", 0, 10, brightness))
-	pointOp("contrast", "stretches values away from mid-grey", parseFactor("contrast", 0, 10, contrast))
-	pointOp("saturation", "scales the chroma", parseFactor("saturation", 0, 10, saturation))
-	pointOp("gamma", "applies a gamma curve", parseGamma)
-	pointOp("threshold", "turns the image black and white at a grey level", parseThreshold)
+	pointOp("grayscale", "makes the image grey", nil, fixedStep(funcStep(grey)))
+	pointOp("greyscale", "makes the image grey", nil, fixedStep(funcStep(grey)))
+	pointOp("invert", "inverts the colours", nil, fixedStep(funcStep(invert)))
+	pointOp("sepia", "tints the image brown", nil, fixedStep(funcStep(sepia)))
+	// factor multiplies: 1 leaves the image as it is.
+	factor := []number{{name: "factor", lo: 0, hi: 10, need: "1 leaves the image unchanged"}}
+	pointOp("brightness", "scales the brightness", factor, valueStep(brightness))
+	pointOp("contrast", "stretches values away from mid-grey", factor, valueStep(contrast))
+	pointOp("saturation", "scales the chroma", factor, valueStep(saturation))
+	pointOp("gamma", "applies a gamma curve", []number{{name: "gamma", lo: 0.1, hi: 10, def: 2.2}}, valueStep(gamma))
+	pointOp("threshold", "turns the image black and white at a grey level",
+		[]number{{name: "threshold", lo: 0, hi: 255, def: 128}}, valueStep(threshold))
 }
 
 // funcStep is an op that is one function of the image.
@@ -44,37 +44,22 @@ type funcStep func(img *govips.ImageRef) error
 
 func (f funcStep) apply(_ context.Context, s *state) error { return f(s.img) }
 
-// parseNoArgs is the parser of an op without parameters.
-func parseNoArgs(fn func(img *govips.ImageRef) error) func(p *Processor, i int, op imaged.Op) (step, error) {
-	return func(p *Processor, i int, op imaged.Op) (step, error) {
-		var a struct{ opName }
-		if err := op.DecodeArgs(i, &a); err != nil {
-			return nil, err
-		}
-		return funcStep(fn), nil
+// fixedStep builds the step of an op without parameters, for parseNumbers.
+func fixedStep(st step) func([]float64) step { return func([]float64) step { return st } }
+
+// valueStep builds the step of an op with one parameter, for parseNumbers: fn of the image and
+// the parameter's value.
+func valueStep(fn func(img *govips.ImageRef, v float64) error) func([]float64) step {
+	return func(v []float64) step {
+		x := v[0]
+		return funcStep(func(img *govips.ImageRef) error { return fn(img, x) })
 	}
 }
 
-// parseFactor is the parser of an op with one multiplicative "factor" (1 leaves the image as
-// it is; default 1).
-func parseFactor(name string, lo, hi float64, fn func(img *govips.ImageRef, f float64) error) func(p *Processor, i int, op imaged.Op) (step, error) {
-	return func(p *Processor, i int, op imaged.Op) (step, error) {
-		var a struct {
-			opName
-			Factor *float64 `json:"factor"`
-		}
-		if err := op.DecodeArgs(i, &a); err != nil {
-			return nil, err
-		}
-		if a.Factor == nil {
-			return nil, invalid(i, "factor", "%s.factor is required (1 leaves the image unchanged)", name)
-		}
-		f := *a.Factor
-		if err := between(i, name, "factor", f, lo, hi); err != nil {
-			return nil, err
-		}
-		return funcStep(func(img *govips.ImageRef) error { return fn(img, f) }), nil
-	}
+func grey(img *govips.ImageRef) error { return img.ToColorSpace(govips.InterpretationBW) }
+
+func invert(img *govips.ImageRef) error {
+	return colourOnly(img, func(c *govips.ImageRef) error { return c.Invert() })
 }
 
 // colourOnly runs fn on the colour bands of img, leaving an alpha band as it was.
@@ -97,14 +82,19 @@ func colourOnly(img *govips.ImageRef, fn func(c *govips.ImageRef) error) error {
 	return img.BandJoin(alpha)
 }
 
-// linear maps every colour value v to a*v + b, clipped to 0..255.
-func linear(img *govips.ImageRef, a, b float64) error {
+// colourToUchar runs fn on the colour bands, as colourOnly does, and brings them back to 8 bits.
+func colourToUchar(img *govips.ImageRef, fn func(c *govips.ImageRef) error) error {
 	return colourOnly(img, func(c *govips.ImageRef) error {
-		if err := c.Linear1(a, b); err != nil {
+		if err := fn(c); err != nil {
 			return err
 		}
 		return c.Cast(govips.BandFormatUchar)
 	})
+}
+
+// linear maps every colour value v to a*v + b, clipped to 0..255.
+func linear(img *govips.ImageRef, a, b float64) error {
+	return colourToUchar(img, func(c *govips.ImageRef) error { return c.Linear1(a, b) })
 }
 
 // brightness scales every colour value by f (0 is black).
@@ -127,66 +117,30 @@ func saturation(img *govips.ImageRef, f float64) error {
 // sepia tints the luminance brown: the classic sepia matrix's rows are close to multiples of
 // the luminance weights, so luminance times (1.351, 1.203, 0.937) matches it closely.
 func sepia(img *govips.ImageRef) error {
-	return colourOnly(img, func(c *govips.ImageRef) error {
+	return colourToUchar(img, func(c *govips.ImageRef) error {
 		if err := c.ToColorSpace(govips.InterpretationBW); err != nil {
 			return err
 		}
 		if err := c.ToColorSpace(govips.InterpretationSRGB); err != nil {
 			return err
 		}
-		if err := c.Linear([]float64{1.351, 1.203, 0.937}, []float64{0, 0, 0}); err != nil {
-			return err
-		}
-		return c.Cast(govips.BandFormatUchar)
+		return c.Linear([]float64{1.351, 1.203, 0.937}, []float64{0, 0, 0})
 	})
 }
 
-func parseGamma(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Gamma *float64 `json:"gamma"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	g := 2.2
-	if err := optional(&g, i, "gamma", "gamma", a.Gamma, 0.1, 10); err != nil {
-		return nil, err
-	}
-	// Values become v^(1/gamma): above 1 brightens the mid-tones, below 1 darkens them.
-	return funcStep(func(img *govips.ImageRef) error {
-		return colourOnly(img, func(c *govips.ImageRef) error {
-			if err := c.Gamma(g); err != nil {
-				return err
-			}
-			return c.Cast(govips.BandFormatUchar)
-		})
-	}), nil
+// gamma makes every colour value v^(1/g): above 1 brightens the mid-tones, below 1 darkens
+// them.
+func gamma(img *govips.ImageRef, g float64) error {
+	return colourToUchar(img, func(c *govips.ImageRef) error { return c.Gamma(g) })
 }
 
-func parseThreshold(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Threshold *float64 `json:"threshold"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	t := 128.0
-	if err := optional(&t, i, "threshold", "threshold", a.Threshold, 0, 255); err != nil {
-		return nil, err
-	}
-	// A grey value v becomes 255 when v >= t, else 0: (v - t + 0.5) scaled far past the
-	// uchar range and clipped by the cast.
-	return funcStep(func(img *govips.ImageRef) error {
-		return colourOnly(img, func(c *govips.ImageRef) error {
-			if err := c.ToColorSpace(govips.InterpretationBW); err != nil {
-				return err
-			}
-			if err := c.Linear1(1e4, (0.5-t)*1e4); err != nil {
-				return err
-			}
-			return c.Cast(govips.BandFormatUchar)
-		})
-	}), nil
+// threshold makes one band, 255 where the grey value v >= t, else 0: (v - t + 0.5) scaled far
+// past the uchar range and clipped by the cast.
+func threshold(img *govips.ImageRef, t float64) error {
+	return colourToUchar(img, func(c *govips.ImageRef) error {
+		if err := c.ToColorSpace(govips.InterpretationBW); err != nil {
+			return err
+		}
+		return c.Linear1(1e4, (0.5-t)*1e4)
+	})
 }

@@ -42,28 +42,26 @@ var outputFormats = []string{"jpeg", "png", "webp", "avif", "tiff", "gif", "auto
 // pipeline wins.
 type convertStep struct{ out output }
 
-func init() {
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "convert", Summary: "sets the output format and its options",
-		Frames: imaged.FramesWhole}, parse: parseConvert, streams: true})
+type convertArgs struct {
+	opName
+	Format      string `json:"format"`
+	Quality     *int   `json:"quality"`
+	Progressive bool   `json:"progressive"`
+	Lossless    bool   `json:"lossless"`
+	Strip       *bool  `json:"strip"`
+	Subsample   string `json:"subsample"`
+	Compression *int   `json:"compression"`
+	Palette     bool   `json:"palette"`
+	Bitdepth    *int   `json:"bitdepth"`
+	Effort      *int   `json:"effort"`
 }
 
-func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Format      string `json:"format"`
-		Quality     *int   `json:"quality"`
-		Progressive bool   `json:"progressive"`
-		Lossless    bool   `json:"lossless"`
-		Strip       *bool  `json:"strip"`
-		Subsample   string `json:"subsample"`
-		Compression *int   `json:"compression"`
-		Palette     bool   `json:"palette"`
-		Bitdepth    *int   `json:"bitdepth"`
-		Effort      *int   `json:"effort"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+func init() {
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "convert", Summary: "sets the output format and its options",
+		Frames: imaged.FramesWhole}, parse: parseArgs(parseConvert), streams: true})
+}
+
+func parseConvert(p *Processor, i int, op imaged.Op, a *convertArgs) (step, error) {
 	format := strings.ToLower(a.Format)
 	if format == "jpg" {
 		format = "jpeg"
@@ -82,11 +80,8 @@ func parseConvert(p *Processor, i int, op imaged.Op) (step, error) {
 	if err := optional(&st.out.quality, i, "convert", "quality", a.Quality, 1, 100); err != nil {
 		return nil, err
 	}
-	if a.Subsample != "" {
-		if err := oneOf(i, "convert", "subsample", strings.ToLower(a.Subsample), "auto", "on", "off"); err != nil {
-			return nil, err
-		}
-		st.out.subsample = strings.ToLower(a.Subsample)
+	if err := choose(&st.out.subsample, i, "convert", "subsample", a.Subsample, "auto", "on", "off"); err != nil {
+		return nil, err
 	}
 	if err := optional(&st.out.compression, i, "convert", "compression", a.Compression, 0, 9); err != nil {
 		return nil, err

@@ -28,7 +28,7 @@ func init() {
 	register(opSpec{
 		OpSpec: imaged.OpSpec{Name: "crop", Summary: "cuts a box out of the image, given or placed by gravity",
 			Frames: imaged.FramesEach, TaskTypeFor: objectGravityTask},
-		parse: parseCrop,
+		parse: parseArgs(parseCrop),
 		// Only the searches of smart crop read the image twice.
 		rereads: func(st step) bool {
 			c := st.(*cropStep)
@@ -55,23 +55,18 @@ func objectGravityTask(op imaged.Op) string {
 	return ""
 }
 
-func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		X       *int   `json:"x"`
-		Y       *int   `json:"y"`
-		Width   *int   `json:"width"`
-		Height  *int   `json:"height"`
-		Gravity string `json:"gravity"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type cropArgs struct {
+	opName
+	Width   *int   `json:"width"`
+	Height  *int   `json:"height"`
+	Gravity string `json:"gravity"`
+	X       *int   `json:"x"`
+	Y       *int   `json:"y"`
+}
+
+func parseCrop(p *Processor, i int, op imaged.Op, a *cropArgs) (step, error) {
 	c := &cropStep{gravity: "centre"}
-	if err := optional(&c.width, i, "crop", "width", a.Width, 1, p.limits.MaxWidth); err != nil {
-		return nil, err
-	}
-	if err := optional(&c.height, i, "crop", "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+	if err := p.sides(i, "crop", a.Width, a.Height, &c.width, &c.height); err != nil {
 		return nil, err
 	}
 	if a.X != nil || a.Y != nil {
@@ -107,11 +102,8 @@ func parseCrop(p *Processor, i int, op imaged.Op) (step, error) {
 		c.gravity, c.object, c.locator = a.Gravity, class, p.cfg.Locator
 		return c, nil
 	}
-	if a.Gravity != "" {
-		c.gravity = strings.ToLower(a.Gravity)
-		if err := oneOf(i, "crop", "gravity", c.gravity, append(append([]string{}, gravities...), smartGravities...)...); err != nil {
-			return nil, err
-		}
+	if err := choose(&c.gravity, i, "crop", "gravity", a.Gravity, cropGravities...); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

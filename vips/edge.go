@@ -2,7 +2,6 @@ package vips
 
 import (
 	"context"
-	"strings"
 
 	"github.com/imaged/imaged"
 )
@@ -24,25 +23,20 @@ type edgeStep struct {
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "edge", Summary: "finds the edges of the image", Frames: imaged.FramesEach},
-		parse: parseEdge, heavy: true})
+		parse: parseArgs(parseEdge), heavy: true})
 }
 
-func parseEdge(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Method    string   `json:"method"`
-		Intensity *float64 `json:"intensity"`
-		Sigma     *float64 `json:"sigma"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type edgeArgs struct {
+	opName
+	Method    string   `json:"method"`
+	Intensity *float64 `json:"intensity"`
+	Sigma     *float64 `json:"sigma"`
+}
+
+func parseEdge(p *Processor, i int, op imaged.Op, a *edgeArgs) (step, error) {
 	e := &edgeStep{method: "canny", intensity: 1, sigma: 1}
-	if a.Method != "" {
-		e.method = strings.ToLower(a.Method)
-		if err := oneOf(i, "edge", "method", e.method, "canny", "sobel"); err != nil {
-			return nil, err
-		}
+	if err := choose(&e.method, i, "edge", "method", a.Method, "canny", "sobel"); err != nil {
+		return nil, err
 	}
 	if err := optional(&e.intensity, i, "edge", "intensity", a.Intensity, 0.01, 10); err != nil {
 		return nil, err

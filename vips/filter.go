@@ -10,72 +10,31 @@ import (
 )
 
 func init() {
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "blur", Summary: "blurs the image (Gaussian)", Frames: imaged.FramesEach},
-		parse: parseBlur, heavy: true, rereads: always})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "sharpen", Summary: "sharpens the image (unsharp mask)", Frames: imaged.FramesEach},
-		parse: parseSharpen, heavy: true, rereads: always})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "pixelate", Summary: "turns the image into blocks of one colour", Frames: imaged.FramesEach},
-		parse: parsePixelate, heavy: true, rereads: always})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "emboss", Summary: "makes the image look stamped in relief", Frames: imaged.FramesEach},
-		parse: parseEmboss, heavy: true})
-}
-
-// parseBlur: a Gaussian blur of sigma pixels (0.1..100, default 2).
-func parseBlur(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Sigma *float64 `json:"sigma"`
+	heavyOp := func(name, summary string, params []number, build func(v []float64) step, rereads func(step) bool) {
+		register(opSpec{OpSpec: imaged.OpSpec{Name: name, Summary: summary, Frames: imaged.FramesEach},
+			parse: parseNumbers(name, params, build), heavy: true, rereads: rereads})
 	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	sigma := 2.0
-	if err := optional(&sigma, i, "blur", "sigma", a.Sigma, 0.1, 100); err != nil {
-		return nil, err
-	}
-	return funcStep(func(img *govips.ImageRef) error { return img.GaussianBlur(sigma) }), nil
-}
-
-// parseSharpen: libvips' unsharp mask on lightness; sigma (0.1..10, default 1) is the radius
-// of the mask, amount (0..20, default 3) the strength in edge areas.
-func parseSharpen(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Sigma  *float64 `json:"sigma"`
-		Amount *float64 `json:"amount"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	sigma, amount := 1.0, 3.0
-	if err := optional(&sigma, i, "sharpen", "sigma", a.Sigma, 0.1, 10); err != nil {
-		return nil, err
-	}
-	if err := optional(&amount, i, "sharpen", "amount", a.Amount, 0, 20); err != nil {
-		return nil, err
-	}
-	return funcStep(func(img *govips.ImageRef) error {
-		if err := img.Sharpen(sigma, 2, amount); err != nil {
-			return err
-		}
-		return img.Cast(govips.BandFormatUchar)
-	}), nil
-}
-
-// parsePixelate: blocks of size×size pixels (2..1000, default 10), each the mean of its area.
-func parsePixelate(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Size *int `json:"size"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	size := 10
-	if err := optional(&size, i, "pixelate", "size", a.Size, 2, 1000); err != nil {
-		return nil, err
-	}
-	return funcStep(func(img *govips.ImageRef) error { return pixelate(img, size) }), nil
+	// A Gaussian blur of sigma pixels.
+	heavyOp("blur", "blurs the image (Gaussian)", []number{{name: "sigma", lo: 0.1, hi: 100, def: 2}},
+		valueStep(func(img *govips.ImageRef, sigma float64) error { return img.GaussianBlur(sigma) }), always)
+	// libvips' unsharp mask on lightness: sigma is the radius of the mask, amount the strength in
+	// edge areas.
+	heavyOp("sharpen", "sharpens the image (unsharp mask)",
+		[]number{{name: "sigma", lo: 0.1, hi: 10, def: 1}, {name: "amount", lo: 0, hi: 20, def: 3}},
+		func(v []float64) step {
+			sigma, amount := v[0], v[1]
+			return funcStep(func(img *govips.ImageRef) error {
+				if err := img.Sharpen(sigma, 2, amount); err != nil {
+					return err
+				}
+				return img.Cast(govips.BandFormatUchar)
+			})
+		}, always)
+	// Blocks of size×size pixels, each the mean of its area.
+	heavyOp("pixelate", "turns the image into blocks of one colour", []number{{name: "size", lo: 2, hi: 1000, def: 10, whole: true}},
+		valueStep(func(img *govips.ImageRef, size float64) error { return pixelate(img, int(size)) }), always)
+	heavyOp("emboss", "makes the image look stamped in relief", []number{{name: "strength", lo: 0.1, hi: 10, def: 1}},
+		func(v []float64) step { return &embossStep{strength: v[0]} }, nil)
 }
 
 func pixelate(img *govips.ImageRef, size int) error {
@@ -103,21 +62,6 @@ func pixelate(img *govips.ImageRef, size int) error {
 // embossStep shades the image as if lit from the top left: a 3×3 relief kernel over the
 // luminance, centred on mid-grey and scaled by strength (0.1..10, default 1). The result is grey.
 type embossStep struct{ strength float64 }
-
-func parseEmboss(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Strength *float64 `json:"strength"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	e := &embossStep{strength: 1}
-	if err := optional(&e.strength, i, "emboss", "strength", a.Strength, 0.1, 10); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
 
 func (e *embossStep) apply(ctx context.Context, s *state) error {
 	g, err := grayPixels(s.img, 0)

@@ -33,17 +33,15 @@ func init() {
 	// frames reads no pixel and changes none: a setting, so that it alone marks nothing as
 	// changed.
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "frames", Kind: imaged.OpSetting, Frames: imaged.FramesWhole,
-		Summary: "keeps every frame of an animated GIF or WebP through the pipeline"}, parse: parseFrames})
+		Summary: "keeps every frame of an animated GIF or WebP through the pipeline"}, parse: parseArgs(parseFrames)})
 }
 
-func parseFrames(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Max *int `json:"max"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type framesArgs struct {
+	opName
+	Max *int `json:"max"`
+}
+
+func parseFrames(p *Processor, i int, op imaged.Op, a *framesArgs) (step, error) {
 	if i != 0 {
 		return nil, invalid(i, "op", "frames must be the first op of a pipeline: it decides how the image is loaded")
 	}

@@ -31,17 +31,7 @@ type Info struct {
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "info", Summary: "describes the image: size, format, bands, EXIF",
-		Kind: imaged.OpAnalysis, Frames: imaged.FramesWhole}, parse: parseNoArgsAnalysis(infoStep{}), streams: true})
-}
-
-func parseNoArgsAnalysis(st step) func(p *Processor, i int, op imaged.Op) (step, error) {
-	return func(p *Processor, i int, op imaged.Op) (step, error) {
-		var a struct{ opName }
-		if err := op.DecodeArgs(i, &a); err != nil {
-			return nil, err
-		}
-		return st, nil
-	}
+		Kind: imaged.OpAnalysis, Frames: imaged.FramesWhole}, parse: parseNumbers("info", nil, fixedStep(infoStep{})), streams: true})
 }
 
 func (infoStep) apply(_ context.Context, s *state) error {

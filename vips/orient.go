@@ -15,34 +15,32 @@ import (
 // resampling; other angles resample and grow the canvas to hold the whole turned image, filled
 // with background (transparent for images with alpha unless a background is given).
 type rotateStep struct {
-	angle         float64 // normalised to [0, 360)
-	background    rgba
-	hasBackground bool
+	angle      float64 // normalised to [0, 360)
+	background background
 }
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "rotate", Summary: "rotates the image by an angle", Frames: imaged.FramesEach},
-		parse: parseRotate, heavy: true, rereads: always})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image", Frames: imaged.FramesEach}, parse: parseFlip})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "flop", Summary: "mirrors the image left to right", Frames: imaged.FramesEach}, parse: parseFlop})
+		parse: parseArgs(parseRotate), heavy: true, rereads: always})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image", Frames: imaged.FramesEach}, parse: parseArgs(parseFlip)})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "flop", Summary: "mirrors the image left to right", Frames: imaged.FramesEach},
+		parse: parseNumbers("flop", nil, fixedStep(&flipStep{dir: govips.DirectionHorizontal}))})
 }
 
-func parseRotate(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Angle      *float64        `json:"angle"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type rotateArgs struct {
+	opName
+	Angle      *float64        `json:"angle"`
+	Background json.RawMessage `json:"background"`
+}
+
+func parseRotate(p *Processor, i int, op imaged.Op, a *rotateArgs) (step, error) {
 	if a.Angle == nil {
 		return nil, invalid(i, "angle", "rotate.angle is required (degrees, clockwise)")
 	}
 	if err := between(i, "rotate", "angle", *a.Angle, -3600, 3600); err != nil {
 		return nil, err
 	}
-	bg, err := parseColour(i, "rotate", "background", a.Background, black)
+	bg, err := parseBackground(i, "rotate", a.Background, black)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +48,7 @@ func parseRotate(p *Processor, i int, op imaged.Op) (step, error) {
 	if angle < 0 {
 		angle += 360
 	}
-	return &rotateStep{angle: angle, background: bg, hasBackground: len(a.Background) > 0}, nil
+	return &rotateStep{angle: angle, background: bg}, nil
 }
 
 func (r *rotateStep) apply(_ context.Context, s *state) error {
@@ -66,10 +64,7 @@ func (r *rotateStep) apply(_ context.Context, s *state) error {
 		}
 		return nil
 	}
-	bg := r.background
-	if !r.hasBackground && img.HasAlpha() {
-		bg = transparent
-	}
+	bg := r.background.on(img)
 	if err := prepareBackground(img, bg); err != nil {
 		return err
 	}
@@ -81,14 +76,12 @@ func (r *rotateStep) apply(_ context.Context, s *state) error {
 // flop is a horizontal flip, the name ImageMagick and sharp users look for.
 type flipStep struct{ dir govips.Direction }
 
-func parseFlip(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Direction string `json:"direction"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type flipArgs struct {
+	opName
+	Direction string `json:"direction"`
+}
+
+func parseFlip(p *Processor, i int, op imaged.Op, a *flipArgs) (step, error) {
 	switch strings.ToLower(a.Direction) {
 	case "", "horizontal":
 		return &flipStep{dir: govips.DirectionHorizontal}, nil
@@ -96,14 +89,6 @@ func parseFlip(p *Processor, i int, op imaged.Op) (step, error) {
 		return &flipStep{dir: govips.DirectionVertical}, nil
 	}
 	return nil, oneOf(i, "flip", "direction", a.Direction, "horizontal", "vertical")
-}
-
-func parseFlop(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct{ opName }
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
-	return &flipStep{dir: govips.DirectionHorizontal}, nil
 }
 
 func (f *flipStep) apply(_ context.Context, s *state) error { return s.img.Flip(f.dir) }

@@ -24,34 +24,31 @@ type padStep struct {
 	width, height            int
 	aspect                   float64 // width / height; 0 when not asked for
 	gravity                  string
-	background               rgba
-	hasBackground            bool
+	background               background
 }
 
 func init() {
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "pad", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "extend", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parsePad})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "pad", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parseArgs(parsePad)})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "extend", Summary: "adds borders around the image", Frames: imaged.FramesEach}, parse: parseArgs(parsePad)})
 	// trim would cut each frame of an animation to its own box.
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "trim", Summary: "cuts away a plain border"},
-		parse: parseTrim, heavy: true, rereads: always})
+		parse: parseArgs(parseTrim), heavy: true, rereads: always})
 }
 
-func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Width      *int            `json:"width"`
-		Height     *int            `json:"height"`
-		Top        *int            `json:"top"`
-		Right      *int            `json:"right"`
-		Bottom     *int            `json:"bottom"`
-		Left       *int            `json:"left"`
-		Aspect     json.RawMessage `json:"aspect"`
-		Gravity    string          `json:"gravity"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type padArgs struct {
+	opName
+	Width      *int            `json:"width"`
+	Height     *int            `json:"height"`
+	Top        *int            `json:"top"`
+	Right      *int            `json:"right"`
+	Bottom     *int            `json:"bottom"`
+	Left       *int            `json:"left"`
+	Aspect     json.RawMessage `json:"aspect"`
+	Gravity    string          `json:"gravity"`
+	Background json.RawMessage `json:"background"`
+}
+
+func parsePad(p *Processor, i int, op imaged.Op, a *padArgs) (step, error) {
 	name := op.Name
 	ps := &padStep{gravity: "centre"}
 	margins := map[string]*int{"top": a.Top, "right": a.Right, "bottom": a.Bottom, "left": a.Left}
@@ -79,11 +76,8 @@ func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
 	case ps.margins && (a.Width != nil || a.Height != nil || a.Gravity != ""):
 		return nil, invalid(i, "width", "%s takes either margins (top, right, bottom, left) or width/height with gravity, not both", name)
 	case ps.aspect > 0:
-		if a.Gravity != "" {
-			ps.gravity = strings.ToLower(a.Gravity)
-			if err := oneOf(i, name, "gravity", ps.gravity, gravities...); err != nil {
-				return nil, err
-			}
+		if err := choose(&ps.gravity, i, name, "gravity", a.Gravity, gravities...); err != nil {
+			return nil, err
 		}
 	case ps.margins:
 		deref := func(v *int) int {
@@ -96,24 +90,17 @@ func parsePad(p *Processor, i int, op imaged.Op) (step, error) {
 	case a.Width == nil && a.Height == nil:
 		return nil, invalid(i, "width", "%s needs width and/or height, or margins (top, right, bottom, left)", name)
 	default:
-		if err := optional(&ps.width, i, name, "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+		if err := p.sides(i, name, a.Width, a.Height, &ps.width, &ps.height); err != nil {
 			return nil, err
 		}
-		if err := optional(&ps.height, i, name, "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+		if err := choose(&ps.gravity, i, name, "gravity", a.Gravity, gravities...); err != nil {
 			return nil, err
-		}
-		if a.Gravity != "" {
-			ps.gravity = strings.ToLower(a.Gravity)
-			if err := oneOf(i, name, "gravity", ps.gravity, gravities...); err != nil {
-				return nil, err
-			}
 		}
 	}
-	bg, err := parseColour(i, name, "background", a.Background, black)
-	if err != nil {
+	var err error
+	if ps.background, err = parseBackground(i, name, a.Background, black); err != nil {
 		return nil, err
 	}
-	ps.background, ps.hasBackground = bg, len(a.Background) > 0
 	return ps, nil
 }
 
@@ -144,11 +131,7 @@ func (ps *padStep) apply(_ context.Context, s *state) error {
 		return s.invalid("", "%s would make the image %d×%d pixels; the limit is %d×%d",
 			s.op, cw, ch, s.limits.MaxWidth, s.limits.MaxHeight)
 	}
-	bg := ps.background
-	if !ps.hasBackground && img.HasAlpha() {
-		bg = transparent
-	}
-	return embed(img, x, y, cw, ch, bg)
+	return embed(img, x, y, cw, ch, ps.background.on(img))
 }
 
 // embed places img at x,y on a cw×ch canvas of colour bg.
@@ -177,36 +160,32 @@ func prepareBackground(img *govips.ImageRef, bg rgba) error {
 // trimStep cuts away the border whose colour is within threshold of background (by default
 // the colour of the top-left pixel). An image that is all border is left as it is.
 type trimStep struct {
-	threshold     float64
-	background    rgba
-	hasBackground bool
+	threshold  float64
+	background background
 }
 
-func parseTrim(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Threshold  *float64        `json:"threshold"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type trimArgs struct {
+	opName
+	Threshold  *float64        `json:"threshold"`
+	Background json.RawMessage `json:"background"`
+}
+
+func parseTrim(p *Processor, i int, op imaged.Op, a *trimArgs) (step, error) {
 	t := &trimStep{threshold: 10}
 	if err := optional(&t.threshold, i, "trim", "threshold", a.Threshold, 0, 255); err != nil {
 		return nil, err
 	}
-	bg, err := parseColour(i, "trim", "background", a.Background, white)
-	if err != nil {
+	var err error
+	if t.background, err = parseBackground(i, "trim", a.Background, white); err != nil {
 		return nil, err
 	}
-	t.background, t.hasBackground = bg, len(a.Background) > 0
 	return t, nil
 }
 
 func (t *trimStep) apply(_ context.Context, s *state) error {
 	img := s.img
-	bg := t.background
-	if !t.hasBackground {
+	bg := t.background.colour
+	if !t.background.given {
 		px, err := img.GetPoint(0, 0)
 		if err != nil {
 			return err

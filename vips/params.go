@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
+
+	govips "github.com/davidbyttow/govips/v2/vips"
 
 	"github.com/imaged/imaged"
 )
@@ -50,6 +53,83 @@ func optional[T int | float64](dst *T, i int, op, name string, v *T, lo, hi T) e
 	return nil
 }
 
+// choose checks an optional choice parameter, lower-cased, against allowed and stores it in
+// dst; dst keeps its default when the parameter is absent (v is "").
+func choose(dst *string, i int, op, name, v string, allowed ...string) error {
+	if v == "" {
+		return nil
+	}
+	v = strings.ToLower(v)
+	if err := oneOf(i, op, name, v, allowed...); err != nil {
+		return err
+	}
+	*dst = v
+	return nil
+}
+
+// sides checks the width and height parameters of an op that makes or cuts a box against the
+// largest image, as optional does, and stores them in w and h.
+func (p *Processor) sides(i int, op string, width, height, w, h *int) error {
+	if err := optional(w, i, op, "width", width, 1, p.limits.MaxWidth); err != nil {
+		return err
+	}
+	return optional(h, i, op, "height", height, 1, p.limits.MaxHeight)
+}
+
+// number is a numeric parameter of an op: in lo..hi, def when absent. A whole one takes whole
+// numbers only; a required one (need says why it is) has no default.
+type number struct {
+	name        string
+	lo, hi, def float64
+	whole       bool
+	need        string
+}
+
+// parseNumbers is the parser of an op whose parameters are all numbers (or that has none): it
+// checks each against its range and builds the step from their values, in the order declared.
+// The parameters decode into a struct made here, once per op, so that DecodeArgs refuses
+// unknown fields and values of the wrong type as it does for every op.
+func parseNumbers(name string, params []number, build func(v []float64) step) parseFunc {
+	fields := []reflect.StructField{{Name: "Op", Type: reflect.TypeFor[string](), Tag: `json:"op"`}}
+	for k, n := range params {
+		t := reflect.TypeFor[*float64]()
+		if n.whole {
+			t = reflect.TypeFor[*int]()
+		}
+		fields = append(fields, reflect.StructField{Name: fmt.Sprintf("P%d", k), Type: t,
+			Tag: reflect.StructTag(fmt.Sprintf("json:%q", n.name))})
+	}
+	args := reflect.StructOf(fields)
+	return func(p *Processor, i int, op imaged.Op) (step, error) {
+		a := reflect.New(args)
+		if err := op.DecodeArgs(i, a.Interface()); err != nil {
+			return nil, err
+		}
+		v := make([]float64, len(params))
+		for k, n := range params {
+			f := a.Elem().Field(k + 1)
+			var err error
+			switch {
+			case f.IsNil() && n.need != "":
+				err = invalid(i, n.name, "%s.%s is required (%s)", name, n.name, n.need)
+			case f.IsNil():
+				v[k] = n.def
+			case n.whole:
+				x := int(f.Elem().Int())
+				v[k] = float64(x)
+				err = between(i, name, n.name, x, int(n.lo), int(n.hi))
+			default:
+				v[k] = f.Elem().Float()
+				err = between(i, name, n.name, v[k], n.lo, n.hi)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return build(v), nil
+	}
+}
+
 // oneOf checks that v is one of allowed, naming the choices in the error.
 func oneOf(i int, op, name, v string, allowed ...string) error {
 	for _, a := range allowed {
@@ -77,6 +157,27 @@ func (c rgba) opaque() bool { return c.A == 255 }
 
 // gray reports whether the colour has no hue, so a one-band image can take it as is.
 func (c rgba) gray() bool { return c.R == c.G && c.G == c.B }
+
+// background is the colour of the new pixels of an op that grows or turns the canvas.
+type background struct {
+	colour rgba
+	given  bool // false: the op's default, or transparency on an image with alpha
+}
+
+// parseBackground reads the background parameter; def is the colour when it is absent.
+func parseBackground(i int, op string, raw json.RawMessage, def rgba) (background, error) {
+	c, err := parseColour(i, op, "background", raw, def)
+	return background{colour: c, given: len(raw) > 0}, err
+}
+
+// on is the colour of new pixels on img: an image with alpha is padded with transparency unless
+// a background was given.
+func (b background) on(img *govips.ImageRef) rgba {
+	if !b.given && img.HasAlpha() {
+		return transparent
+	}
+	return b.colour
+}
 
 // parseColour reads a colour parameter; raw is empty when the field was absent, and def is
 // then returned.
@@ -135,6 +236,9 @@ var gravities = []string{"centre", "center", "north", "south", "east", "west",
 
 // smartGravities pick the box by content rather than position.
 var smartGravities = []string{"smart", "attention", "entropy"}
+
+// cropGravities place a box cut out of an image, by position or content.
+var cropGravities = append(append([]string{}, gravities...), smartGravities...)
 
 // place returns where an inner box goes inside an outer one for a gravity: against the top
 // for north*, the bottom for south*, the left for *west, the right for *east, centred on the

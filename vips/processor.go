@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -118,6 +119,18 @@ type closer interface {
 // parseFunc checks the parameters of op i and compiles it into a step.
 type parseFunc func(p *Processor, i int, op imaged.Op) (step, error)
 
+// parseArgs is the parser of an op whose parameters decode into an A: check validates them and
+// compiles the step.
+func parseArgs[A any](check func(p *Processor, i int, op imaged.Op, a *A) (step, error)) parseFunc {
+	return func(p *Processor, i int, op imaged.Op) (step, error) {
+		var a A
+		if err := op.DecodeArgs(i, &a); err != nil {
+			return nil, err
+		}
+		return check(p, i, op, &a)
+	}
+}
+
 // opSpec is the registration of an op: everything the pipeline needs to know about it, so that
 // adding an op is its file and one register call. The embedded imaged.OpSpec holds the traits
 // the domain reads too (kind, task type, behaviour on animations) and is registered with the
@@ -165,12 +178,7 @@ type compiled struct {
 
 // Ops lists the ops this processor runs, built-in and from the engines, sorted.
 func (p *Processor) Ops() []string {
-	names := make([]string, 0, len(p.ops))
-	for n := range p.ops {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(p.ops))
 }
 
 // Validate checks every op's parameters without touching pixels. Errors are EInvalid and name

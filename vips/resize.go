@@ -36,16 +36,15 @@ type resizeStep struct {
 	fit           string
 	enlarge       bool
 	kernel        string
-	gravity       string // cover's crop and exact's placement
-	background    rgba   // exact's padding
-	hasBackground bool
+	gravity       string     // cover's crop and exact's placement
+	background    background // exact's padding
 }
 
 func init() {
 	register(opSpec{
 		OpSpec: imaged.OpSpec{Name: "resize", Summary: "scales the image to a box by a fit mode",
 			Frames: imaged.FramesEach, TaskTypeFor: objectGravityTask},
-		parse: parseResize, heavy: true, rereads: always,
+		parse: parseArgs(parseResize), heavy: true, rereads: always,
 		animatable: func(i int, st step) error {
 			if r := st.(*resizeStep); r.fit == "cover" && slices.Contains(smartGravities, r.gravity) {
 				return invalid(i, "gravity", "resize.gravity=%s does not work on an animation: it would cut a different box from each frame; use a position gravity, or drop the frames op to resize the first frame", r.gravity)
@@ -55,35 +54,27 @@ func init() {
 	})
 }
 
-func parseResize(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Width      *int            `json:"width"`
-		Height     *int            `json:"height"`
-		Fit        string          `json:"fit"`
-		Enlarge    bool            `json:"enlarge"`
-		Kernel     string          `json:"kernel"`
-		Gravity    string          `json:"gravity"`
-		Background json.RawMessage `json:"background"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+type resizeArgs struct {
+	opName
+	Width      *int            `json:"width"`
+	Height     *int            `json:"height"`
+	Fit        string          `json:"fit"`
+	Background json.RawMessage `json:"background"`
+	Enlarge    bool            `json:"enlarge"`
+	Kernel     string          `json:"kernel"`
+	Gravity    string          `json:"gravity"`
+}
+
+func parseResize(p *Processor, i int, op imaged.Op, a *resizeArgs) (step, error) {
 	if a.Width == nil && a.Height == nil {
 		return nil, invalid(i, "width", "resize needs width, height or both")
 	}
 	r := &resizeStep{fit: "inside", kernel: "lanczos3", gravity: "centre", enlarge: a.Enlarge}
-	if err := optional(&r.width, i, "resize", "width", a.Width, 1, p.limits.MaxWidth); err != nil {
+	if err := p.sides(i, "resize", a.Width, a.Height, &r.width, &r.height); err != nil {
 		return nil, err
 	}
-	if err := optional(&r.height, i, "resize", "height", a.Height, 1, p.limits.MaxHeight); err != nil {
+	if err := choose(&r.fit, i, "resize", "fit", a.Fit, fits...); err != nil {
 		return nil, err
-	}
-	if a.Fit != "" {
-		r.fit = strings.ToLower(a.Fit)
-		if err := oneOf(i, "resize", "fit", r.fit, fits...); err != nil {
-			return nil, err
-		}
 	}
 	if a.Kernel != "" {
 		r.kernel = strings.ToLower(a.Kernel)
@@ -91,21 +82,17 @@ func parseResize(p *Processor, i int, op imaged.Op) (step, error) {
 			return nil, oneOf(i, "resize", "kernel", r.kernel, "lanczos3", "cubic", "linear", "nearest")
 		}
 	}
-	if a.Gravity != "" {
-		r.gravity = strings.ToLower(a.Gravity)
-		allowed := gravities
-		if r.fit == "cover" {
-			allowed = append(append([]string{}, gravities...), smartGravities...)
-		}
-		if err := oneOf(i, "resize", "gravity", r.gravity, allowed...); err != nil {
-			return nil, err
-		}
+	allowed := gravities
+	if r.fit == "cover" {
+		allowed = cropGravities
 	}
-	bg, err := parseColour(i, "resize", "background", a.Background, black)
-	if err != nil {
+	if err := choose(&r.gravity, i, "resize", "gravity", a.Gravity, allowed...); err != nil {
 		return nil, err
 	}
-	r.background, r.hasBackground = bg, len(a.Background) > 0
+	var err error
+	if r.background, err = parseBackground(i, "resize", a.Background, black); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -173,12 +160,8 @@ func (r *resizeStep) apply(_ context.Context, s *state) error {
 		if img.Width() == bw && img.Height() == bh {
 			return nil
 		}
-		bg := r.background
-		if !r.hasBackground && img.HasAlpha() {
-			bg = transparent
-		}
 		x, y := place(r.gravity, bw, bh, img.Width(), img.Height())
-		return embed(img, x, y, bw, bh, bg)
+		return embed(img, x, y, bw, bh, r.background.on(img))
 	}
 	return nil
 }

@@ -65,6 +65,19 @@ type watermarkStep struct {
 	}
 }
 
+type watermarkArgs struct {
+	opName
+	Text    string          `json:"text"`
+	Image   *string         `json:"image"`
+	Size    *int            `json:"size"`
+	Color   json.RawMessage `json:"color"`
+	Opacity *float64        `json:"opacity"`
+	Gravity string          `json:"gravity"`
+	Margin  *int            `json:"margin"`
+	Font    string          `json:"font"`
+	Scale   *float64        `json:"scale"`
+}
+
 var fontFiles = map[string][]byte{"sans": goregular.TTF, "bold": gobold.TTF, "mono": gomono.TTF}
 
 var (
@@ -90,34 +103,16 @@ func loadFonts() (map[string]*opentype.Font, error) {
 
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "watermark", Summary: "lays text or an uploaded image over the image",
-		Frames: imaged.FramesEach}, parse: parseWatermark, heavy: true})
+		Frames: imaged.FramesEach}, parse: parseArgs(parseWatermark), heavy: true})
 }
 
-func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
-	var a struct {
-		opName
-		Text    string          `json:"text"`
-		Image   *string         `json:"image"`
-		Size    *int            `json:"size"`
-		Color   json.RawMessage `json:"color"`
-		Opacity *float64        `json:"opacity"`
-		Gravity string          `json:"gravity"`
-		Margin  *int            `json:"margin"`
-		Font    string          `json:"font"`
-		Scale   *float64        `json:"scale"`
-	}
-	if err := op.DecodeArgs(i, &a); err != nil {
-		return nil, err
-	}
+func parseWatermark(p *Processor, i int, op imaged.Op, a *watermarkArgs) (step, error) {
 	wm := &watermarkStep{index: i, text: strings.TrimSpace(a.Text), opacity: 0.5, gravity: "south_east", margin: 10, font: "sans"}
 	if err := optional(&wm.opacity, i, "watermark", "opacity", a.Opacity, 0, 1); err != nil {
 		return nil, err
 	}
-	if a.Gravity != "" {
-		wm.gravity = strings.ToLower(a.Gravity)
-		if err := oneOf(i, "watermark", "gravity", wm.gravity, gravities...); err != nil {
-			return nil, err
-		}
+	if err := choose(&wm.gravity, i, "watermark", "gravity", a.Gravity, gravities...); err != nil {
+		return nil, err
 	}
 	if err := optional(&wm.margin, i, "watermark", "margin", a.Margin, 0, 1000); err != nil {
 		return nil, err
@@ -145,11 +140,8 @@ func parseWatermark(p *Processor, i int, op imaged.Op) (step, error) {
 		return nil, err
 	}
 	wm.colour = c
-	if a.Font != "" {
-		wm.font = strings.ToLower(a.Font)
-		if err := oneOf(i, "watermark", "font", wm.font, "sans", "bold", "mono"); err != nil {
-			return nil, err
-		}
+	if err := choose(&wm.font, i, "watermark", "font", a.Font, "sans", "bold", "mono"); err != nil {
+		return nil, err
 	}
 	return wm, nil
 }
