@@ -66,30 +66,16 @@ func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.Bl
 	if cfg.ID == "" {
 		cfg.ID = "worker-" + imaged.NewID()[:8]
 	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 1
-	}
-	if cfg.Deadline <= 0 {
-		cfg.Deadline = 5 * time.Minute
-	}
-	if cfg.Grace <= 0 {
-		cfg.Grace = 30 * time.Second
-	}
-	if cfg.BackoffBase <= 0 {
-		cfg.BackoffBase = time.Second
-	}
-	if cfg.Lease <= 0 {
-		cfg.Lease = DefaultLease
-	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = DefaultSweepInterval
-	}
-	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = 5 * time.Minute
-	}
-	if cfg.URLExpiry <= 0 {
-		cfg.URLExpiry = time.Hour
-	}
+	cfg = imaged.WithDefaults(cfg, Config{
+		Concurrency:   1,
+		Deadline:      5 * time.Minute,
+		Grace:         30 * time.Second,
+		BackoffBase:   time.Second,
+		Lease:         DefaultLease,
+		SweepInterval: DefaultSweepInterval,
+		BackoffMax:    5 * time.Minute,
+		URLExpiry:     time.Hour,
+	})
 	if log == nil {
 		log = slog.Default()
 	}
