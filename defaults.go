@@ -13,6 +13,16 @@ import (
 // by hand. It is the one home of the "use the default when not set" rule every adapter's
 // configuration applies.
 func WithDefaults[T any](c, def T) T {
+	return fill(c, def, notPositive)
+}
+
+// WithDefaultsForZero is WithDefaults for configurations that check their values afterwards:
+// only a zero value counts as unset, and a negative number stays for the check to refuse.
+func WithDefaultsForZero[T any](c, def T) T {
+	return fill(c, def, reflect.Value.IsZero)
+}
+
+func fill[T any](c, def T, unset func(reflect.Value) bool) T {
 	dst := reflect.ValueOf(&c).Elem()
 	if dst.Kind() != reflect.Struct {
 		panic(fmt.Sprintf("imaged.WithDefaults: %T is not a struct", c))
@@ -28,8 +38,8 @@ func WithDefaults[T any](c, def T) T {
 	return c
 }
 
-// unset reports whether v is a setting left for its default.
-func unset(v reflect.Value) bool {
+// notPositive reports whether v is zero or a number below zero.
+func notPositive(v reflect.Value) bool {
 	switch v.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return v.Int() <= 0

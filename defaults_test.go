@@ -32,3 +32,19 @@ func TestWithDefaults(t *testing.T) {
 		t.Errorf("set fields replaced: %+v", got)
 	}
 }
+
+func TestWithDefaultsForZero(t *testing.T) {
+	type config struct {
+		Timeout time.Duration
+		Size    int64
+		Name    string
+	}
+	def := config{Timeout: time.Second, Size: 5, Name: "imaged"}
+	got := imaged.WithDefaultsForZero(config{Timeout: -time.Second}, def)
+	if got.Timeout != -time.Second {
+		t.Errorf("a negative value was replaced: %v", got.Timeout)
+	}
+	if got.Size != 5 || got.Name != "imaged" {
+		t.Errorf("zero fields not defaulted: %+v", got)
+	}
+}
