@@ -36,14 +36,7 @@ func (p *HealthPublisher) Run(ctx context.Context) {
 	}
 	host, _ := os.Hostname()
 	start := time.Now()
-	t := time.NewTicker(p.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	Every(ctx, p.Interval, func() {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		status := "ok"
 		checks := map[string]string{}
@@ -65,5 +58,5 @@ func (p *HealthPublisher) Run(ctx context.Context) {
 			"uptime_seconds": int64(time.Since(start).Seconds()),
 		})
 		_ = p.Events.Publish(ctx, Event{Type: EventHealth, Status: status, WorkerID: p.WorkerID, Data: data})
-	}
+	})
 }

@@ -144,27 +144,17 @@ func Open(ctx context.Context, cfg Config) (*Broker, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka: no brokers")
 	}
-	if cfg.TopicPrefix == "" {
-		cfg.TopicPrefix = DefaultTopicPrefix
-	}
-	if cfg.Group == "" {
-		cfg.Group = DefaultGroup
-	}
-	if cfg.Partitions <= 0 {
-		cfg.Partitions = DefaultPartitions
-	}
 	if cfg.ReplicationFactor == 0 {
-		cfg.ReplicationFactor = -1
+		cfg.ReplicationFactor = -1 // the broker's default
 	}
-	if cfg.SessionTimeout <= 0 {
-		cfg.SessionTimeout = DefaultSessionTimeout
-	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = DefaultPublishTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = imaged.WithDefaults(cfg, Config{
+		TopicPrefix:    DefaultTopicPrefix,
+		Group:          DefaultGroup,
+		Partitions:     DefaultPartitions,
+		SessionTimeout: DefaultSessionTimeout,
+		PublishTimeout: DefaultPublishTimeout,
+		Logger:         slog.Default(),
+	})
 	prod, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID("imaged"),
 		kgo.ProducerLinger(0), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DialTimeout(5*time.Second),
 		kgo.RetryBackoffFn(retryBackoff))

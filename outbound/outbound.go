@@ -77,21 +77,13 @@ func New(cfg Config) *Client {
 	if cfg.MaxRedirects == 0 {
 		cfg.MaxRedirects = DefaultMaxRedirects
 	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = DefaultConnectTimeout
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = DefaultMaxBytes
-	}
-	if cfg.Resolver == nil {
-		cfg.Resolver = net.DefaultResolver
-	}
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = "imaged"
-	}
+	cfg = imaged.WithDefaults(cfg, Config{
+		ConnectTimeout: DefaultConnectTimeout,
+		Timeout:        DefaultTimeout,
+		MaxBytes:       DefaultMaxBytes,
+		Resolver:       net.DefaultResolver,
+		UserAgent:      "imaged",
+	})
 	c := &Client{cfg: cfg}
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second, Control: c.control}
 	transport := &http.Transport{

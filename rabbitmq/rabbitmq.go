@@ -137,24 +137,16 @@ func Open(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("rabbitmq: no URL")
 	}
-	if cfg.Exchange == "" {
-		cfg.Exchange = DefaultExchange
-	}
 	if len(cfg.Types) == 0 {
 		cfg.Types = imaged.TaskTypes
 	}
-	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = DefaultPublishTimeout
-	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = DefaultDialTimeout
-	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = imaged.WithDefaults(cfg, Config{
+		Exchange:       DefaultExchange,
+		PublishTimeout: DefaultPublishTimeout,
+		DialTimeout:    DefaultDialTimeout,
+		Heartbeat:      DefaultHeartbeat,
+		Logger:         slog.Default(),
+	})
 	b := &Broker{cfg: cfg, log: cfg.Logger.With("queue", "rabbitmq"), ready: make(chan struct{})}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	type result struct {

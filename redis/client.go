@@ -122,15 +122,11 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the Redis URL is not valid: %s", redactedError(err, u))
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.ResultTTL <= 0 {
-		opts.ResultTTL = DefaultResultTTL
-	}
-	if opts.MetadataTTL <= 0 {
-		opts.MetadataTTL = DefaultMetadataTTL
-	}
+	opts = imaged.WithDefaults(opts, Options{
+		Timeout:     DefaultTimeout,
+		ResultTTL:   DefaultResultTTL,
+		MetadataTTL: DefaultMetadataTTL,
+	})
 	if !q.Has("pool_size") {
 		o.PoolSize = DefaultPoolSize
 	}

@@ -23,8 +23,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/imaged/imaged"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/imaged/imaged"
 )
 
 // Breaker defaults from the specification: 5 consecutive failures open a breaker for 60 s;
@@ -52,16 +53,7 @@ type BreakerConfig struct {
 }
 
 func (c BreakerConfig) withDefaults(name string, failures uint32, recovery time.Duration) BreakerConfig {
-	if c.Name == "" {
-		c.Name = name
-	}
-	if c.Failures == 0 {
-		c.Failures = failures
-	}
-	if c.Recovery <= 0 {
-		c.Recovery = recovery
-	}
-	return c
+	return imaged.WithDefaults(c, BreakerConfig{Name: name, Failures: failures, Recovery: recovery})
 }
 
 // Breaker states as the circuit_breaker_state gauge reports them.

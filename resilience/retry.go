@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/imaged/imaged"
 )
 
 // Retry defaults from the specification: 3 attempts, waiting 2^attempt seconds (1 s, 2 s…)
@@ -31,16 +33,10 @@ type RetryConfig struct {
 }
 
 func (c RetryConfig) withDefaults() RetryConfig {
-	if c.MaxAttempts == 0 {
+	if c.MaxAttempts == 0 { // below zero disables retries, as 1 does
 		c.MaxAttempts = DefaultMaxAttempts
 	}
-	if c.Initial <= 0 {
-		c.Initial = DefaultInitial
-	}
-	if c.Max <= 0 {
-		c.Max = DefaultMaxWait
-	}
-	return c
+	return imaged.WithDefaults(c, RetryConfig{Initial: DefaultInitial, Max: DefaultMaxWait})
 }
 
 // retrier runs calls through one breaker, retrying transient failures.

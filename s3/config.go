@@ -156,16 +156,12 @@ func ParseURL(raw string) (Config, error) {
 // withDefaults fills the zero values.
 func (c Config) withDefaults() Config {
 	c.Prefix = strings.Trim(c.Prefix, "/")
-	if c.PresignExpiry == 0 {
-		c.PresignExpiry = DefaultPresignExpiry
-	}
-	if c.PartSize == 0 {
-		c.PartSize = DefaultPartSize
-	}
-	if c.MultipartThreshold == 0 {
-		c.MultipartThreshold = DefaultMultipartThreshold
-	}
-	return c
+	// Negative values stay for validate to refuse.
+	return imaged.WithDefaultsForZero(c, Config{
+		PresignExpiry:      DefaultPresignExpiry,
+		PartSize:           DefaultPartSize,
+		MultipartThreshold: DefaultMultipartThreshold,
+	})
 }
 
 func (c Config) validate() *imaged.Error {

@@ -158,29 +158,19 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("webhook: a task store is required")
 	}
-	if cfg.Attempts <= 0 {
-		cfg.Attempts = DefaultAttempts
-	}
-	if cfg.Backoff <= 0 {
-		cfg.Backoff = DefaultBackoff
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.Queue <= 0 {
-		cfg.Queue = DefaultQueue
-	}
+	cfg = imaged.WithDefaults(cfg, Config{
+		Attempts:    DefaultAttempts,
+		Backoff:     DefaultBackoff,
+		Timeout:     DefaultTimeout,
+		Concurrency: DefaultConcurrency,
+		Queue:       DefaultQueue,
+		Logger:      slog.Default(),
+	})
 	if cfg.Client == nil {
 		cfg.Client = outbound.New(outbound.Config{Timeout: cfg.Timeout, MaxRedirects: -1}).HTTPClient()
 	}
 	if cfg.Recorder == nil {
 		cfg.Recorder = NewMemoryRecorder(0)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	return &Dispatcher{cfg: cfg, log: cfg.Logger.With("component", "webhook"), queue: make(chan job, cfg.Queue)}, nil
 }

@@ -17,23 +17,16 @@ const DefaultSweepInterval = 10 * time.Second
 // belongs to the worker side, not to the queues, so that a queue only carries messages and never
 // needs the task store.
 func SweepExpiredLeases(ctx context.Context, every time.Duration, store imaged.TaskStore, q imaged.Queue, log *slog.Logger) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	imaged.Every(ctx, every, func() {
 		ids, err := store.RequeueExpired(ctx, time.Now(), false)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Error("requeueing expired leases failed", "error", err.Error())
 			}
-			continue
+			return
 		}
 		if len(ids) == 0 {
-			continue
+			return
 		}
 		log.Warn("requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
 		for _, id := range ids {
@@ -45,7 +38,7 @@ func SweepExpiredLeases(ctx context.Context, every time.Duration, store imaged.T
 				log.Error("publishing a requeued task failed", "task_id", id, "error", err.Error())
 			}
 		}
-	}
+	})
 }
 
 // requeue makes t, already queued in the task store, available to workers again after delay.

@@ -66,30 +66,16 @@ func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.Bl
 	if cfg.ID == "" {
 		cfg.ID = "worker-" + imaged.NewID()[:8]
 	}
-	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 1
-	}
-	if cfg.Deadline <= 0 {
-		cfg.Deadline = 5 * time.Minute
-	}
-	if cfg.Grace <= 0 {
-		cfg.Grace = 30 * time.Second
-	}
-	if cfg.BackoffBase <= 0 {
-		cfg.BackoffBase = time.Second
-	}
-	if cfg.Lease <= 0 {
-		cfg.Lease = DefaultLease
-	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = DefaultSweepInterval
-	}
-	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = 5 * time.Minute
-	}
-	if cfg.URLExpiry <= 0 {
-		cfg.URLExpiry = time.Hour
-	}
+	cfg = imaged.WithDefaults(cfg, Config{
+		Concurrency:   1,
+		Deadline:      5 * time.Minute,
+		Grace:         30 * time.Second,
+		BackoffBase:   time.Second,
+		Lease:         DefaultLease,
+		SweepInterval: DefaultSweepInterval,
+		BackoffMax:    5 * time.Minute,
+		URLExpiry:     time.Hour,
+	})
 	if log == nil {
 		log = slog.Default()
 	}
@@ -142,18 +128,12 @@ var errLeaseLost = errors.New("the task's lease was lost")
 // through cancel: another attempt owns the task now, and this one could only lose the race to
 // record an outcome.
 func (w *Worker) heartbeat(ctx context.Context, task *imaged.Task, cancel context.CancelCauseFunc) (stop func()) {
-	done := make(chan struct{})
+	// The renewals do not end with ctx, only when stop is called or the lease is lost.
+	renewing, end := context.WithCancel(context.WithoutCancel(ctx))
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(w.cfg.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
+		imaged.Every(renewing, w.cfg.Lease/3, func() {
 			hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Lease/3)
 			err := w.store.ExtendLease(hctx, task.ID, task.Attempts, time.Now().Add(w.cfg.Lease))
 			hcancel()
@@ -163,15 +143,15 @@ func (w *Worker) heartbeat(ctx context.Context, task *imaged.Task, cancel contex
 				w.log.WarnContext(ctx, "the task's lease was lost; stopping this attempt", "task_id", task.ID,
 					"attempt", task.Attempts, "error", err.Error())
 				cancel(errLeaseLost)
-				return
+				end()
 			default:
 				w.log.WarnContext(ctx, "renewing the task's lease failed; trying again", "task_id", task.ID,
 					"error", err.Error())
 			}
-		}
+		})
 	}()
 	return func() {
-		close(done)
+		end()
 		<-stopped
 	}
 }
@@ -335,15 +315,25 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 		}
 		return requeue(ctx, w.queue, task, delay)
 	}
-	done, rerr := w.store.FailTask(ctx, task.ID, task.Attempts, f)
-	if imaged.IsCode(rerr, imaged.EConflict) {
+	return w.failForGood(ctx, task, f, true, elapsed)
+}
+
+// failForGood records that task failed with f and will not be tried again, and tells whoever
+// waits for it. processed says whether an attempt ran (for elapsed) and so counts as an image
+// processed; a task given up had none. A conflict means another attempt recorded the outcome,
+// which stands.
+func (w *Worker) failForGood(ctx context.Context, task *imaged.Task, f *imaged.TaskFailure, processed bool, elapsed time.Duration) error {
+	done, err := w.store.FailTask(ctx, task.ID, task.Attempts, f)
+	if imaged.IsCode(err, imaged.EConflict) {
 		return nil
 	}
-	if rerr != nil {
-		return fmt.Errorf("record failure of task %s: %w", task.ID, rerr)
+	if err != nil {
+		return fmt.Errorf("record failure of task %s: %w", task.ID, err)
 	}
 	if w.metrics != nil {
-		w.metrics.ImagesProcessed.WithLabelValues(task.Type, "failure").Inc()
+		if processed {
+			w.metrics.ImagesProcessed.WithLabelValues(task.Type, "failure").Inc()
+		}
 		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusFailed).Inc()
 	}
 	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
@@ -357,21 +347,7 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 func (w *Worker) giveUp(ctx context.Context, task *imaged.Task) error {
 	f := &imaged.TaskFailure{Code: imaged.EInternal,
 		Message: fmt.Sprintf("gave up after %d attempts: each ended without an outcome (worker lost)", task.Attempts-1)}
-	done, err := w.store.FailTask(ctx, task.ID, task.Attempts, f)
-	if imaged.IsCode(err, imaged.EConflict) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("record failure of task %s: %w", task.ID, err)
-	}
-	if w.metrics != nil {
-		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusFailed).Inc()
-	}
-	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
-		ImageID: done.ImageID, Status: done.Status, Error: f, Attempt: done.Attempts})
-	w.deadLetter(ctx, done, f)
-	w.batchFinished(ctx, done)
-	return nil
+	return w.failForGood(ctx, task, f, false, 0)
 }
 
 // backoff returns BackoffBase·2^(attempt-1), capped, with ±25 % jitter so retries of many tasks
