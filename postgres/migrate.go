@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"github.com/imaged/imaged"
 	"hash/fnv"
 	"io/fs"
 	"path/filepath"
+
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/migrate"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
@@ -155,21 +157,9 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 			return out, nil
 		}
 	}
-	st, err := p.Status(ctx)
+	out, err := migrate.Status(ctx, p)
 	if err != nil {
 		return nil, s.wrap(ctx, "migration status", err)
-	}
-	out := make([]MigrationState, 0, len(st))
-	for _, m := range st {
-		ms := MigrationState{
-			Version: m.Source.Version,
-			Name:    filepath.Base(m.Source.Path),
-			Applied: m.State == goose.StateApplied,
-		}
-		if ms.Applied {
-			ms.AppliedAt = m.AppliedAt.UTC()
-		}
-		out = append(out, ms)
 	}
 	return out, nil
 }

@@ -21,6 +21,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/migrate"
 )
 
 //go:embed migrations/*.sql
@@ -218,21 +219,9 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := p.Status(ctx)
+	out, err := migrate.Status(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: migration status: %w", err)
-	}
-	out := make([]MigrationState, 0, len(st))
-	for _, m := range st {
-		ms := MigrationState{
-			Version: m.Source.Version,
-			Name:    filepath.Base(m.Source.Path),
-			Applied: m.State == goose.StateApplied,
-		}
-		if ms.Applied {
-			ms.AppliedAt = m.AppliedAt.UTC()
-		}
-		out = append(out, ms)
 	}
 	return out, nil
 }
