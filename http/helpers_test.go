@@ -67,9 +67,9 @@ type countingStore struct {
 	imageReads atomic.Int64
 }
 
-func (s *countingStore) Image(ctx context.Context, id string) (*imaged.Image, error) {
+func (s *countingStore) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
 	s.imageReads.Add(1)
-	return s.Store.Image(ctx, id)
+	return s.Store.Image(ctx, tenant, id)
 }
 
 type stack struct {

@@ -184,7 +184,7 @@ func (s *Server) sourceBytes(ctx context.Context, up *upload, imageID string) ([
 		}
 		return up.file, nil
 	}
-	_, b, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, imageID, 0)
+	_, b, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, imaged.TenantOf(ctx), imageID, 0)
 	return b, err
 }
 

@@ -42,7 +42,9 @@ func (s *Server) handleSignedImage() http.Handler {
 			}
 		}
 		ctx := r.Context()
-		img, err := s.deps.Store.Image(ctx, req.ImageID)
+		// The signature authorises this one image id, whoever's it is; everything else the
+		// request reads (a watermark's overlay) must be of the same tenant.
+		img, err := s.deps.Store.Image(ctx, imaged.AnyTenant, req.ImageID)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -63,7 +65,8 @@ func (s *Server) handleSignedImage() http.Handler {
 			s.streamOriginal(w, r, img)
 			return
 		}
-		_, src, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, img.ID, 0)
+		ctx = imaged.WithTenant(ctx, img.Tenant)
+		_, src, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, img.Tenant, img.ID, 0)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -35,7 +35,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 func (s *Server) enqueue(ctx context.Context, tasks []*imaged.Task) error {
 	for _, t := range tasks {
 		if err := s.deps.Queue.Publish(ctx, t, 0); err != nil {
-			if _, cerr := s.deps.Store.CancelTask(context.WithoutCancel(ctx), t.ID); cerr != nil {
+			if _, cerr := s.deps.Store.CancelTask(context.WithoutCancel(ctx), t.Tenant, t.ID); cerr != nil {
 				s.log.ErrorContext(ctx, "cancelling an unqueued task failed", "task_id", t.ID, "error", cerr.Error())
 			}
 			return imaged.WrapError(imaged.EUnavailable, err, "the queue refused the task; try again")
@@ -79,7 +79,7 @@ func (s *Server) handleTaskCreate() http.Handler {
 				return
 			}
 			imageID = img.ID
-		} else if _, err := s.deps.Store.Image(ctx, imageID); err != nil {
+		} else if _, err := s.deps.Store.Image(ctx, imaged.TenantOf(ctx), imageID); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -110,7 +110,7 @@ func (s *Server) handleTaskCreate() http.Handler {
 
 func (s *Server) handleTaskGet() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.Task(r.Context(), r.PathValue("id"))
+		t, err := s.deps.Store.Task(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -122,7 +122,7 @@ func (s *Server) handleTaskGet() http.Handler {
 // handleTaskResult streams a completed task's output image.
 func (s *Server) handleTaskResult() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.Task(r.Context(), r.PathValue("id"))
+		t, err := s.deps.Store.Task(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -147,7 +147,7 @@ type taskList struct {
 func (s *Server) handleTaskList() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		f := imaged.TaskFilter{Status: q.Get("status"), BatchID: q.Get("batch_id"), Cursor: q.Get("cursor"), Limit: 20}
+		f := imaged.TaskFilter{Tenant: tenantOf(r), Status: q.Get("status"), BatchID: q.Get("batch_id"), Cursor: q.Get("cursor"), Limit: 20}
 		if f.Status != "" && !contains(imaged.Statuses, f.Status) {
 			s.writeError(w, r, imaged.FieldErrorf("status", "status must be one of %v", imaged.Statuses))
 			return
@@ -175,7 +175,7 @@ func (s *Server) handleTaskList() http.Handler {
 
 func (s *Server) handleTaskCancel() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.CancelTask(r.Context(), r.PathValue("id"))
+		t, err := s.deps.Store.CancelTask(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
