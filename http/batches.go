@@ -127,6 +127,9 @@ func (s *Server) handleBatchCreate() http.Handler {
 			if err == nil {
 				err = s.deps.Processor.Validate(ops)
 			}
+			if err == nil {
+				err = s.checkOverlays(ctx, imaged.TenantOf(ctx), ops, "")
+			}
 			if err != nil {
 				s.writeError(w, r, prefixField(err, field))
 				return

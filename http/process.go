@@ -90,6 +90,9 @@ func (s *Server) readPipelineRequest(w http.ResponseWriter, r *http.Request) (*p
 	if err := s.deps.Processor.Validate(ops); err != nil {
 		return nil, nil, nil, err
 	}
+	if err := s.checkOverlays(r.Context(), tenantOf(r), ops, ""); err != nil {
+		return nil, nil, nil, err
+	}
 	return &req, ops, up, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/imaged/imaged"
@@ -139,33 +138,26 @@ func (s *Server) handleTaskResult() http.Handler {
 	})
 }
 
-type taskList struct {
-	Items      []taskView `json:"items"`
-	NextCursor string     `json:"next_cursor,omitempty"`
-}
-
 func (s *Server) handleTaskList() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		f := imaged.TaskFilter{Tenant: tenantOf(r), Status: q.Get("status"), BatchID: q.Get("batch_id"), Cursor: q.Get("cursor"), Limit: 20}
+		f := imaged.TaskFilter{Tenant: tenantOf(r), Status: q.Get("status"), BatchID: q.Get("batch_id"), Cursor: q.Get("cursor")}
 		if f.Status != "" && !contains(imaged.Statuses, f.Status) {
 			s.writeError(w, r, imaged.FieldErrorf("status", "status must be one of %v", imaged.Statuses))
 			return
 		}
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 100 {
-				s.writeError(w, r, imaged.FieldErrorf("limit", "limit must be an integer between 1 and 100"))
-				return
-			}
-			f.Limit = n
+		n, err := pageLimit(q)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
 		}
+		f.Limit = n
 		tasks, next, err := s.deps.Store.ListTasks(r.Context(), f)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		out := taskList{Items: make([]taskView, 0, len(tasks)), NextCursor: next}
+		out := list[taskView]{Items: make([]taskView, 0, len(tasks)), NextCursor: next}
 		for _, t := range tasks {
 			out.Items = append(out.Items, viewTask(t))
 		}
