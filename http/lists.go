@@ -29,26 +29,25 @@ type list[T any] struct {
 
 // handleImageList lists the caller's tenant's images, paged as GET /v1/tasks.
 func (s *Server) handleImageList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		limit, err := pageLimit(q)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.listHandler(func(r *http.Request, cursor string, limit int) (any, error) {
 		images, next, err := s.deps.Store.ListImages(r.Context(),
-			imaged.ImageFilter{Tenant: tenantOf(r), Cursor: q.Get("cursor"), Limit: limit})
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, list[*imaged.Image]{Items: nonNil(images), NextCursor: next})
+			imaged.ImageFilter{Tenant: tenantOf(r), Cursor: cursor, Limit: limit})
+		return list[*imaged.Image]{Items: nonNil(images), NextCursor: next}, err
 	})
 }
 
 // handleBatchList lists the caller's tenant's batches with their status and counts (their
 // tasks are in GET /v1/batches/{id}), paged as GET /v1/tasks.
 func (s *Server) handleBatchList() http.Handler {
+	return s.listHandler(func(r *http.Request, cursor string, limit int) (any, error) {
+		batches, next, err := s.deps.Store.ListBatches(r.Context(),
+			imaged.BatchFilter{Tenant: tenantOf(r), Cursor: cursor, Limit: limit})
+		return list[*imaged.Batch]{Items: nonNil(batches), NextCursor: next}, err
+	})
+}
+
+// listHandler answers a list route with the page read, from the request's cursor and limit.
+func (s *Server) listHandler(read func(r *http.Request, cursor string, limit int) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		limit, err := pageLimit(q)
@@ -56,13 +55,12 @@ func (s *Server) handleBatchList() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		batches, next, err := s.deps.Store.ListBatches(r.Context(),
-			imaged.BatchFilter{Tenant: tenantOf(r), Cursor: q.Get("cursor"), Limit: limit})
+		page, err := read(r, q.Get("cursor"), limit)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, list[*imaged.Batch]{Items: nonNil(batches), NextCursor: next})
+		writeJSON(w, http.StatusOK, page)
 	})
 }
 

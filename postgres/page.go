@@ -1,12 +1,9 @@
 package postgres
 
 import (
-	"bytes"
-	"encoding/base64"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/imaged/imaged"
 )
@@ -45,9 +42,9 @@ func newPage(tenant, cursor string, limit int) (*page, error) {
 		p.conds = append(p.conds, "tenant = "+p.arg(tenant))
 	}
 	if cursor != "" {
-		created, id, ok := decodeCursor(cursor)
-		if !ok {
-			return nil, imaged.FieldErrorf("cursor", "the cursor is not one this service issued")
+		created, id, err := imaged.DecodeCursor(cursor)
+		if err != nil {
+			return nil, err
 		}
 		p.conds = append(p.conds, "(created_at, id) < ("+p.arg(created)+"::timestamptz, "+p.arg(id)+")")
 	}
@@ -79,28 +76,5 @@ func cut[T any](p *page, rows []T, key func(T) (time.Time, string)) ([]T, string
 	}
 	rows = rows[:p.limit]
 	created, id := key(rows[p.limit-1])
-	return rows, encodeCursor(created, id)
-}
-
-// cursorLayout is fixed width at the precision the store keeps.
-const cursorLayout = "2006-01-02T15:04:05.000000Z"
-
-func encodeCursor(created time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(created.UTC().Format(cursorLayout) + " " + id))
-}
-
-func decodeCursor(c string) (created time.Time, id string, ok bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
-		return time.Time{}, "", false
-	}
-	at, id, ok := strings.Cut(string(b), " ")
-	if !ok || id == "" {
-		return time.Time{}, "", false
-	}
-	created, err = time.Parse(cursorLayout, at)
-	if err != nil {
-		return time.Time{}, "", false
-	}
-	return created, id, true
+	return rows, imaged.EncodeCursor(created, id)
 }

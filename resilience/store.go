@@ -73,17 +73,23 @@ func (s *store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 	})
 }
 
-type imagePage struct {
-	images []*imaged.Image
-	next   string
+func (s *store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged.Image, string, error) {
+	return listPage(ctx, s.r, "list_images", func(ctx context.Context) ([]*imaged.Image, string, error) {
+		return s.next.ListImages(ctx, f)
+	})
 }
 
-func (s *store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged.Image, string, error) {
-	p, err := retry(ctx, s.r, "list_images", func(ctx context.Context) (imagePage, error) {
-		images, next, err := s.next.ListImages(ctx, f)
-		return imagePage{images, next}, err
+// listPage reads one page of a list with retries: reading again is harmless.
+func listPage[T any](ctx context.Context, r *retrier, op string, list func(ctx context.Context) ([]T, string, error)) ([]T, string, error) {
+	type page struct {
+		items []T
+		next  string
+	}
+	p, err := retry(ctx, r, op, func(ctx context.Context) (page, error) {
+		items, next, err := list(ctx)
+		return page{items, next}, err
 	})
-	return p.images, p.next, err
+	return p.items, p.next, err
 }
 
 func (s *store) DeleteImage(ctx context.Context, tenant, id string) error {
@@ -150,17 +156,10 @@ func (s *store) Task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 	})
 }
 
-type taskPage struct {
-	tasks []*imaged.Task
-	next  string
-}
-
 func (s *store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	p, err := retry(ctx, s.r, "list_tasks", func(ctx context.Context) (taskPage, error) {
-		tasks, next, err := s.next.ListTasks(ctx, f)
-		return taskPage{tasks, next}, err
+	return listPage(ctx, s.r, "list_tasks", func(ctx context.Context) ([]*imaged.Task, string, error) {
+		return s.next.ListTasks(ctx, f)
 	})
-	return p.tasks, p.next, err
 }
 
 // conditional runs a conditional update with retries. When a repeat answers EConflict, ours
@@ -199,17 +198,10 @@ func (s *store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []
 	return a.b, a.tasks, err
 }
 
-type batchPage struct {
-	batches []*imaged.Batch
-	next    string
-}
-
 func (s *store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*imaged.Batch, string, error) {
-	p, err := retry(ctx, s.r, "list_batches", func(ctx context.Context) (batchPage, error) {
-		batches, next, err := s.next.ListBatches(ctx, f)
-		return batchPage{batches, next}, err
+	return listPage(ctx, s.r, "list_batches", func(ctx context.Context) ([]*imaged.Batch, string, error) {
+		return s.next.ListBatches(ctx, f)
 	})
-	return p.batches, p.next, err
 }
 
 func (s *store) ClaimTask(ctx context.Context, id string, types []string, workerID string, lease time.Duration) (*imaged.Task, error) {

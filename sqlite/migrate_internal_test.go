@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/storetest"
 )
 
 // Migration 00004 gives rows made before tenants existed to the default tenant, and can be
@@ -37,36 +37,15 @@ func TestTenantMigrationKeepsExistingRows(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	check := func() {
-		t.Helper()
-		if img, err := s.Image(ctx, imaged.DefaultTenant, "img-old"); err != nil || img.Tenant != imaged.DefaultTenant {
-			t.Fatalf("old image = %+v, %v", img, err)
-		}
-		if task, err := s.Task(ctx, imaged.DefaultTenant, "task-old"); err != nil || task.Tenant != imaged.DefaultTenant {
-			t.Fatalf("old task = %+v, %v", task, err)
-		}
-		if b, _, err := s.Batch(ctx, imaged.DefaultTenant, "batch-old"); err != nil || b.Tenant != imaged.DefaultTenant {
-			t.Fatalf("old batch = %+v, %v", b, err)
-		}
-		if k, err := s.APIKeyByPrefix(ctx, "oldprefix"); err != nil || k.Tenant != imaged.DefaultTenant {
-			t.Fatalf("old key = %+v, %v", k, err)
-		}
-		if _, err := s.Tenant(ctx, imaged.DefaultTenant); err != nil {
-			t.Fatalf("the default tenant: %v", err)
-		}
-		if u, err := s.Usage(ctx, imaged.DefaultTenant); err != nil || u != (imaged.Usage{Bytes: 10, Images: 1}) {
-			t.Fatalf("usage of the default tenant = %+v, %v", u, err)
-		}
-	}
 	if err := s.MigrateUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	check()
+	storetest.CheckLegacyRows(t, s)
 	if _, err := p.DownTo(ctx, 3); err != nil {
 		t.Fatalf("down to 3: %v", err)
 	}
 	if err := s.MigrateUp(ctx); err != nil {
 		t.Fatalf("up again: %v", err)
 	}
-	check()
+	storetest.CheckLegacyRows(t, s)
 }

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"encoding/base64"
 	"strings"
 	"time"
 
@@ -42,11 +41,11 @@ func newPage(tenant, cursor string, limit int) (*page, error) {
 		p.add("tenant = ?", tenant)
 	}
 	if cursor != "" {
-		created, id, ok := decodeCursor(cursor)
-		if !ok {
-			return nil, imaged.FieldErrorf("cursor", "the cursor is not one this service issued")
+		created, id, err := imaged.DecodeCursor(cursor)
+		if err != nil {
+			return nil, err
 		}
-		p.add("(created_at, id) < (?, ?)", created, id)
+		p.add("(created_at, id) < (?, ?)", formatTime(created), id)
 	}
 	return p, nil
 }
@@ -76,24 +75,5 @@ func cut[T any](p *page, rows []T, key func(T) (time.Time, string)) ([]T, string
 	}
 	rows = rows[:p.limit]
 	created, id := key(rows[p.limit-1])
-	return rows, encodeCursor(formatTime(created), id)
-}
-
-func encodeCursor(created, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(created + " " + id))
-}
-
-func decodeCursor(c string) (created, id string, ok bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return "", "", false
-	}
-	created, id, ok = strings.Cut(string(b), " ")
-	if !ok || id == "" {
-		return "", "", false
-	}
-	if _, err := parseTime(created); err != nil {
-		return "", "", false
-	}
-	return created, id, true
+	return rows, imaged.EncodeCursor(created, id)
 }

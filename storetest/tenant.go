@@ -347,3 +347,35 @@ func testTenants(t *testing.T, s imaged.TaskStore) {
 		t.Fatal("PutTenant(AnyTenant): no error")
 	}
 }
+
+// LegacyStore is a store with its keys, as migration tests read it.
+type LegacyStore interface {
+	imaged.TaskStore
+	imaged.APIKeyStore
+}
+
+// CheckLegacyRows checks that the rows a store's migration test wrote before tenants existed
+// (image img-old of 10 bytes, batch batch-old holding task task-old, the key of prefix
+// oldprefix) belong to the default tenant once migrated, and that the default tenant exists.
+func CheckLegacyRows(t *testing.T, s LegacyStore) {
+	t.Helper()
+	ctx := t.Context()
+	if img, err := s.Image(ctx, imaged.DefaultTenant, "img-old"); err != nil || img.Tenant != imaged.DefaultTenant {
+		t.Fatalf("old image = %+v, %v", img, err)
+	}
+	if task, err := s.Task(ctx, imaged.DefaultTenant, "task-old"); err != nil || task.Tenant != imaged.DefaultTenant {
+		t.Fatalf("old task = %+v, %v", task, err)
+	}
+	if b, _, err := s.Batch(ctx, imaged.DefaultTenant, "batch-old"); err != nil || b.Tenant != imaged.DefaultTenant {
+		t.Fatalf("old batch = %+v, %v", b, err)
+	}
+	if k, err := s.APIKeyByPrefix(ctx, "oldprefix"); err != nil || k.Tenant != imaged.DefaultTenant {
+		t.Fatalf("old key = %+v, %v", k, err)
+	}
+	if _, err := s.Tenant(ctx, imaged.DefaultTenant); err != nil {
+		t.Fatalf("the default tenant: %v", err)
+	}
+	if u, err := s.Usage(ctx, imaged.DefaultTenant); err != nil || u != (imaged.Usage{Bytes: 10, Images: 1}) {
+		t.Fatalf("usage of the default tenant = %+v, %v", u, err)
+	}
+}
