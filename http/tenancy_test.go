@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -22,13 +21,11 @@ import (
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
 	"github.com/imaged/imaged/dbqueue"
-	"github.com/imaged/imaged/fs"
 	"github.com/imaged/imaged/internal/versitygw"
 	"github.com/imaged/imaged/postgres"
 	"github.com/imaged/imaged/redis"
 	"github.com/imaged/imaged/s3"
 	"github.com/imaged/imaged/signedurl"
-	"github.com/imaged/imaged/sqlite"
 )
 
 // The route table: every route of routes.go has a row. Two tenants, A and B, each with a key,
@@ -51,16 +48,7 @@ type backend struct {
 }
 
 func sqliteBackend(t *testing.T) backend {
-	dir := t.TempDir()
-	db, err := sqlite.Open(t.Context(), filepath.Join(dir, "imaged.db"), sqlite.OpenOptions{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	blobs, err := fs.New(filepath.Join(dir, "blobs"), fs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, blobs := openSQLite(t)
 	return backend{store: db, keys: db, blobs: blobs}
 }
 
