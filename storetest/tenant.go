@@ -110,6 +110,20 @@ func testTenantIsolation(t *testing.T, s imaged.TaskStore) {
 	if got, err := s.CancelTask(ctx, a.tenant, a.task.ID); err != nil || got.Status != imaged.StatusCancelled {
 		t.Fatalf("CancelTask(A) = %+v, %v", got, err)
 	}
+	// Rows the owner has read, or that reached a final state, stay invisible to B (a store
+	// that caches them keys them by tenant).
+	for range 2 {
+		if _, err := s.Task(ctx, a.tenant, a.task.ID); err != nil {
+			t.Fatalf("Task(A): %v", err)
+		}
+		_, err = s.Task(ctx, b.tenant, a.task.ID)
+		wantCode(t, err, imaged.ENotFound, "Task of another tenant, once final")
+		if _, err := s.Image(ctx, a.tenant, a.img.ID); err != nil {
+			t.Fatalf("Image(A): %v", err)
+		}
+		_, err = s.Image(ctx, b.tenant, a.img.ID)
+		wantCode(t, err, imaged.ENotFound, "Image of another tenant, once read by its owner")
+	}
 	if err := s.DeleteImage(ctx, a.tenant, a.img.ID); err != nil {
 		t.Fatalf("DeleteImage(A): %v", err)
 	}
