@@ -59,11 +59,6 @@ func CheckTenant(tenant string) error {
 	return nil
 }
 
-// OwnedBy reports whether a row of rowTenant is visible to tenant (AnyTenant sees every row).
-func OwnedBy(tenant, rowTenant string) bool {
-	return tenant == AnyTenant || tenant == rowTenant
-}
-
 type tenantKey struct{}
 
 // WithTenant returns a context carrying the tenant a request acts for.
