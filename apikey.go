@@ -8,8 +8,10 @@ import (
 // APIKey is a client's credential. The key itself (imk_<prefix>_<secret>) is shown once when it
 // is created; the store keeps only its prefix, to find the record, and a hash of its secret.
 type APIKey struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Tenant owns everything the key makes; "" when created is DefaultTenant.
+	Tenant string `json:"tenant"`
 	Prefix string `json:"prefix"`
 	// Hash is the hex SHA-256 of the key's secret part. The secret is 256 random bits, so a
 	// plain hash resists guessing as well as a slow one would.

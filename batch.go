@@ -46,6 +46,26 @@ func CountStatuses(tasks []*Task) map[string]int {
 	return c
 }
 
+// FillTenant gives tasks and their batch (when not nil) the default tenant when they have
+// none, and a batch's tasks the batch's tenant, so that a batch never spans tenants.
+func FillTenant(tasks []*Task, batch *Batch) {
+	tenant := ""
+	if batch != nil {
+		if batch.Tenant == "" {
+			batch.Tenant = DefaultTenant
+		}
+		tenant = batch.Tenant
+	}
+	for _, t := range tasks {
+		switch {
+		case tenant != "":
+			t.Tenant = tenant
+		case t.Tenant == "":
+			t.Tenant = DefaultTenant
+		}
+	}
+}
+
 // PrepareCreate sets what a store fills in on tasks it is about to record (and on their batch,
 // when not nil): ids left empty, types left empty (from the ops), the queued state with no
 // attempt and no outcome, each task's batch id, and the new batch's total and counts. Times

@@ -9,6 +9,7 @@ import (
 // Image is an uploaded original.
 type Image struct {
 	ID          string    `json:"id"`
+	Tenant      string    `json:"tenant"`
 	Key         string    `json:"key"`
 	Format      string    `json:"format"`
 	ContentType string    `json:"content_type"`

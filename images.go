@@ -5,15 +5,18 @@ import (
 	"io"
 )
 
-// ReadImage returns the record and the bytes of the stored image id: the record names the
+// ReadImage returns the record and the bytes of the stored image id of tenant: the record names the
 // blob, the blob store holds the bytes. With limit > 0 the read stops past limit bytes, so a
 // caller that refuses large images never holds more than one byte over its limit.
 //
 // Domain errors keep their code (ENotFound above all: the image is gone, and trying again will
 // not bring it back); any other failure of the store or the blob store is EUnavailable, so a
 // worker tries its task again rather than failing it for a storage hiccup.
-func ReadImage(ctx context.Context, store TaskStore, blobs BlobStore, id string, limit int64) (*Image, []byte, error) {
-	img, err := store.Image(ctx, id)
+func ReadImage(ctx context.Context, store TaskStore, blobs BlobStore, tenant, id string, limit int64) (*Image, []byte, error) {
+	if err := CheckTenant(tenant); err != nil {
+		return nil, nil, err
+	}
+	img, err := store.Image(ctx, tenant, id)
 	if err != nil {
 		return nil, nil, unavailable(err, "reading the record of image %s failed", id)
 	}

@@ -27,6 +27,7 @@ func IsTerminal(status string) bool {
 // Task is one pipeline run over one image, processed asynchronously.
 type Task struct {
 	ID             string `json:"id"`
+	Tenant         string `json:"tenant"`
 	Type           string `json:"type"`
 	Status         string `json:"status"`
 	ImageID        string `json:"image_id"`
@@ -82,10 +83,10 @@ func (o *TaskOptions) Validate(defaultAttempts int) error {
 }
 
 // NewTask returns a queued task that runs ops over the image imageID, created (and runnable)
-// at now, carrying the correlation id of ctx. o must have been validated.
+// at now, carrying the correlation id and the tenant of ctx. o must have been validated.
 func NewTask(ctx context.Context, imageID string, ops []Op, o TaskOptions, now time.Time) *Task {
 	return &Task{
-		ID: NewID(), Type: TaskTypeOf(ops), Status: StatusQueued, ImageID: imageID, Ops: ops,
+		ID: NewID(), Tenant: TenantOf(ctx), Type: TaskTypeOf(ops), Status: StatusQueued, ImageID: imageID, Ops: ops,
 		MaxAttempts: o.MaxAttempts, CorrelationID: CorrelationID(ctx), CallbackURL: o.CallbackURL,
 		CreatedAt: now, RunAfter: now,
 	}
@@ -126,6 +127,7 @@ type TaskFailure struct {
 // Batch groups tasks created together.
 type Batch struct {
 	ID             string         `json:"id"`
+	Tenant         string         `json:"tenant"`
 	Status         string         `json:"status"`
 	Total          int            `json:"total"`
 	Counts         map[string]int `json:"counts"`
@@ -138,10 +140,26 @@ type Batch struct {
 
 // TaskFilter selects tasks for listing. Cursor is opaque and comes from a previous page.
 type TaskFilter struct {
+	// Tenant is whose tasks are listed (AnyTenant: everyone's); required.
+	Tenant  string
 	Status  string
 	BatchID string
 	Limit   int
 	Cursor  string
+}
+
+// ImageFilter selects images for listing, paged as TaskFilter.
+type ImageFilter struct {
+	Tenant string
+	Limit  int
+	Cursor string
+}
+
+// BatchFilter selects batches for listing, paged as TaskFilter.
+type BatchFilter struct {
+	Tenant string
+	Limit  int
+	Cursor string
 }
 
 // TaskStore keeps images, tasks and batches. Every state change of a task is a conditional
@@ -149,26 +167,35 @@ type TaskFilter struct {
 type TaskStore interface {
 	// CreateImage records an uploaded image.
 	CreateImage(ctx context.Context, img *Image) error
-	// Image returns the image; ENotFound when absent.
-	Image(ctx context.Context, id string) (*Image, error)
-	// DeleteImage removes the record; ENotFound when absent.
-	DeleteImage(ctx context.Context, id string) error
+	// Image returns the tenant's image; ENotFound when absent or another tenant's. Every
+	// method taking a tenant treats another tenant's id as absent, accepts AnyTenant for
+	// system callers, and refuses "" (CheckTenant).
+	Image(ctx context.Context, tenant, id string) (*Image, error)
+	// DeleteImage removes the tenant's record; ENotFound when absent.
+	DeleteImage(ctx context.Context, tenant, id string) error
+	// ListImages returns one page of the tenant's images, newest first, and the cursor of
+	// the next page ("" at the end).
+	ListImages(ctx context.Context, f ImageFilter) ([]*Image, string, error)
 
 	// CreateTasks records queued tasks and, when batch is not nil, their batch, in one
 	// transaction. With an IdempotencyKey set on the (single) task or the batch, an existing
 	// record with that key wins: it is returned through the EConflict-free path by filling
 	// the arguments with the stored values and returning existed=true.
 	CreateTasks(ctx context.Context, tasks []*Task, batch *Batch) (existed bool, err error)
-	// Task returns the task; ENotFound when absent.
-	Task(ctx context.Context, id string) (*Task, error)
+	// Task returns the tenant's task; ENotFound when absent.
+	Task(ctx context.Context, tenant, id string) (*Task, error)
 	// ListTasks returns one page of tasks, newest first, and the cursor of the next page ("" at
 	// the end).
 	ListTasks(ctx context.Context, f TaskFilter) ([]*Task, string, error)
 	// CancelTask moves a queued task to cancelled; EConflict when it is no longer queued,
 	// ENotFound when absent.
-	CancelTask(ctx context.Context, id string) (*Task, error)
-	// Batch returns the batch with counts per status and its tasks; ENotFound when absent.
-	Batch(ctx context.Context, id string) (*Batch, []*Task, error)
+	CancelTask(ctx context.Context, tenant, id string) (*Task, error)
+	// Batch returns the tenant's batch with counts per status and its tasks; ENotFound when
+	// absent.
+	Batch(ctx context.Context, tenant, id string) (*Batch, []*Task, error)
+	// ListBatches returns one page of the tenant's batches (with their counts), newest first,
+	// and the cursor of the next page ("" at the end).
+	ListBatches(ctx context.Context, f BatchFilter) ([]*Batch, string, error)
 
 	// ClaimTask moves one queued task (of the given id, or when id is "" the oldest runnable
 	// one of the given types) to processing, increments its attempts, sets the worker id and a
@@ -193,6 +220,9 @@ type TaskStore interface {
 	RequeueExpired(ctx context.Context, now time.Time, all bool) ([]string, error)
 	// CountQueued returns the number of queued tasks per task type.
 	CountQueued(ctx context.Context) (map[string]int, error)
+
+	// The tenants, their limits and usage live in the same database.
+	TenantStore
 
 	// Ping checks the database answers.
 	Ping(ctx context.Context) error

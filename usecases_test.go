@@ -83,16 +83,16 @@ type failingStore struct {
 	err error
 }
 
-func (s failingStore) Image(context.Context, string) (*Image, error) { return nil, s.err }
+func (s failingStore) Image(context.Context, string, string) (*Image, error) { return nil, s.err }
 
 func TestReadImageErrors(t *testing.T) {
 	ctx := context.Background()
-	_, _, err := ReadImage(ctx, failingStore{err: Errorf(ENotFound, "image x not found")}, nil, "x", 0)
+	_, _, err := ReadImage(ctx, failingStore{err: Errorf(ENotFound, "image x not found")}, nil, DefaultTenant, "x", 0)
 	if !IsCode(err, ENotFound) {
 		t.Errorf("a missing image: %v, want ENotFound", err)
 	}
 	cause := errors.New("connection reset")
-	_, _, err = ReadImage(ctx, failingStore{err: cause}, nil, "x", 0)
+	_, _, err = ReadImage(ctx, failingStore{err: cause}, nil, DefaultTenant, "x", 0)
 	if !IsCode(err, EUnavailable) || !errors.Is(err, cause) {
 		t.Errorf("a store failure: %v, want EUnavailable keeping the cause", err)
 	}

@@ -129,7 +129,7 @@ func TestDelayedTaskNotClaimedEarly(t *testing.T) {
 				t.Fatalf("Publish: %v", err)
 			}
 			waitFor(t, 10*time.Second, "the delayed task completed", func() bool {
-				got, err := s.Task(t.Context(), task.ID)
+				got, err := s.Task(t.Context(), imaged.DefaultTenant, task.ID)
 				return err == nil && got.Status == imaged.StatusCompleted
 			})
 			// StartedAt is the claim's time on the store's clock, as RunAfter is.
@@ -138,7 +138,7 @@ func TestDelayedTaskNotClaimedEarly(t *testing.T) {
 				t.Fatalf("claimed %v before its RunAfter", retried.RunAfter.Sub(at))
 			}
 			t.Logf("claimed %v after RunAfter", at.Sub(retried.RunAfter))
-			got, err := s.Task(t.Context(), task.ID)
+			got, err := s.Task(t.Context(), imaged.DefaultTenant, task.ID)
 			if err != nil || got.Attempts != 2 {
 				t.Fatalf("task = %+v, %v; want completed at attempt 2", got, err)
 			}

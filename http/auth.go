@@ -99,6 +99,12 @@ func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 				}
 				ctx = context.WithValue(ctx, apiKeyContextKey{}, k)
 			}
+			tenant, err := requestTenant(r, apiKeyFrom(ctx))
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			ctx = imaged.WithTenant(ctx, tenant)
 		}
 		// An event stream stays open for as long as its task or batch runs: it takes a place
 		// among the identity's streams (as many as its concurrency), not a request slot that

@@ -111,7 +111,7 @@ func (s *Server) handleBatchCreate() http.Handler {
 			return
 		}
 		now := time.Now().UTC()
-		batch := &imaged.Batch{ID: imaged.NewID(), Status: imaged.StatusQueued, Total: len(items),
+		batch := &imaged.Batch{ID: imaged.NewID(), Tenant: imaged.TenantOf(ctx), Status: imaged.StatusQueued, Total: len(items),
 			CorrelationID: imaged.CorrelationID(ctx), CallbackURL: opts.CallbackURL, IdempotencyKey: key, CreatedAt: now}
 		// The batch's callback reports the batch; its tasks send none of their own.
 		taskOpts := imaged.TaskOptions{MaxAttempts: opts.MaxAttempts}
@@ -127,12 +127,15 @@ func (s *Server) handleBatchCreate() http.Handler {
 			if err == nil {
 				err = s.deps.Processor.Validate(ops)
 			}
+			if err == nil {
+				err = s.checkOverlays(ctx, imaged.TenantOf(ctx), ops, "")
+			}
 			if err != nil {
 				s.writeError(w, r, prefixField(err, field))
 				return
 			}
 			if !seen[it.ImageID] {
-				if _, err := s.deps.Store.Image(ctx, it.ImageID); err != nil {
+				if _, err := s.deps.Store.Image(ctx, imaged.TenantOf(ctx), it.ImageID); err != nil {
 					s.writeError(w, r, prefixField(err, field+".image_id"))
 					return
 				}
@@ -178,7 +181,7 @@ func prefixField(err error, prefix string) error {
 
 func (s *Server) handleBatchGet() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, tasks, err := s.deps.Store.Batch(r.Context(), r.PathValue("id"))
+		b, tasks, err := s.deps.Store.Batch(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

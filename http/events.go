@@ -83,7 +83,7 @@ func (s *Server) handleTaskEvents() http.Handler {
 		// Subscribe before reading the state, so nothing falls between the two.
 		events, unsubscribe := s.subscribe()
 		defer unsubscribe()
-		t, err := s.deps.Store.Task(ctx, id)
+		t, err := s.deps.Store.Task(ctx, imaged.TenantOf(ctx), id)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -96,7 +96,7 @@ func (s *Server) handleTaskEvents() http.Handler {
 		s.stream(ctx, st, events, func(e imaged.Event) (bool, bool) {
 			return e.TaskID == id, e.TaskID == id && isTerminalEvent(e.Type)
 		}, func() (bool, error) {
-			cur, err := s.deps.Store.Task(ctx, id)
+			cur, err := s.deps.Store.Task(ctx, imaged.TenantOf(ctx), id)
 			if err != nil || cur.Status == status {
 				return false, nil
 			}
@@ -118,7 +118,7 @@ func (s *Server) handleBatchEvents() http.Handler {
 		id := r.PathValue("id")
 		events, unsubscribe := s.subscribe()
 		defer unsubscribe()
-		b, tasks, err := s.deps.Store.Batch(ctx, id)
+		b, tasks, err := s.deps.Store.Batch(ctx, imaged.TenantOf(ctx), id)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -130,7 +130,7 @@ func (s *Server) handleBatchEvents() http.Handler {
 		s.stream(ctx, st, events, func(e imaged.Event) (bool, bool) {
 			return e.BatchID == id, e.BatchID == id && e.Type == imaged.EventBatchCompleted
 		}, func() (bool, error) {
-			cur, tasks, err := s.deps.Store.Batch(ctx, id)
+			cur, tasks, err := s.deps.Store.Batch(ctx, imaged.TenantOf(ctx), id)
 			if err != nil || !imaged.IsTerminal(cur.Status) {
 				return false, nil
 			}

@@ -67,9 +67,9 @@ type countingStore struct {
 	imageReads atomic.Int64
 }
 
-func (s *countingStore) Image(ctx context.Context, id string) (*imaged.Image, error) {
+func (s *countingStore) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
 	s.imageReads.Add(1)
-	return s.Store.Image(ctx, id)
+	return s.Store.Image(ctx, tenant, id)
 }
 
 type stack struct {
@@ -85,16 +85,7 @@ type stack struct {
 // with keys required unless noAuth.
 func newStack(t *testing.T, cfg Config, deps Deps, noAuth bool) *stack {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := sqlite.Open(t.Context(), filepath.Join(dir, "imaged.db"), sqlite.OpenOptions{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	blobs, err := fs.New(filepath.Join(dir, "blobs"), fs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, blobs := openSQLite(t)
 	st := &stack{t: t, store: &countingStore{Store: db}, proc: &fakeProcessor{}}
 	deps.Store, deps.Blobs, deps.Processor, deps.Log = st.store, blobs, st.proc, quietLog()
 	if deps.Queue == nil {
@@ -112,6 +103,22 @@ func newStack(t *testing.T, cfg Config, deps Deps, noAuth bool) *stack {
 	st.srv = httptest.NewServer(st.api)
 	t.Cleanup(st.srv.Close)
 	return st
+}
+
+// openSQLite opens a new SQLite store and local-disk blob store, closed when the test ends.
+func openSQLite(t *testing.T) (*sqlite.Store, imaged.BlobStore) {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := sqlite.Open(t.Context(), filepath.Join(dir, "imaged.db"), sqlite.OpenOptions{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	blobs, err := fs.New(filepath.Join(dir, "blobs"), fs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, blobs
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

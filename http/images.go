@@ -132,7 +132,7 @@ func (s *Server) storeImage(ctx context.Context, data []byte, filename string) (
 	sum := sha256.Sum256(data)
 	now := time.Now().UTC()
 	img := &imaged.Image{
-		ID: imaged.NewID(), Key: imaged.ImageKey(h.Format, now), Format: h.Format,
+		ID: imaged.NewID(), Tenant: imaged.TenantOf(ctx), Key: imaged.ImageKey(h.Format, now), Format: h.Format,
 		ContentType: imaged.ContentTypeOf(h.Format), Width: h.Width, Height: h.Height,
 		Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]), Filename: cleanFilename(filename), CreatedAt: now,
 	}
@@ -182,7 +182,7 @@ func (s *Server) handleImageUpload() http.Handler {
 
 func (s *Server) handleImageGet() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		img, err := s.deps.Store.Image(r.Context(), r.PathValue("id"))
+		img, err := s.deps.Store.Image(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -233,7 +233,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, key, contentT
 
 func (s *Server) handleImageContent() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		img, err := s.deps.Store.Image(r.Context(), r.PathValue("id"))
+		img, err := s.deps.Store.Image(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -244,14 +244,14 @@ func (s *Server) handleImageContent() http.Handler {
 
 func (s *Server) handleImageDelete() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		img, err := s.deps.Store.Image(r.Context(), r.PathValue("id"))
+		img, err := s.deps.Store.Image(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		// The record goes first: a crash in between leaves an unreferenced object, never a
 		// record that points at nothing.
-		if err := s.deps.Store.DeleteImage(r.Context(), img.ID); err != nil {
+		if err := s.deps.Store.DeleteImage(r.Context(), img.Tenant, img.ID); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -90,6 +90,9 @@ func (s *Server) readPipelineRequest(w http.ResponseWriter, r *http.Request) (*p
 	if err := s.deps.Processor.Validate(ops); err != nil {
 		return nil, nil, nil, err
 	}
+	if err := s.checkOverlays(r.Context(), tenantOf(r), ops, ""); err != nil {
+		return nil, nil, nil, err
+	}
 	return &req, ops, up, nil
 }
 
@@ -184,7 +187,7 @@ func (s *Server) sourceBytes(ctx context.Context, up *upload, imageID string) ([
 		}
 		return up.file, nil
 	}
-	_, b, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, imageID, 0)
+	_, b, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, imaged.TenantOf(ctx), imageID, 0)
 	return b, err
 }
 

@@ -7,9 +7,12 @@ import (
 )
 
 // routes holds the whole API on one screen. Every route needs an API key except those
-// routeAccess (auth.go) lists.
+// routeAccess (auth.go) lists. Every route that takes an id reads it within the caller's tenant
+// (tenantOf), so another tenant's id is not found; the tenancy test holds a row for each route
+// here and fails on one without.
 func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/images", s.handleImageUpload())
+	mux.Handle("GET /v1/images", s.handleImageList())
 	mux.Handle("GET /v1/images/{id}", s.handleImageGet())
 	mux.Handle("GET /v1/images/{id}/content", s.handleImageContent())
 	mux.Handle("DELETE /v1/images/{id}", s.handleImageDelete())
@@ -26,6 +29,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/tasks/{id}/events", s.handleTaskEvents())
 
 	mux.Handle("POST /v1/batches", s.handleBatchCreate())
+	mux.Handle("GET /v1/batches", s.handleBatchList())
 	mux.Handle("GET /v1/batches/{id}", s.handleBatchGet())
 	mux.Handle("GET /v1/batches/{id}/events", s.handleBatchEvents())
 

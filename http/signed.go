@@ -15,6 +15,11 @@ import (
 // handleSignedImage serves GET /i/{signature}/{ops…}/{image_id}: the signature is checked
 // before anything else is done (a bad one is a 403 without a lookup), then the image's ETag
 // answers If-None-Match without running the pipeline, and only then does the pipeline run.
+//
+// The signature authorises exactly one image id, whatever its tenant: a URL is signed by the
+// operator (imaged sign signs any id it is given), who holds the signing key and is trusted
+// across tenants. Everything else the pipeline reads (a watermark's image) must belong to the
+// image's tenant, or the answer is 404 as for any other tenant's id.
 func (s *Server) handleSignedImage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.deps.Signer == nil {
@@ -42,7 +47,12 @@ func (s *Server) handleSignedImage() http.Handler {
 			}
 		}
 		ctx := r.Context()
-		img, err := s.deps.Store.Image(ctx, req.ImageID)
+		// The signature authorises this one image id, whoever's it is; everything else the
+		// request reads (a watermark's overlay) must be of the same tenant.
+		img, err := s.deps.Store.Image(ctx, imaged.AnyTenant, req.ImageID)
+		if err == nil {
+			err = s.checkOverlays(ctx, img.Tenant, req.Ops, "")
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -63,7 +73,8 @@ func (s *Server) handleSignedImage() http.Handler {
 			s.streamOriginal(w, r, img)
 			return
 		}
-		_, src, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, img.ID, 0)
+		ctx = imaged.WithTenant(ctx, img.Tenant)
+		_, src, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, img.Tenant, img.ID, 0)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

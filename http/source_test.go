@@ -43,7 +43,7 @@ func TestSourceURL(t *testing.T) {
 	if r.status != 200 || !strings.HasPrefix(string(r.body), "out:") || r.header.Get("X-Image-ID") == "" {
 		t.Fatalf("process from source_url: %d %s", r.status, r.body)
 	}
-	img, err := st.store.Image(t.Context(), r.header.Get("X-Image-ID"))
+	img, err := st.store.Image(t.Context(), imaged.DefaultTenant, r.header.Get("X-Image-ID"))
 	if err != nil || img.Format != "png" || img.Width != 8 || img.Filename != "photo.png" {
 		t.Fatalf("the fetched image was stored as %+v, %v", img, err)
 	}
@@ -54,7 +54,7 @@ func TestSourceURL(t *testing.T) {
 	if r.status != 202 || task.ImageID == "" {
 		t.Fatalf("task from source_url: %d %s", r.status, r.body)
 	}
-	if _, err := st.store.Image(t.Context(), task.ImageID); err != nil {
+	if _, err := st.store.Image(t.Context(), imaged.DefaultTenant, task.ImageID); err != nil {
 		t.Fatalf("the task's image: %v", err)
 	}
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/imaged/imaged"
@@ -35,7 +34,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 func (s *Server) enqueue(ctx context.Context, tasks []*imaged.Task) error {
 	for _, t := range tasks {
 		if err := s.deps.Queue.Publish(ctx, t, 0); err != nil {
-			if _, cerr := s.deps.Store.CancelTask(context.WithoutCancel(ctx), t.ID); cerr != nil {
+			if _, cerr := s.deps.Store.CancelTask(context.WithoutCancel(ctx), t.Tenant, t.ID); cerr != nil {
 				s.log.ErrorContext(ctx, "cancelling an unqueued task failed", "task_id", t.ID, "error", cerr.Error())
 			}
 			return imaged.WrapError(imaged.EUnavailable, err, "the queue refused the task; try again")
@@ -79,7 +78,7 @@ func (s *Server) handleTaskCreate() http.Handler {
 				return
 			}
 			imageID = img.ID
-		} else if _, err := s.deps.Store.Image(ctx, imageID); err != nil {
+		} else if _, err := s.deps.Store.Image(ctx, imaged.TenantOf(ctx), imageID); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -110,7 +109,7 @@ func (s *Server) handleTaskCreate() http.Handler {
 
 func (s *Server) handleTaskGet() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.Task(r.Context(), r.PathValue("id"))
+		t, err := s.deps.Store.Task(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -122,7 +121,7 @@ func (s *Server) handleTaskGet() http.Handler {
 // handleTaskResult streams a completed task's output image.
 func (s *Server) handleTaskResult() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.Task(r.Context(), r.PathValue("id"))
+		t, err := s.deps.Store.Task(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -139,33 +138,26 @@ func (s *Server) handleTaskResult() http.Handler {
 	})
 }
 
-type taskList struct {
-	Items      []taskView `json:"items"`
-	NextCursor string     `json:"next_cursor,omitempty"`
-}
-
 func (s *Server) handleTaskList() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		f := imaged.TaskFilter{Status: q.Get("status"), BatchID: q.Get("batch_id"), Cursor: q.Get("cursor"), Limit: 20}
+		f := imaged.TaskFilter{Tenant: tenantOf(r), Status: q.Get("status"), BatchID: q.Get("batch_id"), Cursor: q.Get("cursor")}
 		if f.Status != "" && !contains(imaged.Statuses, f.Status) {
 			s.writeError(w, r, imaged.FieldErrorf("status", "status must be one of %v", imaged.Statuses))
 			return
 		}
-		if v := q.Get("limit"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 100 {
-				s.writeError(w, r, imaged.FieldErrorf("limit", "limit must be an integer between 1 and 100"))
-				return
-			}
-			f.Limit = n
+		n, err := pageLimit(q)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
 		}
+		f.Limit = n
 		tasks, next, err := s.deps.Store.ListTasks(r.Context(), f)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		out := taskList{Items: make([]taskView, 0, len(tasks)), NextCursor: next}
+		out := list[taskView]{Items: make([]taskView, 0, len(tasks)), NextCursor: next}
 		for _, t := range tasks {
 			out.Items = append(out.Items, viewTask(t))
 		}
@@ -175,7 +167,7 @@ func (s *Server) handleTaskList() http.Handler {
 
 func (s *Server) handleTaskCancel() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.CancelTask(r.Context(), r.PathValue("id"))
+		t, err := s.deps.Store.CancelTask(r.Context(), tenantOf(r), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -12,7 +12,7 @@ import (
 
 var _ imaged.APIKeyStore = (*Store)(nil)
 
-const apiKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at`
+const apiKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at, tenant`
 
 // firstKeyLock serialises CreateFirstAPIKey across processes (a transaction-scoped advisory
 // lock; the number is arbitrary but fixed).
@@ -22,11 +22,14 @@ func prepareKey(k *imaged.APIKey) {
 	if k.ID == "" {
 		k.ID = imaged.NewOrderedID()
 	}
+	if k.Tenant == "" {
+		k.Tenant = imaged.DefaultTenant
+	}
 }
 
 func keyArgs(k *imaged.APIKey) []any {
 	return []any{k.ID, k.Name, k.Prefix, k.Hash, k.Admin, k.RateLimit, k.Burst, k.Concurrency,
-		timeArg(k.CreatedAt), timePtrArg(k.LastUsedAt), timePtrArg(k.RevokedAt)}
+		timeArg(k.CreatedAt), timePtrArg(k.LastUsedAt), timePtrArg(k.RevokedAt), k.Tenant}
 }
 
 func timePtrArg(t *time.Time) any {
@@ -37,7 +40,7 @@ func timePtrArg(t *time.Time) any {
 }
 
 const insertKey = `INSERT INTO api_keys (` + apiKeyColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9::timestamptz, now()), $10, $11)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9::timestamptz, now()), $10, $11, $12)
 	RETURNING created_at`
 
 // CreateAPIKey records a key; EConflict when a key with that prefix exists.
@@ -91,7 +94,7 @@ func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, 
 func scanAPIKey(row pgx.Row) (*imaged.APIKey, error) {
 	var k imaged.APIKey
 	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &k.Admin, &k.RateLimit, &k.Burst, &k.Concurrency,
-		&k.CreatedAt, &k.LastUsedAt, &k.RevokedAt); err != nil {
+		&k.CreatedAt, &k.LastUsedAt, &k.RevokedAt, &k.Tenant); err != nil {
 		return nil, err
 	}
 	k.CreatedAt = k.CreatedAt.UTC()

@@ -11,21 +11,39 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// CreateImage records an uploaded image. It sets ID (when empty) and CreatedAt (when zero, from
-// the database's clock); EConflict when an image with that ID exists.
+// imageColumns is the column list every image query selects, in scanImage's order.
+const imageColumns = `id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at`
+
+func scanImage(row pgx.Row) (*imaged.Image, error) {
+	var img imaged.Image
+	err := row.Scan(&img.ID, &img.Tenant, &img.Key, &img.Format, &img.ContentType, &img.Width,
+		&img.Height, &img.Bytes, &img.SHA256, &img.Filename, &img.CreatedAt)
+	if err != nil {
+		return nil, err
+	}
+	img.CreatedAt = img.CreatedAt.UTC()
+	return &img, nil
+}
+
+// CreateImage records an uploaded image. It sets ID (when empty), Tenant (when empty, to the
+// default tenant) and CreatedAt (when zero, from the database's clock); EConflict when an image
+// with that ID exists.
 func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	if img.ID == "" {
 		img.ID = imaged.NewOrderedID()
 	}
+	if img.Tenant == "" {
+		img.Tenant = imaged.DefaultTenant
+	}
 	var created time.Time
 	err := s.pool.QueryRow(ctx, `
-		INSERT INTO images (id, key, format, content_type, width, height, bytes, sha256, filename, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10::timestamptz, now()))
+		INSERT INTO images (id, key, format, content_type, width, height, bytes, sha256, filename, created_at, tenant)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10::timestamptz, now()), $11)
 		RETURNING created_at`,
 		img.ID, img.Key, img.Format, img.ContentType, img.Width, img.Height, img.Bytes, img.SHA256,
-		img.Filename, timeArg(img.CreatedAt)).Scan(&created)
+		img.Filename, timeArg(img.CreatedAt), img.Tenant).Scan(&created)
 	if isUniqueViolation(err, "images_pkey") {
 		return imaged.WrapError(imaged.EConflict, err, "image %s already exists", img.ID)
 	}
@@ -36,31 +54,33 @@ func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 	return nil
 }
 
-// Image returns the image; ENotFound when absent.
-func (s *Store) Image(ctx context.Context, id string) (*imaged.Image, error) {
+// Image returns the tenant's image; ENotFound when absent or another tenant's.
+func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	var img imaged.Image
-	err := s.pool.QueryRow(ctx, `
-		SELECT id, key, format, content_type, width, height, bytes, sha256, filename, created_at
-		FROM images WHERE id = $1`, id).Scan(
-		&img.ID, &img.Key, &img.Format, &img.ContentType, &img.Width, &img.Height, &img.Bytes,
-		&img.SHA256, &img.Filename, &img.CreatedAt)
+	img, err := scanImage(s.pool.QueryRow(ctx, `SELECT `+imageColumns+` FROM images WHERE `+cond, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
 	if err != nil {
 		return nil, s.wrap(ctx, "image", err)
 	}
-	img.CreatedAt = img.CreatedAt.UTC()
-	return &img, nil
+	return img, nil
 }
 
-// DeleteImage removes the record; ENotFound when absent. Tasks of the image are kept.
-func (s *Store) DeleteImage(ctx context.Context, id string) error {
+// DeleteImage removes the tenant's record; ENotFound when absent. Tasks of the image are kept.
+func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, `DELETE FROM images WHERE id = $1`, id)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM images WHERE `+cond, args...)
 	if err != nil {
 		return s.wrap(ctx, "delete image", err)
 	}
@@ -68,6 +88,27 @@ func (s *Store) DeleteImage(ctx context.Context, id string) error {
 		return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
 	return nil
+}
+
+// ListImages returns one page of the tenant's images, newest first (ties broken by id,
+// descending), and the cursor of the next page, limited as ListTasks.
+func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged.Image, string, error) {
+	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := s.command(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT `+imageColumns+` FROM images`+p.where()+p.order(), p.args...)
+	if err != nil {
+		return nil, "", s.wrap(ctx, "list images", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*imaged.Image, error) { return scanImage(r) })
+	if err != nil {
+		return nil, "", s.wrap(ctx, "list images", err)
+	}
+	out, next := cut(p, out, func(img *imaged.Image) (time.Time, string) { return img.CreatedAt, img.ID })
+	return out, next, nil
 }
 
 // timeArg is a time as the store keeps it (UTC, microseconds), or NULL for the zero time so

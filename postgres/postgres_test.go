@@ -244,7 +244,7 @@ func TestTwoStoresClaimEachTaskOnce(t *testing.T) {
 	if err != nil || counts[imaged.TaskTypeTransform] != 0 {
 		t.Fatalf("CountQueued = %v, %v; want nothing queued", counts, err)
 	}
-	page, _, err := b.ListTasks(ctx, imaged.TaskFilter{Status: imaged.StatusCompleted, Limit: n})
+	page, _, err := b.ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant, Status: imaged.StatusCompleted, Limit: n})
 	if err != nil || len(page) != n {
 		t.Fatalf("completed tasks = %d, %v; want %d", len(page), err, n)
 	}
@@ -316,7 +316,7 @@ func TestConcurrentIdempotentCreate(t *testing.T) {
 			return existed, []string{batch.ID, tasks[0].ID, tasks[1].ID}, err
 		})
 	})
-	page, _, err := stores[0].ListTasks(ctx, imaged.TaskFilter{})
+	page, _, err := stores[0].ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant})
 	if err != nil || len(page) != 3 {
 		t.Fatalf("stored %d tasks, %v; want 3 (one single, a batch of two)", len(page), err)
 	}
@@ -354,7 +354,7 @@ func TestMigrationStatus(t *testing.T) {
 	if schemaExists(t, s, schema) {
 		t.Fatal("MigrationStatus created the schema")
 	}
-	if _, err := s.Task(ctx, "x"); err == nil || imaged.IsCode(err, imaged.ENotFound) {
+	if _, err := s.Task(ctx, imaged.DefaultTenant, "x"); err == nil || imaged.IsCode(err, imaged.ENotFound) {
 		t.Fatalf("Task before migrating = %v; want a missing-table error", err)
 	}
 
@@ -373,7 +373,7 @@ func TestMigrationStatus(t *testing.T) {
 	if err := s.MigrateUp(ctx); err != nil {
 		t.Fatalf("MigrateUp with nothing pending: %v", err)
 	}
-	if _, err := s.Task(ctx, "x"); !imaged.IsCode(err, imaged.ENotFound) {
+	if _, err := s.Task(ctx, imaged.DefaultTenant, "x"); !imaged.IsCode(err, imaged.ENotFound) {
 		t.Fatalf("Task after migrating = %v; want not_found", err)
 	}
 	var tables []string
@@ -383,7 +383,7 @@ func TestMigrationStatus(t *testing.T) {
 		t.Fatalf("tables: %v", err)
 	}
 	slices.Sort(tables)
-	if want := []string{"api_keys", "batches", "imaged_migrations", "images", "tasks"}; !slices.Equal(tables, want) {
+	if want := []string{"api_keys", "batches", "imaged_migrations", "images", "tasks", "tenants"}; !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s = %v, want %v", schema, tables, want)
 	}
 
@@ -735,14 +735,14 @@ func TestServerGoneIsUnavailable(t *testing.T) {
 	ctx := t.Context()
 	s, p := proxiedStore(t, 10*time.Second)
 	img := createImage(t, s)
-	if _, err := s.Image(ctx, img.ID); err != nil {
+	if _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatalf("Image before the outage: %v", err)
 	}
 
 	p.cut()
 	for i := range 3 {
 		began := time.Now()
-		_, err := s.Image(ctx, img.ID)
+		_, err := s.Image(ctx, imaged.DefaultTenant, img.ID)
 		d := time.Since(began)
 		e := wantCode(t, err, imaged.EUnavailable)
 		if e.Err == nil {
@@ -761,7 +761,7 @@ func TestServerGoneIsUnavailable(t *testing.T) {
 
 	p.restore(t)
 	began = time.Now()
-	got, err := s.Image(ctx, img.ID)
+	got, err := s.Image(ctx, imaged.DefaultTenant, img.ID)
 	if err != nil {
 		t.Fatalf("first call after the server came back: %v", err)
 	}
@@ -789,7 +789,7 @@ func TestServerHangsIsUnavailable(t *testing.T) {
 	var lastTook time.Duration
 	for i := range 2 {
 		began := time.Now()
-		_, last = s.Image(ctx, img.ID)
+		_, last = s.Image(ctx, imaged.DefaultTenant, img.ID)
 		lastTook = time.Since(began)
 		wantCode(t, last, imaged.EUnavailable)
 		t.Logf("call %d to a hung server: %s after %s", i, last, lastTook)
@@ -824,7 +824,7 @@ func TestCommandTimeoutCancelsStatement(t *testing.T) {
 		t.Fatalf("lock the task: %v", err)
 	}
 	began := time.Now()
-	_, err = s.CancelTask(ctx, task.ID)
+	_, err = s.CancelTask(ctx, imaged.DefaultTenant, task.ID)
 	took := time.Since(began)
 	e := wantCode(t, err, imaged.EUnavailable)
 	if !strings.Contains(e.Message, "did not answer within") {
@@ -838,7 +838,7 @@ func TestCommandTimeoutCancelsStatement(t *testing.T) {
 	if err := holder.Rollback(ctx); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
-	got, err := s.Task(ctx, task.ID)
+	got, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 	if err != nil {
 		t.Fatalf("Task after the timeout: %v", err)
 	}

@@ -3,7 +3,6 @@ package postgres
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -31,7 +29,7 @@ const (
 // taskColumns is the column list every task query selects or returns, in scanTask's order.
 const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
 	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message, trace_parent`
+	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant`
 
 // querier is what *pgxpool.Pool and pgx.Tx share.
 type querier interface {
@@ -49,7 +47,7 @@ func scanTask(row pgx.Row) (*imaged.Task, error) {
 	)
 	err := row.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
 		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&t.RunAfter, &lease, &t.CreatedAt, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent)
+		&t.RunAfter, &lease, &t.CreatedAt, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent, &t.Tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +129,7 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 	if len(tasks) == 0 {
 		return false, imaged.Errorf(imaged.EInvalid, "there are no tasks to create")
 	}
+	imaged.FillTenant(tasks, batch)
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	// The key whose clash means "created meanwhile by someone else": replaying finds it.
@@ -165,12 +164,13 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *imaged.Batch) (bool, error) {
 	existed := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Idempotency keys are per tenant: another tenant's key is never replayed.
 		if batch != nil && batch.IdempotencyKey != "" {
 			var id string
-			err := tx.QueryRow(ctx, `SELECT id FROM batches WHERE idempotency_key = $1`,
-				batch.IdempotencyKey).Scan(&id)
+			err := tx.QueryRow(ctx, `SELECT id FROM batches WHERE tenant = $1 AND idempotency_key = $2`,
+				batch.Tenant, batch.IdempotencyKey).Scan(&id)
 			if err == nil {
-				b, stored, err := loadBatch(ctx, tx, id)
+				b, stored, err := loadBatch(ctx, tx, batch.Tenant, id)
 				if err != nil {
 					return err
 				}
@@ -183,8 +183,8 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 		}
 		if batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "" {
-			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE idempotency_key = $1`,
-				tasks[0].IdempotencyKey)
+			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE tenant = $1 AND idempotency_key = $2`,
+				tasks[0].Tenant, tasks[0].IdempotencyKey)
 			if err != nil {
 				return err
 			}
@@ -201,11 +201,11 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 		var b pgx.Batch
 		if batch != nil {
 			b.Queue(`
-				INSERT INTO batches (id, total, correlation_id, callback_url, idempotency_key, created_at)
-				VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
+				INSERT INTO batches (id, total, correlation_id, callback_url, idempotency_key, created_at, tenant)
+				VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()), $7)
 				RETURNING created_at`,
 				batch.ID, batch.Total, batch.CorrelationID, batch.CallbackURL,
-				nullString(batch.IdempotencyKey), timeArg(batch.CreatedAt),
+				nullString(batch.IdempotencyKey), timeArg(batch.CreatedAt), batch.Tenant,
 			).QueryRow(func(row pgx.Row) error {
 				if err := row.Scan(&batch.CreatedAt); err != nil {
 					return err
@@ -221,13 +221,13 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 			b.Queue(`
 				INSERT INTO tasks (id, type, status, image_id, ops, batch_id, attempts, max_attempts,
-					correlation_id, callback_url, idempotency_key, created_at, run_after, trace_parent)
+					correlation_id, callback_url, idempotency_key, created_at, run_after, trace_parent, tenant)
 				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10,
-					COALESCE($11::timestamptz, now()), COALESCE($12::timestamptz, $11::timestamptz, now()), $13)
+					COALESCE($11::timestamptz, now()), COALESCE($12::timestamptz, $11::timestamptz, now()), $13, $14)
 				RETURNING created_at, run_after`,
 				t.ID, t.Type, t.Status, t.ImageID, string(ops), nullString(t.BatchID), t.MaxAttempts,
 				t.CorrelationID, t.CallbackURL, nullString(t.IdempotencyKey),
-				timeArg(t.CreatedAt), timeArg(t.RunAfter), t.TraceParent,
+				timeArg(t.CreatedAt), timeArg(t.RunAfter), t.TraceParent, t.Tenant,
 			).QueryRow(func(row pgx.Row) error {
 				if err := row.Scan(&t.CreatedAt, &t.RunAfter); err != nil {
 					return err
@@ -248,15 +248,19 @@ func nullString(s string) any {
 	return s
 }
 
-// Task returns the task; ENotFound when absent.
-func (s *Store) Task(ctx context.Context, id string) (*imaged.Task, error) {
+// Task returns the tenant's task; ENotFound when absent or another tenant's.
+func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	return s.task(ctx, id)
+	return s.task(ctx, tenant, id)
 }
 
-func (s *Store) task(ctx context.Context, id string) (*imaged.Task, error) {
-	t, err := queryTask(ctx, s.pool, `SELECT `+taskColumns+` FROM tasks WHERE id = $1`, id)
+func (s *Store) task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := queryTask(ctx, s.pool, `SELECT `+taskColumns+` FROM tasks WHERE `+cond, args...)
 	if err != nil {
 		return nil, s.wrap(ctx, "task", err)
 	}
@@ -266,109 +270,66 @@ func (s *Store) task(ctx context.Context, id string) (*imaged.Task, error) {
 	return t, nil
 }
 
-// ListTasks returns one page of tasks, newest first (ties broken by id, descending), and the
-// cursor of the next page. Limit defaults to DefaultListLimit and is capped at MaxListLimit.
-// An unknown status or a cursor this store did not issue is EInvalid.
+// ListTasks returns one page of the tenant's tasks, newest first (ties broken by id,
+// descending), and the cursor of the next page. Limit defaults to DefaultListLimit and is capped
+// at MaxListLimit. An unknown status or a cursor this store did not issue is EInvalid.
 func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
-	limit = min(limit, MaxListLimit)
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
+	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	if err != nil {
+		return nil, "", err
 	}
 	if f.Status != "" {
 		if !slices.Contains(imaged.Statuses, f.Status) {
 			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
 		}
-		where = append(where, "status = "+arg(f.Status))
+		p.conds = append(p.conds, "status = "+p.arg(f.Status))
 	}
 	if f.BatchID != "" {
-		where = append(where, "batch_id = "+arg(f.BatchID))
+		p.conds = append(p.conds, "batch_id = "+p.arg(f.BatchID))
 	}
-	if f.Cursor != "" {
-		created, id, ok := decodeCursor(f.Cursor)
-		if !ok {
-			return nil, "", imaged.FieldErrorf("cursor", "the cursor is not one this service issued")
-		}
-		where = append(where, "(created_at, id) < ("+arg(created)+"::timestamptz, "+arg(id)+")")
-	}
-	query := `SELECT ` + taskColumns + ` FROM tasks`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	query += ` ORDER BY created_at DESC, id DESC LIMIT ` + arg(limit+1)
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	tasks, err := queryTasks(ctx, s.pool, query, args...)
+	tasks, err := queryTasks(ctx, s.pool, `SELECT `+taskColumns+` FROM tasks`+p.where()+p.order(), p.args...)
 	if err != nil {
 		return nil, "", s.wrap(ctx, "list tasks", err)
 	}
-	next := ""
-	if len(tasks) > limit {
-		tasks = tasks[:limit]
-		last := tasks[limit-1]
-		next = encodeCursor(last.CreatedAt, last.ID)
-	}
+	tasks, next := cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
 	return tasks, next, nil
 }
 
-// cursorLayout is fixed width at the precision the store keeps.
-const cursorLayout = "2006-01-02T15:04:05.000000Z"
-
-func encodeCursor(created time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(created.UTC().Format(cursorLayout) + " " + id))
-}
-
-func decodeCursor(c string) (created time.Time, id string, ok bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
-		return time.Time{}, "", false
-	}
-	at, id, ok := strings.Cut(string(b), " ")
-	if !ok || id == "" {
-		return time.Time{}, "", false
-	}
-	created, err = time.Parse(cursorLayout, at)
+// CancelTask moves the tenant's queued task to cancelled; EConflict when it is no longer
+// queued, ENotFound when absent or another tenant's.
+func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	cond, args, err := ofTenant(tenant, id)
 	if err != nil {
-		return time.Time{}, "", false
+		return nil, err
 	}
-	return created, id, true
-}
-
-// CancelTask moves a queued task to cancelled; EConflict when it is no longer queued, ENotFound
-// when absent.
-func (s *Store) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	t, err := queryTask(ctx, s.pool, `
 		UPDATE tasks SET status = 'cancelled', finished_at = now(), lease_until = NULL
-		WHERE id = $1 AND status = 'queued'
-		RETURNING `+taskColumns, id)
+		WHERE `+cond+` AND status = 'queued'
+		RETURNING `+taskColumns, args...)
 	if err != nil {
 		return nil, s.wrap(ctx, "cancel task", err)
 	}
 	if t != nil {
 		return t, nil
 	}
-	cur, err := s.task(ctx, id)
+	cur, err := s.task(ctx, tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	return nil, imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", id, cur.Status)
 }
 
-// Batch returns the batch with counts per status and its tasks in creation order; ENotFound
-// when absent. The batch's status is derived: completed (with FinishedAt, the last task's) once
+// Batch returns the tenant's batch with counts per status and its tasks in creation order;
+// ENotFound when absent or another tenant's. The batch's status is derived: completed (with FinishedAt, the last task's) once
 // every task is terminal, queued while no task has left the queue, processing otherwise.
-func (s *Store) Batch(ctx context.Context, id string) (*imaged.Batch, []*imaged.Task, error) {
+func (s *Store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	b, tasks, err := loadBatch(ctx, s.pool, id)
+	b, tasks, err := loadBatch(ctx, s.pool, tenant, id)
 	if err != nil {
 		return nil, nil, s.wrap(ctx, "batch", err)
 	}
@@ -377,25 +338,23 @@ func (s *Store) Batch(ctx context.Context, id string) (*imaged.Batch, []*imaged.
 
 // loadBatch reads the batch and its tasks. Counts and status come from the one query that
 // reads the tasks, so they agree with the tasks returned.
-func loadBatch(ctx context.Context, q querier, id string) (*imaged.Batch, []*imaged.Task, error) {
-	var b imaged.Batch
-	err := q.QueryRow(ctx, `
-		SELECT id, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at
-		FROM batches WHERE id = $1`, id).Scan(
-		&b.ID, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &b.CreatedAt)
+func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := scanBatch(q.QueryRow(ctx, `SELECT `+batchColumns+` FROM batches WHERE `+cond, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	b.CreatedAt = b.CreatedAt.UTC()
-	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = $1 ORDER BY seq`, id)
+	tasks, err := summarise(ctx, q, b)
 	if err != nil {
 		return nil, nil, err
 	}
-	imaged.SummariseBatch(&b, tasks)
-	return &b, tasks, nil
+	return b, tasks, nil
 }
 
 // ClaimTask moves one queued, runnable task to processing in one conditional UPDATE …
@@ -452,7 +411,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	if t != nil {
 		return t, nil
 	}
-	cur, err := s.task(ctx, id)
+	cur, err := s.task(ctx, imaged.AnyTenant, id)
 	if err != nil {
 		return nil, err
 	}

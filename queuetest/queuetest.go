@@ -277,7 +277,7 @@ func settled(t *testing.T, h Harness, q imaged.Queue, r *deliveries) {
 
 func status(t *testing.T, s imaged.TaskStore, id string) string {
 	t.Helper()
-	got, err := s.Task(t.Context(), id)
+	got, err := s.Task(t.Context(), imaged.DefaultTenant, id)
 	if err != nil {
 		t.Fatalf("Task %s: %v", id, err)
 	}
@@ -483,7 +483,7 @@ func testExpiredLeaseIsPublishedAgain(t *testing.T, h Harness) {
 	waitFor(t, "the task completed after its lease ran out", func() bool {
 		return status(t, h.Store, task.ID) == imaged.StatusCompleted
 	})
-	got, err := h.Store.Task(t.Context(), task.ID)
+	got, err := h.Store.Task(t.Context(), imaged.DefaultTenant, task.ID)
 	if err != nil || got.Attempts != 2 {
 		t.Fatalf("task = %+v, %v; want completed at attempt 2", got, err)
 	}

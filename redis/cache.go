@@ -12,7 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// tombstone is what image:{id} holds after the image was deleted, until MetadataTTL passes. A
+// tombstone is what image:{tenant}:{id} holds after the image was deleted, until MetadataTTL passes. A
 // read that began before the delete stores its copy only where no value is (SET NX), so it
 // cannot put the deleted image back.
 const tombstone = "deleted"
@@ -25,12 +25,14 @@ const flushEvery = time.Second
 
 // CachedStore decorates a task store with the cache:
 //
-//   - Task reads result:{task_id} first. A task in a terminal state (completed, failed,
+//   - Task reads result:{tenant}:{task_id} first. A task in a terminal state (completed, failed,
 //     cancelled) never changes again, so it is cached for ResultTTL when read from the
 //     database and when CompleteTask, FailTask or CancelTask return it. Tasks still queued or
 //     processing are never cached nor served from the cache.
-//   - Image reads image:{id} first and caches the database's answer for MetadataTTL.
+//   - Image reads image:{tenant}:{id} first and caches the database's answer for MetadataTTL.
 //     DeleteImage replaces the entry with a tombstone (see below).
+//   - Reads for AnyTenant (system callers) go to the database: the key names the tenant,
+//     which such a read does not know.
 //   - Everything else goes to the database.
 //
 // Redis errors never fail a call: they are logged at warn and counted, and the call is answered
@@ -91,12 +93,15 @@ func decodeTask(b []byte) (*imaged.Task, error) {
 	return ct.Task, nil
 }
 
-func (s *cachedStore) Task(ctx context.Context, id string) (*imaged.Task, error) {
-	key := s.c.resultKey(id)
+func (s *cachedStore) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	if tenant == imaged.AnyTenant || tenant == "" {
+		return s.TaskStore.Task(ctx, tenant, id)
+	}
+	key := s.c.resultKey(tenant, id)
 	b, l := s.get(ctx, "result", key)
 	if l == hit {
 		t, err := decodeTask(b)
-		if err == nil && t.ID == id && imaged.IsTerminal(t.Status) {
+		if err == nil && t.ID == id && t.Tenant == tenant && imaged.IsTerminal(t.Status) {
 			s.c.metrics.count("result", "hit")
 			return t, nil
 		}
@@ -106,7 +111,7 @@ func (s *cachedStore) Task(ctx context.Context, id string) (*imaged.Task, error)
 	if l != failed {
 		s.c.metrics.count("result", "miss")
 	}
-	t, err := s.TaskStore.Task(ctx, id)
+	t, err := s.TaskStore.Task(ctx, tenant, id)
 	if err == nil && l != failed {
 		s.cacheTask(ctx, t)
 	}
@@ -130,7 +135,7 @@ func (s *cachedStore) cacheTask(ctx context.Context, t *imaged.Task) {
 		s.log.WarnContext(ctx, "task result cannot be cached", "task_id", t.ID, "error", err.Error())
 		return
 	}
-	key := s.c.resultKey(t.ID)
+	key := s.c.resultKey(t.Tenant, t.ID)
 	if err := s.c.do(ctx, func(ctx context.Context) error {
 		return s.c.rdb.Set(ctx, key, b, s.c.resultTTL).Err()
 	}); err != nil {
@@ -154,21 +159,24 @@ func (s *cachedStore) FailTask(ctx context.Context, id string, attempt int, f *i
 	return t, err
 }
 
-func (s *cachedStore) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
-	t, err := s.TaskStore.CancelTask(ctx, id)
+func (s *cachedStore) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	t, err := s.TaskStore.CancelTask(ctx, tenant, id)
 	if err == nil {
 		s.cacheTask(ctx, t)
 	}
 	return t, err
 }
 
-func (s *cachedStore) Image(ctx context.Context, id string) (*imaged.Image, error) {
-	key := s.c.imageKey(id)
+func (s *cachedStore) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
+	if tenant == imaged.AnyTenant || tenant == "" {
+		return s.TaskStore.Image(ctx, tenant, id)
+	}
+	key := s.c.imageKey(tenant, id)
 	b, l := s.get(ctx, "image", key)
 	if l == hit {
 		var img imaged.Image
 		err := json.Unmarshal(b, &img)
-		if err == nil && img.ID == id {
+		if err == nil && img.ID == id && img.Tenant == tenant {
 			s.c.metrics.count("image", "hit")
 			return &img, nil
 		}
@@ -178,7 +186,7 @@ func (s *cachedStore) Image(ctx context.Context, id string) (*imaged.Image, erro
 	if l != failed {
 		s.c.metrics.count("image", "miss")
 	}
-	img, err := s.TaskStore.Image(ctx, id)
+	img, err := s.TaskStore.Image(ctx, tenant, id)
 	if err != nil || l == failed || l == tombstoned {
 		return img, err
 	}
@@ -198,12 +206,20 @@ func (s *cachedStore) Image(ctx context.Context, id string) (*imaged.Image, erro
 	return img, nil
 }
 
-func (s *cachedStore) DeleteImage(ctx context.Context, id string) error {
-	err := s.TaskStore.DeleteImage(ctx, id)
+func (s *cachedStore) DeleteImage(ctx context.Context, tenant, id string) error {
+	if tenant == imaged.AnyTenant {
+		// The key names the image's tenant: learn it before the record is gone.
+		img, err := s.TaskStore.Image(ctx, tenant, id)
+		if err != nil {
+			return err
+		}
+		tenant = img.Tenant
+	}
+	err := s.TaskStore.DeleteImage(ctx, tenant, id)
 	if err == nil || imaged.IsCode(err, imaged.ENotFound) {
 		// Also when the database had no such image: another process may have deleted it
 		// without reaching Redis.
-		s.invalidate(ctx, s.c.imageKey(id))
+		s.invalidate(ctx, s.c.imageKey(tenant, id))
 	}
 	return err
 }

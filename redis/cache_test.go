@@ -80,16 +80,16 @@ func TestFinishedTaskIsServedFromTheCache(t *testing.T) {
 	if _, err := s.CompleteTask(ctx, task.ID, cl.Attempts, result()); err != nil {
 		t.Fatalf("CompleteTask: %v", err)
 	}
-	if d := ttl(t, c, c.resultKey(task.ID)); d <= DefaultResultTTL-time.Minute || d > DefaultResultTTL {
+	if d := ttl(t, c, c.resultKey(task.Tenant, task.ID)); d <= DefaultResultTTL-time.Minute || d > DefaultResultTTL {
 		t.Errorf("TTL of the result entry = %v; want about %v", d, DefaultResultTTL)
 	}
-	want, err := db.TaskStore.Task(ctx, task.ID)
+	want, err := db.TaskStore.Task(ctx, imaged.DefaultTenant, task.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reads, _ := db.counts()
 	for range 2 {
-		got, err := s.Task(ctx, task.ID)
+		got, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 		if err != nil {
 			t.Fatalf("Task: %v", err)
 		}
@@ -115,11 +115,11 @@ func TestFinishedTaskIsCachedWhenRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := s.Task(ctx, task.ID)
+	first, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := s.Task(ctx, task.ID)
+	second, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +139,10 @@ func TestUnfinishedTaskIsNeverCached(t *testing.T) {
 	s := CachedStore(db, c.Client, quietLog())
 	ctx := t.Context()
 	_, task := seed(t, s)
-	key := c.resultKey(task.ID)
+	key := c.resultKey(task.Tenant, task.ID)
 	check := func(status string) {
 		t.Helper()
-		got, err := s.Task(ctx, task.ID)
+		got, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 		if err != nil || got.Status != status {
 			t.Fatalf("Task = %v, %v; want status %s", got, err, status)
 		}
@@ -164,7 +164,7 @@ func TestUnfinishedTaskIsNeverCached(t *testing.T) {
 	stale.Status = imaged.StatusProcessing
 	b, _ := encodeTask(&stale)
 	c.rdb.Set(ctx, key, b, time.Minute)
-	if got, err := s.Task(ctx, task.ID); err != nil || got.Status != imaged.StatusQueued {
+	if got, err := s.Task(ctx, imaged.DefaultTenant, task.ID); err != nil || got.Status != imaged.StatusQueued {
 		t.Fatalf("Task with an unfinished entry cached = %v, %v; want the database's queued task", got, err)
 	}
 	if reads, _ := db.counts(); reads != 5 {
@@ -180,11 +180,11 @@ func TestCancelledTaskIsCached(t *testing.T) {
 	db := openDatabase(t)
 	s := CachedStore(db, c.Client, quietLog())
 	_, task := seed(t, s)
-	want, err := s.CancelTask(t.Context(), task.ID)
+	want, err := s.CancelTask(t.Context(), imaged.DefaultTenant, task.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Task(t.Context(), task.ID)
+	got, err := s.Task(t.Context(), imaged.DefaultTenant, task.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestImageMetadataIsCached(t *testing.T) {
 	ctx := t.Context()
 	img, _ := seed(t, s)
 	for range 3 {
-		got, err := s.Image(ctx, img.ID)
+		got, err := s.Image(ctx, imaged.DefaultTenant, img.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,19 +217,19 @@ func TestImageMetadataIsCached(t *testing.T) {
 	if h, m := requests(t, c.reg, "image", "hit"), requests(t, c.reg, "image", "miss"); h != 2 || m != 1 {
 		t.Errorf("cache_requests_total{cache=image}: hit %v, miss %v; want 2, 1", h, m)
 	}
-	if d := ttl(t, c, c.imageKey(img.ID)); d <= DefaultMetadataTTL-time.Minute || d > DefaultMetadataTTL {
+	if d := ttl(t, c, c.imageKey(img.Tenant, img.ID)); d <= DefaultMetadataTTL-time.Minute || d > DefaultMetadataTTL {
 		t.Errorf("TTL of the image entry = %v; want about %v", d, DefaultMetadataTTL)
 	}
 
-	if err := s.DeleteImage(ctx, img.ID); err != nil {
+	if err := s.DeleteImage(ctx, imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := s.Image(ctx, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
+		if _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
 			t.Fatalf("Image after DeleteImage: %v; want ENotFound", err)
 		}
 	}
-	if v, _ := c.rdb.Get(ctx, c.imageKey(img.ID)).Result(); v != tombstone {
+	if v, _ := c.rdb.Get(ctx, c.imageKey(img.Tenant, img.ID)).Result(); v != tombstone {
 		t.Errorf("image entry after delete = %q; want the tombstone", v)
 	}
 }
@@ -238,16 +238,16 @@ func TestTTLsAreSettings(t *testing.T) {
 	c := openShared(t, Options{ResultTTL: 7 * time.Second, MetadataTTL: 11 * time.Second})
 	s := CachedStore(openDatabase(t), c.Client, quietLog())
 	img, task := seed(t, s)
-	if _, err := s.CancelTask(t.Context(), task.ID); err != nil {
+	if _, err := s.CancelTask(t.Context(), imaged.DefaultTenant, task.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Image(t.Context(), img.ID); err != nil {
+	if _, err := s.Image(t.Context(), imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatal(err)
 	}
-	if d := ttl(t, c, c.resultKey(task.ID)); d <= 5*time.Second || d > 7*time.Second {
+	if d := ttl(t, c, c.resultKey(task.Tenant, task.ID)); d <= 5*time.Second || d > 7*time.Second {
 		t.Errorf("result TTL = %v; want ≈ 7 s", d)
 	}
-	if d := ttl(t, c, c.imageKey(img.ID)); d <= 9*time.Second || d > 11*time.Second {
+	if d := ttl(t, c, c.imageKey(img.Tenant, img.ID)); d <= 9*time.Second || d > 11*time.Second {
 		t.Errorf("image TTL = %v; want ≈ 11 s", d)
 	}
 }
@@ -357,7 +357,7 @@ func TestRedisOutageNeverFailsReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, queued := seed(t, s)
-	if _, err := s.Image(ctx, img.ID); err != nil { // cached now
+	if _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); err != nil { // cached now
 		t.Fatal(err)
 	}
 	if err := c.Ping(ctx); err != nil {
@@ -367,21 +367,21 @@ func TestRedisOutageNeverFailsReads(t *testing.T) {
 	r.stop() // the cache is gone mid-run
 	for i := range 20 {
 		timed(t, "Task of a finished task", func() error {
-			got, err := s.Task(ctx, done.ID)
+			got, err := s.Task(ctx, imaged.DefaultTenant, done.ID)
 			if err == nil {
 				sameTask(t, got, want)
 			}
 			return err
 		})
 		timed(t, "Task of a queued task", func() error {
-			got, err := s.Task(ctx, queued.ID)
+			got, err := s.Task(ctx, imaged.DefaultTenant, queued.ID)
 			if err == nil && got.Status != imaged.StatusQueued {
 				t.Errorf("queued task read as %s", got.Status)
 			}
 			return err
 		})
 		timed(t, "Image", func() error {
-			got, err := s.Image(ctx, img.ID)
+			got, err := s.Image(ctx, imaged.DefaultTenant, img.ID)
 			if err == nil && got.ID != img.ID {
 				t.Errorf("Image = %+v", got)
 			}
@@ -390,7 +390,7 @@ func TestRedisOutageNeverFailsReads(t *testing.T) {
 		if i == 0 {
 			// Writes that would fill the cache do not fail either.
 			_, other := seed(t, s)
-			timed(t, "CancelTask", func() error { _, err := s.CancelTask(ctx, other.ID); return err })
+			timed(t, "CancelTask", func() error { _, err := s.CancelTask(ctx, imaged.DefaultTenant, other.ID); return err })
 		}
 	}
 	if reads, _ := db.counts(); reads < 40 {
@@ -411,7 +411,7 @@ func TestRedisOutageNeverFailsReads(t *testing.T) {
 	r.start()
 	time.Sleep(recovery + 50*time.Millisecond)
 	for range 2 {
-		if _, err := s.Task(ctx, done.ID); err != nil {
+		if _, err := s.Task(ctx, imaged.DefaultTenant, done.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -437,23 +437,23 @@ func TestUnresponsiveRedisTimesOutQuickly(t *testing.T) {
 	s := CachedStore(db, c, quietLog())
 	img, task := seed(t, db)
 	for range 3 {
-		timed(t, "Task", func() error { _, err := s.Task(ctx, task.ID); return err })
-		timed(t, "Image", func() error { _, err := s.Image(ctx, img.ID); return err })
+		timed(t, "Task", func() error { _, err := s.Task(ctx, imaged.DefaultTenant, task.ID); return err })
+		timed(t, "Image", func() error { _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); return err })
 	}
 
 	// With a breaker, three time-outs open it and Redis is not even asked any more.
 	s, db, _, reg := outageStore(t, "redis://"+addr+"/0", 3, time.Minute)
 	img, task = seed(t, db)
 	for range 3 {
-		timed(t, "Task", func() error { _, err := s.Task(ctx, task.ID); return err })
-		timed(t, "Image", func() error { _, err := s.Image(ctx, img.ID); return err })
+		timed(t, "Task", func() error { _, err := s.Task(ctx, imaged.DefaultTenant, task.ID); return err })
+		timed(t, "Image", func() error { _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); return err })
 	}
 	if st := breakerState(t, reg); st != resilience.StateOpen {
 		t.Errorf("cache breaker state %v; want open after 3 time-outs", st)
 	}
 	start := time.Now()
 	for range 100 {
-		if _, err := s.Task(ctx, task.ID); err != nil {
+		if _, err := s.Task(ctx, imaged.DefaultTenant, task.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -480,30 +480,30 @@ func TestDeleteDuringAnOutageIsNotServedStale(t *testing.T) {
 	other := CachedStore(db, shared.Client, quietLog()) // another process, on the same Redis
 	ctx := t.Context()
 	img, task := seed(t, s)
-	if _, err := s.Image(ctx, img.ID); err != nil {
+	if _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatal(err)
 	}
 
 	p.cut()
-	if err := s.DeleteImage(ctx, img.ID); err != nil {
+	if err := s.DeleteImage(ctx, imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatalf("DeleteImage while the cache is unreachable: %v", err)
 	}
-	if _, err := s.Image(ctx, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
+	if _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
 		t.Fatalf("Image after delete: %v; want ENotFound", err)
 	}
 	// The entry is still in Redis for now.
-	if v, _ := shared.rdb.Get(ctx, shared.imageKey(img.ID)).Result(); v == tombstone || v == "" {
+	if v, _ := shared.rdb.Get(ctx, shared.imageKey(img.Tenant, img.ID)).Result(); v == tombstone || v == "" {
 		t.Fatalf("entry during the outage = %q; want the old metadata", v)
 	}
 
 	p.restore()
-	if _, err := s.Task(ctx, task.ID); err != nil { // any cache call that succeeds writes what is pending
+	if _, err := s.Task(ctx, imaged.DefaultTenant, task.ID); err != nil { // any cache call that succeeds writes what is pending
 		t.Fatal(err)
 	}
-	if v, _ := shared.rdb.Get(ctx, shared.imageKey(img.ID)).Result(); v != tombstone {
+	if v, _ := shared.rdb.Get(ctx, shared.imageKey(img.Tenant, img.ID)).Result(); v != tombstone {
 		t.Errorf("entry after Redis came back = %q; want the tombstone", v)
 	}
-	if _, err := other.Image(ctx, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
+	if _, err := other.Image(ctx, imaged.DefaultTenant, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
 		t.Errorf("Image in another process: %v; want ENotFound", err)
 	}
 }

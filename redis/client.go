@@ -204,8 +204,14 @@ func (c *Client) do(ctx context.Context, fn func(ctx context.Context) error) err
 	return c.breaker.Do(ctx, call)
 }
 
-func (c *Client) resultKey(taskID string) string { return c.prefix + "result:" + taskID }
-func (c *Client) imageKey(imageID string) string { return c.prefix + "image:" + imageID }
+// Keys name the row's tenant, so an entry can only ever answer a read within that tenant.
+func (c *Client) resultKey(tenant, taskID string) string {
+	return c.prefix + "result:" + tenant + ":" + taskID
+}
+
+func (c *Client) imageKey(tenant, imageID string) string {
+	return c.prefix + "image:" + tenant + ":" + imageID
+}
 
 // RouteLibraryLogs sends go-redis's own messages (one per failed dial, among others), which
 // it otherwise prints to stderr, to log at debug level: the cache reports its failures itself

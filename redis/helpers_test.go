@@ -137,18 +137,18 @@ func openDatabase(t *testing.T) *countingStore {
 	return &countingStore{TaskStore: s}
 }
 
-func (s *countingStore) Task(ctx context.Context, id string) (*imaged.Task, error) {
+func (s *countingStore) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
 	s.mu.Lock()
 	s.taskReads++
 	s.mu.Unlock()
-	return s.TaskStore.Task(ctx, id)
+	return s.TaskStore.Task(ctx, tenant, id)
 }
 
-func (s *countingStore) Image(ctx context.Context, id string) (*imaged.Image, error) {
+func (s *countingStore) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
 	s.mu.Lock()
 	s.images++
 	s.mu.Unlock()
-	return s.TaskStore.Image(ctx, id)
+	return s.TaskStore.Image(ctx, tenant, id)
 }
 
 func (s *countingStore) counts() (tasks, images int) {

@@ -67,16 +67,35 @@ func (s *store) CreateImage(ctx context.Context, img *imaged.Image) error {
 	return err
 }
 
-func (s *store) Image(ctx context.Context, id string) (*imaged.Image, error) {
+func (s *store) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
 	return retry(ctx, s.r, "image", func(ctx context.Context) (*imaged.Image, error) {
-		return s.next.Image(ctx, id)
+		return s.next.Image(ctx, tenant, id)
 	})
 }
 
-func (s *store) DeleteImage(ctx context.Context, id string) error {
+func (s *store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged.Image, string, error) {
+	return listPage(ctx, s.r, "list_images", func(ctx context.Context) ([]*imaged.Image, string, error) {
+		return s.next.ListImages(ctx, f)
+	})
+}
+
+// listPage reads one page of a list with retries: reading again is harmless.
+func listPage[T any](ctx context.Context, r *retrier, op string, list func(ctx context.Context) ([]T, string, error)) ([]T, string, error) {
+	type page struct {
+		items []T
+		next  string
+	}
+	p, err := retry(ctx, r, op, func(ctx context.Context) (page, error) {
+		items, next, err := list(ctx)
+		return page{items, next}, err
+	})
+	return p.items, p.next, err
+}
+
+func (s *store) DeleteImage(ctx context.Context, tenant, id string) error {
 	failed := false
 	_, err := retry(ctx, s.r, "delete_image", func(ctx context.Context) (struct{}, error) {
-		err := s.next.DeleteImage(ctx, id)
+		err := s.next.DeleteImage(ctx, tenant, id)
 		if failed && imaged.IsCode(err, imaged.ENotFound) {
 			return struct{}{}, nil
 		}
@@ -131,35 +150,28 @@ func sameIDs(ids []string, tasks []*imaged.Task, batch *imaged.Batch) bool {
 	return true
 }
 
-func (s *store) Task(ctx context.Context, id string) (*imaged.Task, error) {
+func (s *store) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
 	return retry(ctx, s.r, "task", func(ctx context.Context) (*imaged.Task, error) {
-		return s.next.Task(ctx, id)
+		return s.next.Task(ctx, tenant, id)
 	})
-}
-
-type taskPage struct {
-	tasks []*imaged.Task
-	next  string
 }
 
 func (s *store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	p, err := retry(ctx, s.r, "list_tasks", func(ctx context.Context) (taskPage, error) {
-		tasks, next, err := s.next.ListTasks(ctx, f)
-		return taskPage{tasks, next}, err
+	return listPage(ctx, s.r, "list_tasks", func(ctx context.Context) ([]*imaged.Task, string, error) {
+		return s.next.ListTasks(ctx, f)
 	})
-	return p.tasks, p.next, err
 }
 
 // conditional runs a conditional update with retries. When a repeat answers EConflict, ours
 // reports whether the task as stored now is what the update sets; then the earlier attempt
 // applied it and the task is returned.
-func (s *store) conditional(ctx context.Context, op, id string, update func(ctx context.Context) (*imaged.Task, error),
+func (s *store) conditional(ctx context.Context, op, tenant, id string, update func(ctx context.Context) (*imaged.Task, error),
 	ours func(t *imaged.Task) bool) (*imaged.Task, error) {
 	failed := false
 	return retry(ctx, s.r, op, func(ctx context.Context) (*imaged.Task, error) {
 		t, err := update(ctx)
 		if failed && imaged.IsCode(err, imaged.EConflict) {
-			if cur, rerr := s.next.Task(ctx, id); rerr == nil && ours(cur) {
+			if cur, rerr := s.next.Task(ctx, tenant, id); rerr == nil && ours(cur) {
 				return cur, nil
 			}
 		}
@@ -168,22 +180,28 @@ func (s *store) conditional(ctx context.Context, op, id string, update func(ctx 
 	})
 }
 
-func (s *store) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
-	return s.conditional(ctx, "cancel_task", id, func(ctx context.Context) (*imaged.Task, error) {
-		return s.next.CancelTask(ctx, id)
+func (s *store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	return s.conditional(ctx, "cancel_task", tenant, id, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.CancelTask(ctx, tenant, id)
 	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusCancelled })
 }
 
-func (s *store) Batch(ctx context.Context, id string) (*imaged.Batch, []*imaged.Task, error) {
+func (s *store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
 	type answer struct {
 		b     *imaged.Batch
 		tasks []*imaged.Task
 	}
 	a, err := retry(ctx, s.r, "batch", func(ctx context.Context) (answer, error) {
-		b, tasks, err := s.next.Batch(ctx, id)
+		b, tasks, err := s.next.Batch(ctx, tenant, id)
 		return answer{b, tasks}, err
 	})
 	return a.b, a.tasks, err
+}
+
+func (s *store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*imaged.Batch, string, error) {
+	return listPage(ctx, s.r, "list_batches", func(ctx context.Context) ([]*imaged.Batch, string, error) {
+		return s.next.ListBatches(ctx, f)
+	})
 }
 
 func (s *store) ClaimTask(ctx context.Context, id string, types []string, workerID string, lease time.Duration) (*imaged.Task, error) {
@@ -193,19 +211,19 @@ func (s *store) ClaimTask(ctx context.Context, id string, types []string, worker
 }
 
 func (s *store) CompleteTask(ctx context.Context, id string, attempt int, res *imaged.TaskResult) (*imaged.Task, error) {
-	return s.conditional(ctx, "complete_task", id, func(ctx context.Context) (*imaged.Task, error) {
+	return s.conditional(ctx, "complete_task", imaged.AnyTenant, id, func(ctx context.Context) (*imaged.Task, error) {
 		return s.next.CompleteTask(ctx, id, attempt, res)
 	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusCompleted && t.Attempts == attempt })
 }
 
 func (s *store) FailTask(ctx context.Context, id string, attempt int, f *imaged.TaskFailure) (*imaged.Task, error) {
-	return s.conditional(ctx, "fail_task", id, func(ctx context.Context) (*imaged.Task, error) {
+	return s.conditional(ctx, "fail_task", imaged.AnyTenant, id, func(ctx context.Context) (*imaged.Task, error) {
 		return s.next.FailTask(ctx, id, attempt, f)
 	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusFailed && t.Attempts == attempt })
 }
 
 func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (*imaged.Task, error) {
-	return s.conditional(ctx, "retry_task", id, func(ctx context.Context) (*imaged.Task, error) {
+	return s.conditional(ctx, "retry_task", imaged.AnyTenant, id, func(ctx context.Context) (*imaged.Task, error) {
 		return s.next.RetryTask(ctx, id, attempt, runAfter, f)
 	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == attempt })
 }
@@ -237,3 +255,29 @@ func (s *store) Ping(ctx context.Context) error {
 }
 
 func (s *store) Close() error { return s.next.Close() }
+
+func (s *store) Tenant(ctx context.Context, id string) (*imaged.Tenant, error) {
+	return retry(ctx, s.r, "tenant", func(ctx context.Context) (*imaged.Tenant, error) {
+		return s.next.Tenant(ctx, id)
+	})
+}
+
+// PutTenant sets the whole record, so repeating it after a transient failure is harmless.
+func (s *store) PutTenant(ctx context.Context, t *imaged.Tenant) error {
+	_, err := retry(ctx, s.r, "put_tenant", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.next.PutTenant(ctx, t)
+	})
+	return err
+}
+
+func (s *store) ListTenants(ctx context.Context) ([]*imaged.Tenant, error) {
+	return retry(ctx, s.r, "list_tenants", func(ctx context.Context) ([]*imaged.Tenant, error) {
+		return s.next.ListTenants(ctx)
+	})
+}
+
+func (s *store) Usage(ctx context.Context, tenant string) (imaged.Usage, error) {
+	return retry(ctx, s.r, "usage", func(ctx context.Context) (imaged.Usage, error) {
+		return s.next.Usage(ctx, tenant)
+	})
+}

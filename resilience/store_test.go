@@ -85,8 +85,8 @@ func run[T any](f *faultyStore, method string, do func() (T, error)) (T, error) 
 	return v, err
 }
 
-func (f *faultyStore) Task(ctx context.Context, id string) (*imaged.Task, error) {
-	return run(f, "Task", func() (*imaged.Task, error) { return f.TaskStore.Task(ctx, id) })
+func (f *faultyStore) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	return run(f, "Task", func() (*imaged.Task, error) { return f.TaskStore.Task(ctx, tenant, id) })
 }
 
 func (f *faultyStore) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *imaged.Batch) (bool, error) {
@@ -98,8 +98,8 @@ func (f *faultyStore) CreateImage(ctx context.Context, img *imaged.Image) error 
 	return err
 }
 
-func (f *faultyStore) DeleteImage(ctx context.Context, id string) error {
-	_, err := run(f, "DeleteImage", func() (struct{}, error) { return struct{}{}, f.TaskStore.DeleteImage(ctx, id) })
+func (f *faultyStore) DeleteImage(ctx context.Context, tenant, id string) error {
+	_, err := run(f, "DeleteImage", func() (struct{}, error) { return struct{}{}, f.TaskStore.DeleteImage(ctx, tenant, id) })
 	return err
 }
 
@@ -119,8 +119,8 @@ func (f *faultyStore) RetryTask(ctx context.Context, id string, attempt int, run
 	return run(f, "RetryTask", func() (*imaged.Task, error) { return f.TaskStore.RetryTask(ctx, id, attempt, runAfter, fl) })
 }
 
-func (f *faultyStore) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
-	return run(f, "CancelTask", func() (*imaged.Task, error) { return f.TaskStore.CancelTask(ctx, id) })
+func (f *faultyStore) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	return run(f, "CancelTask", func() (*imaged.Task, error) { return f.TaskStore.CancelTask(ctx, tenant, id) })
 }
 
 func (f *faultyStore) Ping(ctx context.Context) error {
@@ -172,11 +172,11 @@ func TestStoreBreakerOpensAndRecovers(t *testing.T) {
 
 	// One read retried three times fails three times: the breaker opens.
 	f.failBefore("Task", dbDown(), dbDown(), dbDown())
-	if _, err := s.Task(ctx, task.ID); !imaged.IsCode(err, imaged.EUnavailable) || IsCircuitOpen(err) {
+	if _, err := s.Task(ctx, imaged.DefaultTenant, task.ID); !imaged.IsCode(err, imaged.EUnavailable) || IsCircuitOpen(err) {
 		t.Fatalf("Task: %v; want the database's EUnavailable", err)
 	}
 	start := time.Now()
-	_, err := s.Task(ctx, task.ID)
+	_, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 	var e *imaged.Error
 	if !errors.As(err, &e) || !IsCircuitOpen(err) || e.Message != "database is unavailable (circuit open)" || e.RetryAfter != time.Second {
 		t.Fatalf("Task with the breaker open: %v (%+v); want EUnavailable with RetryAfter 1s", err, e)
@@ -191,7 +191,7 @@ func TestStoreBreakerOpensAndRecovers(t *testing.T) {
 		t.Errorf("Ping with the breaker open: %v", err)
 	}
 	time.Sleep(recovery + 20*time.Millisecond)
-	got, err := s.Task(ctx, task.ID)
+	got, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 	if err != nil || got.ID != task.ID {
 		t.Fatalf("Task after recovery: %v, %v", got, err)
 	}
@@ -207,7 +207,7 @@ func TestStoreNotFoundAndConflictDoNotTrip(t *testing.T) {
 	ctx := t.Context()
 	task := seedTask(t, s, "")
 	for range 3 {
-		if _, err := s.Task(ctx, "no-such-task"); !imaged.IsCode(err, imaged.ENotFound) {
+		if _, err := s.Task(ctx, imaged.DefaultTenant, "no-such-task"); !imaged.IsCode(err, imaged.ENotFound) {
 			t.Fatalf("Task of a missing id: %v", err)
 		}
 		if _, err := s.CompleteTask(ctx, task.ID, 1, &imaged.TaskResult{}); !imaged.IsCode(err, imaged.EConflict) {
@@ -225,7 +225,7 @@ func TestStoreRetriesReads(t *testing.T) {
 	s := Store(f, StoreConfig{Retry: quickRetry}, nil)
 	task := seedTask(t, s, "")
 	f.failBefore("Task", dbDown(), dbDown())
-	got, err := s.Task(t.Context(), task.ID)
+	got, err := s.Task(t.Context(), imaged.DefaultTenant, task.ID)
 	if err != nil || got.ID != task.ID {
 		t.Fatalf("Task after 2 transient failures: %v, %v", got, err)
 	}
@@ -285,7 +285,7 @@ func TestRetryAndCancelWhoseAnswerWasLost(t *testing.T) {
 		t.Fatalf("RetryTask: %v, %v", got, err)
 	}
 	f.failAfter("CancelTask", dbDown())
-	got, err = s.CancelTask(ctx, task.ID)
+	got, err = s.CancelTask(ctx, imaged.DefaultTenant, task.ID)
 	if err != nil || got.Status != imaged.StatusCancelled {
 		t.Fatalf("CancelTask: %v, %v", got, err)
 	}
@@ -363,13 +363,13 @@ func TestDeleteImageWhoseAnswerWasLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.failAfter("DeleteImage", dbDown())
-	if err := s.DeleteImage(ctx, img.ID); err != nil {
+	if err := s.DeleteImage(ctx, imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatalf("DeleteImage: %v; want the earlier attempt's success", err)
 	}
-	if _, err := s.Image(ctx, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
+	if _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
 		t.Errorf("Image after delete: %v", err)
 	}
-	if err := s.DeleteImage(ctx, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
+	if err := s.DeleteImage(ctx, imaged.DefaultTenant, img.ID); !imaged.IsCode(err, imaged.ENotFound) {
 		t.Errorf("DeleteImage of a missing image: %v; want ENotFound", err)
 	}
 }
@@ -382,7 +382,7 @@ func TestStoreRetryStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := s.Task(ctx, task.ID)
+	_, err := s.Task(ctx, imaged.DefaultTenant, task.ID)
 	if d := time.Since(start); d > 400*time.Millisecond {
 		t.Errorf("Task waited %v past its deadline", d)
 	}

@@ -12,11 +12,14 @@ import (
 
 var _ imaged.APIKeyStore = (*Store)(nil)
 
-const apiKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at`
+const apiKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at, tenant`
 
 func (s *Store) prepareKey(k *imaged.APIKey) {
 	if k.ID == "" {
 		k.ID = imaged.NewOrderedID()
+	}
+	if k.Tenant == "" {
+		k.Tenant = imaged.DefaultTenant
 	}
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now()
@@ -26,13 +29,13 @@ func (s *Store) prepareKey(k *imaged.APIKey) {
 
 func keyArgs(k *imaged.APIKey) []any {
 	return []any{k.ID, k.Name, k.Prefix, k.Hash, k.Admin, k.RateLimit, k.Burst, k.Concurrency,
-		formatTime(k.CreatedAt), formatTimePtr(k.LastUsedAt), formatTimePtr(k.RevokedAt)}
+		formatTime(k.CreatedAt), formatTimePtr(k.LastUsedAt), formatTimePtr(k.RevokedAt), k.Tenant}
 }
 
 // CreateAPIKey records a key; EConflict when a key with that prefix exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k *imaged.APIKey) error {
 	s.prepareKey(k)
-	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		keyArgs(k)...)
 	if isConstraint(err) {
 		return imaged.WrapError(imaged.EConflict, err, "an API key with prefix %s already exists", k.Prefix)
@@ -48,7 +51,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *imaged.APIKey) error {
 func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, error) {
 	s.prepareKey(k)
 	res, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`)
-		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM api_keys)`, keyArgs(k)...)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM api_keys)`, keyArgs(k)...)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: create first api key: %w", err)
 	}
@@ -66,7 +69,7 @@ func scanAPIKey(row rowScanner) (*imaged.APIKey, error) {
 	var created string
 	var used, revoked sql.NullString
 	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &k.Admin, &k.RateLimit, &k.Burst, &k.Concurrency,
-		&created, &used, &revoked); err != nil {
+		&created, &used, &revoked, &k.Tenant); err != nil {
 		return nil, err
 	}
 	var err error

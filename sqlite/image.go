@@ -10,21 +10,41 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// CreateImage records an uploaded image. It sets ID (when empty) and CreatedAt (when zero);
-// EConflict when an image with that ID exists.
+// imageColumns is the column list every image query selects, in scanImage's order.
+const imageColumns = `id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at`
+
+func scanImage(sc scanner) (*imaged.Image, error) {
+	var img imaged.Image
+	var created string
+	err := sc.Scan(&img.ID, &img.Tenant, &img.Key, &img.Format, &img.ContentType, &img.Width,
+		&img.Height, &img.Bytes, &img.SHA256, &img.Filename, &created)
+	if err != nil {
+		return nil, err
+	}
+	if img.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	return &img, nil
+}
+
+// CreateImage records an uploaded image. It sets ID (when empty), Tenant (when empty, to the
+// default tenant) and CreatedAt (when zero); EConflict when an image with that ID exists.
 func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 	if img.ID == "" {
 		img.ID = imaged.NewOrderedID()
+	}
+	if img.Tenant == "" {
+		img.Tenant = imaged.DefaultTenant
 	}
 	if img.CreatedAt.IsZero() {
 		img.CreatedAt = now()
 	}
 	img.CreatedAt = img.CreatedAt.UTC().Truncate(time.Microsecond)
 	_, err := s.w.ExecContext(ctx, `
-		INSERT INTO images (id, key, format, content_type, width, height, bytes, sha256, filename, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		img.ID, img.Key, img.Format, img.ContentType, img.Width, img.Height, img.Bytes, img.SHA256,
-		img.Filename, formatTime(img.CreatedAt))
+		INSERT INTO images (id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		img.ID, img.Tenant, img.Key, img.Format, img.ContentType, img.Width, img.Height, img.Bytes,
+		img.SHA256, img.Filename, formatTime(img.CreatedAt))
 	if isConstraint(err) {
 		return imaged.WrapError(imaged.EConflict, err, "image %s already exists", img.ID)
 	}
@@ -34,30 +54,29 @@ func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 	return nil
 }
 
-// Image returns the image; ENotFound when absent.
-func (s *Store) Image(ctx context.Context, id string) (*imaged.Image, error) {
-	var img imaged.Image
-	var created string
-	err := s.r.QueryRowContext(ctx, `
-		SELECT id, key, format, content_type, width, height, bytes, sha256, filename, created_at
-		FROM images WHERE id = ?`, id).Scan(
-		&img.ID, &img.Key, &img.Format, &img.ContentType, &img.Width, &img.Height, &img.Bytes,
-		&img.SHA256, &img.Filename, &created)
+// Image returns the tenant's image; ENotFound when absent or another tenant's.
+func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	img, err := scanImage(s.r.QueryRowContext(ctx, `SELECT `+imageColumns+` FROM images WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: image: %w", err)
 	}
-	if img.CreatedAt, err = parseTime(created); err != nil {
-		return nil, err
-	}
-	return &img, nil
+	return img, nil
 }
 
-// DeleteImage removes the record; ENotFound when absent. Tasks of the image are kept.
-func (s *Store) DeleteImage(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM images WHERE id = ?`, id)
+// DeleteImage removes the tenant's record; ENotFound when absent. Tasks of the image are kept.
+func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return err
+	}
+	res, err := s.w.ExecContext(ctx, `DELETE FROM images WHERE `+cond, args...)
 	if err != nil {
 		return fmt.Errorf("sqlite: delete image: %w", err)
 	}
@@ -67,4 +86,31 @@ func (s *Store) DeleteImage(ctx context.Context, id string) error {
 		return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
 	return nil
+}
+
+// ListImages returns one page of the tenant's images, newest first (ties broken by id,
+// descending), and the cursor of the next page, limited as ListTasks.
+func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged.Image, string, error) {
+	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+imageColumns+` FROM images`+p.where()+p.order(), p.args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: list images: %w", err)
+	}
+	defer rows.Close()
+	var out []*imaged.Image
+	for rows.Next() {
+		img, err := scanImage(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlite: list images: %w", err)
+		}
+		out = append(out, img)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlite: list images: %w", err)
+	}
+	out, next := cut(p, out, func(img *imaged.Image) (time.Time, string) { return img.CreatedAt, img.ID })
+	return out, next, nil
 }

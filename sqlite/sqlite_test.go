@@ -74,10 +74,10 @@ func TestDataSurvivesReopen(t *testing.T) {
 
 	s = open(t, path)
 	defer s.Close()
-	if _, err := s.Image(ctx, img.ID); err != nil {
+	if _, err := s.Image(ctx, imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatalf("Image after reopen: %v", err)
 	}
-	b, got, err := s.Batch(ctx, batch.ID)
+	b, got, err := s.Batch(ctx, imaged.DefaultTenant, batch.ID)
 	if err != nil {
 		t.Fatalf("Batch after reopen: %v", err)
 	}
@@ -118,7 +118,7 @@ func TestMigrationStatus(t *testing.T) {
 			t.Fatalf("migration %+v has no version or name", m)
 		}
 	}
-	if _, err := s.Task(ctx, "x"); err == nil || imaged.IsCode(err, imaged.ENotFound) {
+	if _, err := s.Task(ctx, imaged.DefaultTenant, "x"); err == nil || imaged.IsCode(err, imaged.ENotFound) {
 		t.Fatalf("Task before migrating = %v; want a missing-table error", err)
 	}
 
@@ -138,7 +138,7 @@ func TestMigrationStatus(t *testing.T) {
 	if err := s.MigrateUp(ctx); err != nil {
 		t.Fatalf("MigrateUp with nothing pending: %v", err)
 	}
-	_, err = s.Task(ctx, "x")
+	_, err = s.Task(ctx, imaged.DefaultTenant, "x")
 	if !imaged.IsCode(err, imaged.ENotFound) {
 		t.Fatalf("Task after migrating = %v; want not_found", err)
 	}

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +25,7 @@ const (
 // taskColumns is the column list every task query selects or returns, in scanTask's order.
 const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
 	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message, trace_parent`
+	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant`
 
 // querier is what *sql.DB and *sql.Tx share.
 type querier interface {
@@ -47,7 +46,7 @@ func scanTask(sc scanner) (*imaged.Task, error) {
 	)
 	err := sc.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
 		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&runAfter, &lease, &created, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent)
+		&runAfter, &lease, &created, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent, &t.Tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -137,13 +136,15 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 		return false, imaged.Errorf(imaged.EInvalid, "there are no tasks to create")
 	}
 	existed := false
+	imaged.FillTenant(tasks, batch)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Idempotency keys are per tenant: another tenant's key is never replayed.
 		if batch != nil && batch.IdempotencyKey != "" {
 			var id string
-			err := tx.QueryRowContext(ctx, `SELECT id FROM batches WHERE idempotency_key = ?`,
-				batch.IdempotencyKey).Scan(&id)
+			err := tx.QueryRowContext(ctx, `SELECT id FROM batches WHERE tenant = ? AND idempotency_key = ?`,
+				batch.Tenant, batch.IdempotencyKey).Scan(&id)
 			if err == nil {
-				b, stored, err := loadBatch(ctx, tx, id)
+				b, stored, err := loadBatch(ctx, tx, batch.Tenant, id)
 				if err != nil {
 					return err
 				}
@@ -156,8 +157,8 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 		}
 		if batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "" {
-			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE idempotency_key = ?`,
-				tasks[0].IdempotencyKey)
+			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE tenant = ? AND idempotency_key = ?`,
+				tasks[0].Tenant, tasks[0].IdempotencyKey)
 			if err != nil {
 				return err
 			}
@@ -176,9 +177,9 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 			batch.CreatedAt = batch.CreatedAt.UTC().Truncate(time.Microsecond)
 			_, err := tx.ExecContext(ctx, `
-				INSERT INTO batches (id, total, correlation_id, callback_url, idempotency_key, created_at)
-				VALUES (?, ?, ?, ?, ?, ?)`,
-				batch.ID, batch.Total, batch.CorrelationID, batch.CallbackURL,
+				INSERT INTO batches (id, tenant, total, correlation_id, callback_url, idempotency_key, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				batch.ID, batch.Tenant, batch.Total, batch.CorrelationID, batch.CallbackURL,
 				nullString(batch.IdempotencyKey), formatTime(batch.CreatedAt))
 			if isConstraint(err) {
 				return imaged.WrapError(imaged.EConflict, err, "batch %s already exists", batch.ID)
@@ -202,11 +203,11 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 			_, err = tx.ExecContext(ctx, `
 				INSERT INTO tasks (id, type, status, image_id, ops, batch_id, attempts, max_attempts,
-					correlation_id, callback_url, idempotency_key, run_after, created_at, trace_parent)
-				VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
+					correlation_id, callback_url, idempotency_key, run_after, created_at, trace_parent, tenant)
+				VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				t.ID, t.Type, t.Status, t.ImageID, string(ops), nullString(t.BatchID), t.MaxAttempts,
 				t.CorrelationID, t.CallbackURL, nullString(t.IdempotencyKey),
-				formatTime(t.RunAfter), formatTime(t.CreatedAt), t.TraceParent)
+				formatTime(t.RunAfter), formatTime(t.CreatedAt), t.TraceParent, t.Tenant)
 			if isConstraint(err) {
 				return imaged.WrapError(imaged.EConflict, err, "task %s or its idempotency key already exists", t.ID)
 			}
@@ -225,9 +226,13 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 	return existed, nil
 }
 
-// Task returns the task; ENotFound when absent.
-func (s *Store) Task(ctx context.Context, id string) (*imaged.Task, error) {
-	t, err := queryTask(ctx, s.r, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id)
+// Task returns the tenant's task; ENotFound when absent or another tenant's.
+func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := queryTask(ctx, s.r, `SELECT `+taskColumns+` FROM tasks WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: task: %w", err)
 	}
@@ -237,133 +242,118 @@ func (s *Store) Task(ctx context.Context, id string) (*imaged.Task, error) {
 	return t, nil
 }
 
-// ListTasks returns one page of tasks, newest first (ties broken by id, descending), and the
-// cursor of the next page. Limit defaults to DefaultListLimit and is capped at MaxListLimit.
-// An unknown status or a cursor this store did not issue is EInvalid.
+// ListTasks returns one page of the tenant's tasks, newest first (ties broken by id,
+// descending), and the cursor of the next page. Limit defaults to DefaultListLimit and is capped
+// at MaxListLimit. An unknown status or a cursor this store did not issue is EInvalid.
 func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultListLimit
+	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	if err != nil {
+		return nil, "", err
 	}
-	limit = min(limit, MaxListLimit)
-	var where []string
-	var args []any
 	if f.Status != "" {
 		if !slices.Contains(imaged.Statuses, f.Status) {
 			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
 		}
-		where = append(where, "status = ?")
-		args = append(args, f.Status)
+		p.add("status = ?", f.Status)
 	}
 	if f.BatchID != "" {
-		where = append(where, "batch_id = ?")
-		args = append(args, f.BatchID)
+		p.add("batch_id = ?", f.BatchID)
 	}
-	if f.Cursor != "" {
-		created, id, ok := decodeCursor(f.Cursor)
-		if !ok {
-			return nil, "", imaged.FieldErrorf("cursor", "the cursor is not one this service issued")
-		}
-		where = append(where, "(created_at, id) < (?, ?)")
-		args = append(args, created, id)
-	}
-	query := `SELECT ` + taskColumns + ` FROM tasks`
-	if len(where) > 0 {
-		query += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, limit+1)
-	tasks, err := queryTasks(ctx, s.r, query, args...)
+	tasks, err := queryTasks(ctx, s.r, `SELECT `+taskColumns+` FROM tasks`+p.where()+p.order(), p.args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list tasks: %w", err)
 	}
-	next := ""
-	if len(tasks) > limit {
-		tasks = tasks[:limit]
-		last := tasks[limit-1]
-		next = encodeCursor(formatTime(last.CreatedAt), last.ID)
-	}
+	tasks, next := cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
 	return tasks, next, nil
 }
 
-func encodeCursor(created, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(created + " " + id))
-}
-
-func decodeCursor(c string) (created, id string, ok bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
+// CancelTask moves the tenant's queued task to cancelled; EConflict when it is no longer
+// queued, ENotFound when absent or another tenant's.
+func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
+	cond, args, err := ofTenant(tenant, id)
 	if err != nil {
-		return "", "", false
+		return nil, err
 	}
-	created, id, ok = strings.Cut(string(b), " ")
-	if !ok || id == "" {
-		return "", "", false
-	}
-	if _, err := parseTime(created); err != nil {
-		return "", "", false
-	}
-	return created, id, true
-}
-
-// CancelTask moves a queued task to cancelled; EConflict when it is no longer queued, ENotFound
-// when absent.
-func (s *Store) CancelTask(ctx context.Context, id string) (*imaged.Task, error) {
 	t, err := queryTask(ctx, s.w, `
 		UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
-		WHERE id = ? AND status = 'queued'
-		RETURNING `+taskColumns, formatTime(now()), id)
+		WHERE `+cond+` AND status = 'queued'
+		RETURNING `+taskColumns, append([]any{formatTime(now())}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: cancel task: %w", err)
 	}
 	if t != nil {
 		return t, nil
 	}
-	cur, err := s.Task(ctx, id)
+	cur, err := s.Task(ctx, tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	return nil, imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", id, cur.Status)
 }
 
-// Batch returns the batch with counts per status and its tasks in creation order; ENotFound
-// when absent. The batch's status is derived: completed (with FinishedAt, the last task's) once
+// Batch returns the tenant's batch with counts per status and its tasks in creation order;
+// ENotFound when absent or another tenant's. The batch's status is derived: completed (with FinishedAt, the last task's) once
 // every task is terminal, queued while no task has left the queue, processing otherwise.
-func (s *Store) Batch(ctx context.Context, id string) (*imaged.Batch, []*imaged.Task, error) {
+func (s *Store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
+	if err := imaged.CheckTenant(tenant); err != nil {
+		return nil, nil, err
+	}
 	// One read transaction, so the batch, its counts and its tasks agree.
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: batch: %w", err)
 	}
 	defer tx.Rollback()
-	b, tasks, err := loadBatch(ctx, tx, id)
+	b, tasks, err := loadBatch(ctx, tx, tenant, id)
 	if err != nil && imaged.ErrorCode(err) == imaged.EInternal {
 		err = fmt.Errorf("sqlite: batch: %w", err)
 	}
 	return b, tasks, err
 }
 
-func loadBatch(ctx context.Context, q querier, id string) (*imaged.Batch, []*imaged.Task, error) {
+// batchColumns is the column list every batch query selects, in scanBatch's order.
+const batchColumns = `id, tenant, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at`
+
+func scanBatch(sc scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
 	var created string
-	err := q.QueryRowContext(ctx, `
-		SELECT id, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at
-		FROM batches WHERE id = ?`, id).Scan(
-		&b.ID, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &created)
+	err := sc.Scan(&b.ID, &b.Tenant, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &created)
+	if err != nil {
+		return nil, err
+	}
+	if b.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
+	cond, args, err := ofTenant(tenant, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := scanBatch(q.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	if b.CreatedAt, err = parseTime(created); err != nil {
-		return nil, nil, err
-	}
-	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = ? ORDER BY seq`, id)
+	tasks, err := summarise(ctx, q, b)
 	if err != nil {
 		return nil, nil, err
 	}
-	imaged.SummariseBatch(&b, tasks)
-	return &b, tasks, nil
+	return b, tasks, nil
+}
+
+// summarise reads the batch's tasks in creation order and sets its status and counts from them.
+func summarise(ctx context.Context, q querier, b *imaged.Batch) ([]*imaged.Task, error) {
+	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = ? ORDER BY seq`, b.ID)
+	if err != nil {
+		return nil, err
+	}
+	imaged.SummariseBatch(b, tasks)
+	return tasks, nil
 }
 
 // ClaimTask moves one queued, runnable task to processing in one conditional UPDATE …
@@ -418,7 +408,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	if t != nil {
 		return t, nil
 	}
-	cur, err := s.Task(ctx, id)
+	cur, err := s.Task(ctx, imaged.AnyTenant, id)
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) imaged.TaskStore) {
 		{"CountQueued", testCountQueued},
 		{"TimesAreUTC", testTimesAreUTC},
 	}
-	for _, tc := range tests {
+	for _, tc := range append(tests, tenantTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(func() { s.Close() })
@@ -150,7 +150,7 @@ func createTasks(t *testing.T, s imaged.TaskStore, n int, js string) []*imaged.T
 
 func getTask(t *testing.T, s imaged.TaskStore, id string) *imaged.Task {
 	t.Helper()
-	got, err := s.Task(t.Context(), id)
+	got, err := s.Task(t.Context(), imaged.DefaultTenant, id)
 	if err != nil {
 		t.Fatalf("Task(%s): %v", id, err)
 	}
@@ -260,7 +260,7 @@ func testImages(t *testing.T, s imaged.TaskStore) {
 	if img.CreatedAt.IsZero() {
 		t.Fatal("CreateImage did not set CreatedAt")
 	}
-	got, err := s.Image(ctx, img.ID)
+	got, err := s.Image(ctx, imaged.DefaultTenant, img.ID)
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
@@ -277,7 +277,7 @@ func testImages(t *testing.T, s imaged.TaskStore) {
 	if noID.ID == "" {
 		t.Fatal("CreateImage did not set an id")
 	}
-	if _, err := s.Image(ctx, noID.ID); err != nil {
+	if _, err := s.Image(ctx, imaged.DefaultTenant, noID.ID); err != nil {
 		t.Fatalf("Image(generated id): %v", err)
 	}
 
@@ -286,13 +286,13 @@ func testImages(t *testing.T, s imaged.TaskStore) {
 		t.Fatal("CreateImage with an existing id succeeded")
 	}
 
-	if err := s.DeleteImage(ctx, img.ID); err != nil {
+	if err := s.DeleteImage(ctx, imaged.DefaultTenant, img.ID); err != nil {
 		t.Fatalf("DeleteImage: %v", err)
 	}
-	_, err = s.Image(ctx, img.ID)
+	_, err = s.Image(ctx, imaged.DefaultTenant, img.ID)
 	wantCode(t, err, imaged.ENotFound, "Image after delete")
-	wantCode(t, s.DeleteImage(ctx, img.ID), imaged.ENotFound, "DeleteImage twice")
-	_, err = s.Image(ctx, "no-such-image")
+	wantCode(t, s.DeleteImage(ctx, imaged.DefaultTenant, img.ID), imaged.ENotFound, "DeleteImage twice")
+	_, err = s.Image(ctx, imaged.DefaultTenant, "no-such-image")
 	wantCode(t, err, imaged.ENotFound, "Image(unknown)")
 }
 
@@ -388,7 +388,7 @@ func testCreateBatch(t *testing.T, s imaged.TaskStore) {
 			t.Fatalf("task %s has BatchID %q, want %q", task.ID, task.BatchID, batch.ID)
 		}
 	}
-	b, got, err := s.Batch(ctx, batch.ID)
+	b, got, err := s.Batch(ctx, imaged.DefaultTenant, batch.ID)
 	if err != nil {
 		t.Fatalf("Batch: %v", err)
 	}
@@ -422,13 +422,13 @@ func testCreateBatchIsAtomic(t *testing.T, s imaged.TaskStore) {
 	if _, err := s.CreateTasks(ctx, tasks, batch); err == nil {
 		t.Fatal("CreateTasks with a duplicate task id succeeded")
 	}
-	_, _, err := s.Batch(ctx, batch.ID)
+	_, _, err := s.Batch(ctx, imaged.DefaultTenant, batch.ID)
 	wantCode(t, err, imaged.ENotFound, "Batch after a failed create")
-	_, err = s.Task(ctx, tasks[0].ID)
+	_, err = s.Task(ctx, imaged.DefaultTenant, tasks[0].ID)
 	wantCode(t, err, imaged.ENotFound, "first task after a failed create")
-	_, err = s.Task(ctx, dupID)
+	_, err = s.Task(ctx, imaged.DefaultTenant, dupID)
 	wantCode(t, err, imaged.ENotFound, "second task after a failed create")
-	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{})
+	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant})
 	if err != nil {
 		t.Fatalf("ListTasks: %v", err)
 	}
@@ -467,7 +467,7 @@ func testTaskIdempotencyKey(t *testing.T, s imaged.TaskStore) {
 	wantOps(t, again.Ops, first.Ops)
 	wantTime(t, "CreatedAt", again.CreatedAt, first.CreatedAt)
 
-	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{})
+	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant})
 	if err != nil {
 		t.Fatalf("ListTasks: %v", err)
 	}
@@ -518,7 +518,7 @@ func testBatchIdempotencyKey(t *testing.T, s imaged.TaskStore) {
 		t.Fatalf("replayed tasks = %v, want %v in creation order", ids(second), ids(first))
 	}
 	wantStatus(t, second[0], imaged.StatusProcessing)
-	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{})
+	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant})
 	if err != nil {
 		t.Fatalf("ListTasks: %v", err)
 	}
@@ -529,11 +529,11 @@ func testBatchIdempotencyKey(t *testing.T, s imaged.TaskStore) {
 
 func testNotFound(t *testing.T, s imaged.TaskStore) {
 	ctx := t.Context()
-	_, err := s.Task(ctx, "no-such-task")
+	_, err := s.Task(ctx, imaged.DefaultTenant, "no-such-task")
 	wantCode(t, err, imaged.ENotFound, "Task")
-	_, err = s.CancelTask(ctx, "no-such-task")
+	_, err = s.CancelTask(ctx, imaged.DefaultTenant, "no-such-task")
 	wantCode(t, err, imaged.ENotFound, "CancelTask")
-	_, _, err = s.Batch(ctx, "no-such-batch")
+	_, _, err = s.Batch(ctx, imaged.DefaultTenant, "no-such-batch")
 	wantCode(t, err, imaged.ENotFound, "Batch")
 	_, err = s.CompleteTask(ctx, "no-such-task", 1, &imaged.TaskResult{})
 	wantCode(t, err, imaged.ENotFound, "CompleteTask")
@@ -573,7 +573,7 @@ func testListTasks(t *testing.T, s imaged.TaskStore) {
 	cancelled := map[string]bool{}
 	for i, task := range all {
 		if i%4 == 0 {
-			if _, err := s.CancelTask(ctx, task.ID); err != nil {
+			if _, err := s.CancelTask(ctx, imaged.DefaultTenant, task.ID); err != nil {
 				t.Fatalf("CancelTask: %v", err)
 			}
 			cancelled[task.ID] = true
@@ -596,17 +596,17 @@ func testListTasks(t *testing.T, s imaged.TaskStore) {
 		filter imaged.TaskFilter
 		want   []string
 	}{
-		{"all", imaged.TaskFilter{}, filter(func(*imaged.Task) bool { return true })},
-		{"cancelled", imaged.TaskFilter{Status: imaged.StatusCancelled},
+		{"all", imaged.TaskFilter{Tenant: imaged.DefaultTenant}, filter(func(*imaged.Task) bool { return true })},
+		{"cancelled", imaged.TaskFilter{Tenant: imaged.DefaultTenant, Status: imaged.StatusCancelled},
 			filter(func(x *imaged.Task) bool { return cancelled[x.ID] })},
-		{"queued", imaged.TaskFilter{Status: imaged.StatusQueued},
+		{"queued", imaged.TaskFilter{Tenant: imaged.DefaultTenant, Status: imaged.StatusQueued},
 			filter(func(x *imaged.Task) bool { return !cancelled[x.ID] })},
-		{"batch", imaged.TaskFilter{BatchID: batch.ID},
+		{"batch", imaged.TaskFilter{Tenant: imaged.DefaultTenant, BatchID: batch.ID},
 			filter(func(x *imaged.Task) bool { return x.BatchID == batch.ID })},
-		{"batch and queued", imaged.TaskFilter{BatchID: batch.ID, Status: imaged.StatusQueued},
+		{"batch and queued", imaged.TaskFilter{Tenant: imaged.DefaultTenant, BatchID: batch.ID, Status: imaged.StatusQueued},
 			filter(func(x *imaged.Task) bool { return x.BatchID == batch.ID && !cancelled[x.ID] })},
-		{"none", imaged.TaskFilter{Status: imaged.StatusFailed}, nil},
-		{"unknown batch", imaged.TaskFilter{BatchID: "no-such-batch"}, nil},
+		{"none", imaged.TaskFilter{Tenant: imaged.DefaultTenant, Status: imaged.StatusFailed}, nil},
+		{"unknown batch", imaged.TaskFilter{Tenant: imaged.DefaultTenant, BatchID: "no-such-batch"}, nil},
 	}
 	for _, c := range cases {
 		for _, limit := range []int{0, 1, 4, 7, 100} {
@@ -619,7 +619,7 @@ func testListTasks(t *testing.T, s imaged.TaskStore) {
 		}
 	}
 
-	page, next, err := s.ListTasks(ctx, imaged.TaskFilter{Limit: 10})
+	page, next, err := s.ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant, Limit: 10})
 	if err != nil {
 		t.Fatalf("ListTasks: %v", err)
 	}
@@ -627,7 +627,7 @@ func testListTasks(t *testing.T, s imaged.TaskStore) {
 		t.Fatalf("first page of 10: got %d tasks, next %q", len(page), next)
 	}
 	wantOps(t, page[0].Ops, newestFirst[0].Ops)
-	page, next, err = s.ListTasks(ctx, imaged.TaskFilter{Limit: 25})
+	page, next, err = s.ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant, Limit: 25})
 	if err != nil {
 		t.Fatalf("ListTasks: %v", err)
 	}
@@ -683,7 +683,7 @@ func testListTasksTiedTimes(t *testing.T, s imaged.TaskStore) {
 		want = append(want, task.ID)
 	}
 	for _, limit := range []int{1, 2, 3, 7} {
-		got := listAll(t, s, imaged.TaskFilter{Limit: limit})
+		got := listAll(t, s, imaged.TaskFilter{Tenant: imaged.DefaultTenant, Limit: limit})
 		if len(got) != len(want) {
 			t.Fatalf("limit %d: listed %d of %d tasks with the same CreatedAt", limit, len(got), len(want))
 		}
@@ -697,9 +697,9 @@ func testListTasksTiedTimes(t *testing.T, s imaged.TaskStore) {
 }
 
 func testListTasksBadArguments(t *testing.T, s imaged.TaskStore) {
-	_, _, err := s.ListTasks(t.Context(), imaged.TaskFilter{Cursor: "not a cursor!"})
+	_, _, err := s.ListTasks(t.Context(), imaged.TaskFilter{Tenant: imaged.DefaultTenant, Cursor: "not a cursor!"})
 	wantCode(t, err, imaged.EInvalid, "ListTasks with a bad cursor")
-	_, _, err = s.ListTasks(t.Context(), imaged.TaskFilter{Status: "sleeping"})
+	_, _, err = s.ListTasks(t.Context(), imaged.TaskFilter{Tenant: imaged.DefaultTenant, Status: "sleeping"})
 	wantCode(t, err, imaged.EInvalid, "ListTasks with an unknown status")
 }
 
@@ -709,21 +709,21 @@ func testCancelTask(t *testing.T, s imaged.TaskStore) {
 	ctx := t.Context()
 	tasks := createTasks(t, s, 2, opsTransform)
 	before := time.Now()
-	got, err := s.CancelTask(ctx, tasks[0].ID)
+	got, err := s.CancelTask(ctx, imaged.DefaultTenant, tasks[0].ID)
 	if err != nil {
 		t.Fatalf("CancelTask: %v", err)
 	}
 	wantStatus(t, got, imaged.StatusCancelled)
 	wantNear(t, "FinishedAt", got.FinishedAt, before)
 	wantStatus(t, getTask(t, s, tasks[0].ID), imaged.StatusCancelled)
-	_, err = s.CancelTask(ctx, tasks[0].ID)
+	_, err = s.CancelTask(ctx, imaged.DefaultTenant, tasks[0].ID)
 	wantCode(t, err, imaged.EConflict, "CancelTask twice")
 	if c, _ := s.ClaimTask(ctx, tasks[0].ID, nil, "w", time.Minute); c != nil {
 		t.Fatal("a cancelled task was claimed")
 	}
 
 	claim(t, s, tasks[1].ID)
-	_, err = s.CancelTask(ctx, tasks[1].ID)
+	_, err = s.CancelTask(ctx, imaged.DefaultTenant, tasks[1].ID)
 	wantCode(t, err, imaged.EConflict, "CancelTask of a processing task")
 	wantStatus(t, getTask(t, s, tasks[1].ID), imaged.StatusProcessing)
 }
@@ -747,13 +747,13 @@ func testBatchCounts(t *testing.T, s imaged.TaskStore) {
 	if _, err := s.FailTask(ctx, c1.ID, c1.Attempts, &imaged.TaskFailure{Code: imaged.EInvalid, Message: "bad"}); err != nil {
 		t.Fatalf("FailTask: %v", err)
 	}
-	if _, err := s.CancelTask(ctx, tasks[2].ID); err != nil {
+	if _, err := s.CancelTask(ctx, imaged.DefaultTenant, tasks[2].ID); err != nil {
 		t.Fatalf("CancelTask: %v", err)
 	}
 	c4 := claim(t, s, tasks[4].ID)
 	c5 := claim(t, s, tasks[5].ID)
 
-	b, got, err := s.Batch(ctx, batch.ID)
+	b, got, err := s.Batch(ctx, imaged.DefaultTenant, batch.ID)
 	if err != nil {
 		t.Fatalf("Batch: %v", err)
 	}
@@ -771,7 +771,7 @@ func testBatchCounts(t *testing.T, s imaged.TaskStore) {
 		t.Fatalf("batch with unfinished tasks is %s, finished %v", b.Status, b.FinishedAt)
 	}
 
-	if _, err := s.CancelTask(ctx, tasks[3].ID); err != nil {
+	if _, err := s.CancelTask(ctx, imaged.DefaultTenant, tasks[3].ID); err != nil {
 		t.Fatalf("CancelTask: %v", err)
 	}
 	if _, err := s.CompleteTask(ctx, c4.ID, c4.Attempts, &imaged.TaskResult{}); err != nil {
@@ -782,7 +782,7 @@ func testBatchCounts(t *testing.T, s imaged.TaskStore) {
 	if err != nil {
 		t.Fatalf("FailTask: %v", err)
 	}
-	b, _, err = s.Batch(ctx, batch.ID)
+	b, _, err = s.Batch(ctx, imaged.DefaultTenant, batch.ID)
 	if err != nil {
 		t.Fatalf("Batch: %v", err)
 	}
@@ -1009,7 +1009,7 @@ func testCompleteTask(t *testing.T, s imaged.TaskStore) {
 	wantCode(t, err, imaged.EConflict, "FailTask of a completed task")
 	_, err = s.RetryTask(ctx, c.ID, c.Attempts, time.Now(), nil)
 	wantCode(t, err, imaged.EConflict, "RetryTask of a completed task")
-	_, err = s.CancelTask(ctx, c.ID)
+	_, err = s.CancelTask(ctx, imaged.DefaultTenant, c.ID)
 	wantCode(t, err, imaged.EConflict, "CancelTask of a completed task")
 	if got := getTask(t, s, c.ID); got.Status != imaged.StatusCompleted || got.Result == nil || got.Error != nil {
 		t.Fatalf("a refused update changed the task: %+v", got)
@@ -1228,7 +1228,7 @@ func testCountQueued(t *testing.T, s imaged.TaskStore) {
 	tr := createTasks(t, s, 3, opsTransform)
 	createTasks(t, s, 2, opsOCR)
 	claim(t, s, tr[0].ID)
-	if _, err := s.CancelTask(ctx, tr[1].ID); err != nil {
+	if _, err := s.CancelTask(ctx, imaged.DefaultTenant, tr[1].ID); err != nil {
 		t.Fatalf("CancelTask: %v", err)
 	}
 	counts, err = s.CountQueued(ctx)
@@ -1260,7 +1260,7 @@ func testTimesAreUTC(t *testing.T, s imaged.TaskStore) {
 			t.Fatalf("%s = %v, want a UTC time", name, tm)
 		}
 	}
-	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{})
+	page, _, err := s.ListTasks(ctx, imaged.TaskFilter{Tenant: imaged.DefaultTenant})
 	if err != nil || len(page) != 1 {
 		t.Fatalf("ListTasks = %d tasks, %v", len(page), err)
 	}

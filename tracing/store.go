@@ -33,22 +33,30 @@ func (s *store) start(ctx context.Context, op string, attrs ...attribute.KeyValu
 
 func taskAttr(id string) attribute.KeyValue { return attribute.String("imaged.task_id", id) }
 
+func tenantAttr(tenant string) attribute.KeyValue { return attribute.String("imaged.tenant", tenant) }
+
 func (s *store) CreateImage(ctx context.Context, img *imaged.Image) (err error) {
 	ctx, span := s.start(ctx, "CreateImage", attribute.String("imaged.image_id", img.ID))
 	defer func() { End(span, err) }()
 	return s.next.CreateImage(ctx, img)
 }
 
-func (s *store) Image(ctx context.Context, id string) (_ *imaged.Image, err error) {
-	ctx, span := s.start(ctx, "Image", attribute.String("imaged.image_id", id))
+func (s *store) Image(ctx context.Context, tenant, id string) (_ *imaged.Image, err error) {
+	ctx, span := s.start(ctx, "Image", attribute.String("imaged.image_id", id), tenantAttr(tenant))
 	defer func() { End(span, err) }()
-	return s.next.Image(ctx, id)
+	return s.next.Image(ctx, tenant, id)
 }
 
-func (s *store) DeleteImage(ctx context.Context, id string) (err error) {
-	ctx, span := s.start(ctx, "DeleteImage", attribute.String("imaged.image_id", id))
+func (s *store) DeleteImage(ctx context.Context, tenant, id string) (err error) {
+	ctx, span := s.start(ctx, "DeleteImage", attribute.String("imaged.image_id", id), tenantAttr(tenant))
 	defer func() { End(span, err) }()
-	return s.next.DeleteImage(ctx, id)
+	return s.next.DeleteImage(ctx, tenant, id)
+}
+
+func (s *store) ListImages(ctx context.Context, f imaged.ImageFilter) (_ []*imaged.Image, _ string, err error) {
+	ctx, span := s.start(ctx, "ListImages", tenantAttr(f.Tenant))
+	defer func() { End(span, err) }()
+	return s.next.ListImages(ctx, f)
 }
 
 func (s *store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *imaged.Batch) (existed bool, err error) {
@@ -64,28 +72,34 @@ func (s *store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 	return s.next.CreateTasks(ctx, tasks, batch)
 }
 
-func (s *store) Task(ctx context.Context, id string) (_ *imaged.Task, err error) {
-	ctx, span := s.start(ctx, "Task", taskAttr(id))
+func (s *store) Task(ctx context.Context, tenant, id string) (_ *imaged.Task, err error) {
+	ctx, span := s.start(ctx, "Task", taskAttr(id), tenantAttr(tenant))
 	defer func() { End(span, err) }()
-	return s.next.Task(ctx, id)
+	return s.next.Task(ctx, tenant, id)
 }
 
 func (s *store) ListTasks(ctx context.Context, f imaged.TaskFilter) (_ []*imaged.Task, _ string, err error) {
-	ctx, span := s.start(ctx, "ListTasks")
+	ctx, span := s.start(ctx, "ListTasks", tenantAttr(f.Tenant))
 	defer func() { End(span, err) }()
 	return s.next.ListTasks(ctx, f)
 }
 
-func (s *store) CancelTask(ctx context.Context, id string) (_ *imaged.Task, err error) {
-	ctx, span := s.start(ctx, "CancelTask", taskAttr(id))
+func (s *store) CancelTask(ctx context.Context, tenant, id string) (_ *imaged.Task, err error) {
+	ctx, span := s.start(ctx, "CancelTask", taskAttr(id), tenantAttr(tenant))
 	defer func() { End(span, err) }()
-	return s.next.CancelTask(ctx, id)
+	return s.next.CancelTask(ctx, tenant, id)
 }
 
-func (s *store) Batch(ctx context.Context, id string) (_ *imaged.Batch, _ []*imaged.Task, err error) {
-	ctx, span := s.start(ctx, "Batch", attribute.String("imaged.batch_id", id))
+func (s *store) Batch(ctx context.Context, tenant, id string) (_ *imaged.Batch, _ []*imaged.Task, err error) {
+	ctx, span := s.start(ctx, "Batch", attribute.String("imaged.batch_id", id), tenantAttr(tenant))
 	defer func() { End(span, err) }()
-	return s.next.Batch(ctx, id)
+	return s.next.Batch(ctx, tenant, id)
+}
+
+func (s *store) ListBatches(ctx context.Context, f imaged.BatchFilter) (_ []*imaged.Batch, _ string, err error) {
+	ctx, span := s.start(ctx, "ListBatches", tenantAttr(f.Tenant))
+	defer func() { End(span, err) }()
+	return s.next.ListBatches(ctx, f)
 }
 
 func (s *store) ClaimTask(ctx context.Context, id string, types []string, workerID string, lease time.Duration) (_ *imaged.Task, err error) {
@@ -189,3 +203,27 @@ func (b *blobs) URL(ctx context.Context, key string, expiry time.Duration) (_ st
 
 // Ping is not traced (see store.Ping).
 func (b *blobs) Ping(ctx context.Context) error { return b.next.Ping(ctx) }
+
+func (s *store) Tenant(ctx context.Context, id string) (_ *imaged.Tenant, err error) {
+	ctx, span := s.start(ctx, "Tenant", tenantAttr(id))
+	defer func() { End(span, err) }()
+	return s.next.Tenant(ctx, id)
+}
+
+func (s *store) PutTenant(ctx context.Context, t *imaged.Tenant) (err error) {
+	ctx, span := s.start(ctx, "PutTenant", tenantAttr(t.ID))
+	defer func() { End(span, err) }()
+	return s.next.PutTenant(ctx, t)
+}
+
+func (s *store) ListTenants(ctx context.Context) (_ []*imaged.Tenant, err error) {
+	ctx, span := s.start(ctx, "ListTenants")
+	defer func() { End(span, err) }()
+	return s.next.ListTenants(ctx)
+}
+
+func (s *store) Usage(ctx context.Context, tenant string) (_ imaged.Usage, err error) {
+	ctx, span := s.start(ctx, "Usage", tenantAttr(tenant))
+	defer func() { End(span, err) }()
+	return s.next.Usage(ctx, tenant)
+}

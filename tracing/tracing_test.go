@@ -49,7 +49,7 @@ func TestStoreSpansAndTraceParent(t *testing.T) {
 	if _, err := s.CreateTasks(ctx, []*imaged.Task{task}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Task(ctx, "missing"); !imaged.IsCode(err, imaged.ENotFound) {
+	if _, err := s.Task(ctx, imaged.DefaultTenant, "missing"); !imaged.IsCode(err, imaged.ENotFound) {
 		t.Fatalf("Task(missing) = %v, want not found", err)
 	}
 	parent.End()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/imaged/imaged"
 )
 
 // uploadCache keeps the bytes of the uploaded images that image watermarks read lately, by id:
@@ -30,11 +32,14 @@ const (
 
 func newUploadCache() *uploadCache { return &uploadCache{entries: map[string]upload{}} }
 
-// read returns the bytes of upload id, from the cache or from src.
+// read returns the bytes of upload id, from the cache or from src. Entries are kept per tenant
+// (the one ctx carries, within which src reads): another tenant's pipeline naming the same id
+// must reach src, which answers not found, never this tenant's cached bytes.
 func (c *uploadCache) read(ctx context.Context, src ImageSource, id string) ([]byte, error) {
 	now := time.Now()
+	key := imaged.TenantOf(ctx) + "\x00" + id
 	c.mu.Lock()
-	if u, ok := c.entries[id]; ok && now.Sub(u.at) < uploadTTL {
+	if u, ok := c.entries[key]; ok && now.Sub(u.at) < uploadTTL {
 		c.mu.Unlock()
 		return u.data, nil
 	}
@@ -44,7 +49,7 @@ func (c *uploadCache) read(ctx context.Context, src ImageSource, id string) ([]b
 		return nil, err
 	}
 	if len(data) <= uploadLargest {
-		c.put(id, data, now)
+		c.put(key, data, now)
 	}
 	return data, nil
 }

@@ -222,7 +222,7 @@ func (d *Dispatcher) handle(ctx context.Context, e imaged.Event) {
 		if e.TaskID == "" {
 			return
 		}
-		t, err := d.cfg.Store.Task(ctx, e.TaskID)
+		t, err := d.cfg.Store.Task(ctx, imaged.AnyTenant, e.TaskID)
 		if err != nil {
 			d.log.WarnContext(ctx, "reading a finished task for its callback failed", "task_id", e.TaskID, "error", err.Error())
 			return
@@ -241,7 +241,7 @@ func (d *Dispatcher) handle(ctx context.Context, e imaged.Event) {
 		if e.BatchID == "" {
 			return
 		}
-		b, tasks, err := d.cfg.Store.Batch(ctx, e.BatchID)
+		b, tasks, err := d.cfg.Store.Batch(ctx, imaged.AnyTenant, e.BatchID)
 		if err != nil {
 			d.log.WarnContext(ctx, "reading a finished batch for its callback failed", "batch_id", e.BatchID, "error", err.Error())
 			return

@@ -27,7 +27,7 @@ type fakeStore struct {
 	batches map[string]*imaged.Batch
 }
 
-func (s *fakeStore) Task(_ context.Context, id string) (*imaged.Task, error) {
+func (s *fakeStore) Task(_ context.Context, tenant, id string) (*imaged.Task, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t, ok := s.tasks[id]; ok {
@@ -36,7 +36,7 @@ func (s *fakeStore) Task(_ context.Context, id string) (*imaged.Task, error) {
 	return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", id)
 }
 
-func (s *fakeStore) Batch(_ context.Context, id string) (*imaged.Batch, []*imaged.Task, error) {
+func (s *fakeStore) Batch(_ context.Context, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.batches[id]

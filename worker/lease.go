@@ -30,7 +30,7 @@ func SweepExpiredLeases(ctx context.Context, every time.Duration, store imaged.T
 		}
 		log.Warn("requeued tasks whose lease ran out", "count", len(ids), "task_ids", ids)
 		for _, id := range ids {
-			t, err := store.Task(ctx, id)
+			t, err := store.Task(ctx, imaged.AnyTenant, id)
 			if err == nil {
 				err = requeue(ctx, q, t, 0)
 			}

@@ -234,7 +234,9 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) (err error) {
 
 // run loads the original, runs the pipeline and stores the result image.
 func (w *Worker) run(ctx context.Context, task *imaged.Task) (*imaged.TaskResult, error) {
-	_, src, err := imaged.ReadImage(ctx, w.store, w.blobs, task.ImageID, 0)
+	// Everything the pipeline reads (a watermark's overlay) is read within the task's tenant.
+	ctx = imaged.WithTenant(ctx, task.Tenant)
+	_, src, err := imaged.ReadImage(ctx, w.store, w.blobs, task.Tenant, task.ImageID, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +393,7 @@ func (w *Worker) deadLetter(ctx context.Context, t *imaged.Task, f *imaged.TaskF
 // that the task is not left queued without a message. Brokers only; the database queue claims
 // rows itself and never gets here.
 func (w *Worker) handBackEarly(ctx context.Context, id string) error {
-	cur, err := w.store.Task(ctx, id)
+	cur, err := w.store.Task(ctx, imaged.AnyTenant, id)
 	if err != nil || cur.Status != imaged.StatusQueued {
 		return nil
 	}
@@ -410,7 +412,7 @@ func (w *Worker) batchFinished(ctx context.Context, t *imaged.Task) {
 	if t.BatchID == "" || w.events == nil {
 		return
 	}
-	b, _, err := w.store.Batch(ctx, t.BatchID)
+	b, _, err := w.store.Batch(ctx, imaged.AnyTenant, t.BatchID)
 	if err != nil {
 		w.log.WarnContext(ctx, "reading the batch of a finished task failed", "batch_id", t.BatchID, "error", err.Error())
 		return

@@ -14,7 +14,11 @@ const signUsage = `usage: imaged sign [flags] PATH
 PATH is the ops and the image id of a signed image URL, e.g.
   resize:w=800,h=600/convert:f=webp/IMAGE_ID
 sign prints the URL path to serve it: /i/SIGNATURE/resize:w=800,h=600/convert:f=webp/IMAGE_ID
-with the key of IMAGED_SIGNING_KEY (or the one generated into DATA_DIR).`
+with the key of IMAGED_SIGNING_KEY (or the one generated into DATA_DIR).
+
+sign signs for whatever image id it is given, whichever tenant owns it: holding the signing key
+is the operator's power over every tenant. An image the pipeline lays on it (watermark:image=ID)
+must be of the same tenant, or the URL answers 404.`
 
 // signCommand runs `imaged sign PATH`.
 func signCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {

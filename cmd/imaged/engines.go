@@ -54,10 +54,12 @@ func (e *engines) close() {
 
 // useUploads lets the pipeline's watermark op read uploaded images (image=<id>), once the task
 // store and blob store are open (after newEngines, which starts libvips first). A read stops
-// past the upload limit; the processor refuses such an overlay as it would any source.
+// past the upload limit; the processor refuses such an overlay as it would any source. An
+// overlay is read within the tenant ctx carries (the request's, or the task's in a worker), so
+// a pipeline can never reach another tenant's image.
 func (e *engines) useUploads(a *adapters, limits imaged.Limits) {
 	e.processor.SetImages(func(ctx context.Context, id string) ([]byte, error) {
-		_, data, err := imaged.ReadImage(ctx, a.store, a.blobs, id, limits.MaxBytes)
+		_, data, err := imaged.ReadImage(ctx, a.store, a.blobs, imaged.TenantOf(ctx), id, limits.MaxBytes)
 		return data, err
 	})
 }

@@ -1,0 +1,51 @@
+package sqlite
+
+import (
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/imaged/imaged/storetest"
+)
+
+// Migration 00004 gives rows made before tenants existed to the default tenant, and can be
+// rolled back and applied again.
+func TestTenantMigrationKeepsExistingRows(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "imaged.db"), OpenOptions{NoMigrate: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := s.migrator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 3); err != nil {
+		t.Fatalf("up to 3: %v", err)
+	}
+	at := formatTime(now())
+	for _, q := range []string{
+		`INSERT INTO images (id, key, format, content_type, width, height, bytes, created_at)
+			VALUES ('img-old', 'images/old.png', 'png', 'image/png', 1, 1, 10, '` + at + `')`,
+		`INSERT INTO batches (id, total, created_at) VALUES ('batch-old', 1, '` + at + `')`,
+		`INSERT INTO tasks (id, type, status, image_id, ops, batch_id, run_after, created_at)
+			VALUES ('task-old', 'transform', 'queued', 'img-old', '[{"op":"blur"}]', 'batch-old', '` + at + `', '` + at + `')`,
+		`INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES ('key-old', 'old', 'oldprefix', 'h', '` + at + `')`,
+	} {
+		if _, err := s.w.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := s.MigrateUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckLegacyRows(t, s)
+	if _, err := p.DownTo(ctx, 3); err != nil {
+		t.Fatalf("down to 3: %v", err)
+	}
+	if err := s.MigrateUp(ctx); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	storetest.CheckLegacyRows(t, s)
+}
