@@ -13,7 +13,7 @@ import (
 func Issue(ctx context.Context, store imaged.APIKeyStore, k *imaged.APIKey) (string, error) {
 	if k.Tenant == "" {
 		if k.ID == "" {
-			k.ID = imaged.NewID()
+			k.ID = imaged.NewOrderedID()
 		}
 		k.Tenant = k.ID
 	}
