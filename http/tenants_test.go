@@ -1,10 +1,13 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"mime/multipart"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
+	"github.com/imaged/imaged/outbound"
 	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/ratelimit"
 )
@@ -312,3 +316,42 @@ func label(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+// Every path that stores an original checks the quota: a source_url in /v1/process and
+// /v1/tasks, and a file sent to /v1/tasks.
+func TestQuotaOnEveryUpload(t *testing.T) {
+	src, _ := sourceServer(t)
+	allowed := outbound.New(outbound.Config{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	st := newStack(t, Config{}, Deps{Fetcher: allowed}, false)
+	blobs := &countingBlobs{BlobStore: st.api.deps.Blobs}
+	st.api.deps.Blobs = blobs
+	if _, err := imaged.SetTenantLimits(t.Context(), st.store, imaged.DefaultTenant, imaged.TenantChange{QuotaImages: ptr[int64](1)}); err != nil {
+		t.Fatal(err)
+	}
+	st.uploadImage()
+	ct := map[string]string{"Content-Type": "application/json"}
+	source := []byte(`{"source_url":"` + src.URL + `/photo.png","ops":[{"op":"blur"}]}`)
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, _ := mw.CreateFormFile("file", "a.png")
+	fw.Write(pngBytes(t))
+	mw.WriteField("ops", `[{"op":"blur"}]`)
+	mw.Close()
+	for name, r := range map[string]resp{
+		"process source_url": st.withKey("POST", "/v1/process", source, ct),
+		"task source_url":    st.withKey("POST", "/v1/tasks", source, ct),
+		"task file":          st.withKey("POST", "/v1/tasks", form.Bytes(), map[string]string{"Content-Type": mw.FormDataContentType()}),
+	} {
+		if r.status != 403 || r.errorCode() != imaged.EQuotaExceeded {
+			t.Errorf("%s past the quota: %d %s", name, r.status, r.body)
+		}
+	}
+	if u, _ := st.store.Usage(t.Context(), imaged.DefaultTenant); u.Images != 1 || blobs.puts.Load() != 1 {
+		t.Fatalf("refused uploads stored something: usage %+v, %d blobs", u, blobs.puts.Load())
+	}
+	if tasks, _, _ := st.store.ListTasks(t.Context(), imaged.TaskFilter{Tenant: imaged.DefaultTenant, Limit: 10}); len(tasks) != 0 {
+		t.Fatalf("a refused upload queued %d tasks", len(tasks))
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
