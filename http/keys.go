@@ -19,21 +19,24 @@ type KeyAdmin interface {
 	RevokeKey(ctx context.Context, ref string) (*imaged.APIKey, error)
 }
 
-// requireAdmin refuses a request whose key is not an admin key. Keys and tenants are the
-// service's, not a tenant's: an admin acts across tenants on these routes.
-func (s *Server) requireAdmin(r *http.Request) (KeyAdmin, error) {
-	k := apiKeyFrom(r.Context())
-	if k == nil {
-		return nil, imaged.Errorf(imaged.EPermissionDenied, "authentication is off: there are no keys to manage; use `imaged apikey` and `imaged tenant`")
-	}
-	if !k.Admin {
-		return nil, imaged.Errorf(imaged.EPermissionDenied, "only an admin key may manage keys and tenants")
-	}
-	ka, _ := s.deps.Auth.(KeyAdmin)
-	if ka == nil {
-		return nil, imaged.Errorf(imaged.EUnavailable, "this server cannot manage keys")
-	}
-	return ka, nil
+// adminOnly runs h only for a request made with an admin key (403 permission_denied for any
+// other). Keys and tenants are the service's, not a tenant's: an admin acts across tenants on
+// these routes.
+func (s *Server) adminOnly(h func(w http.ResponseWriter, r *http.Request, ka KeyAdmin)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := apiKeyFrom(r.Context())
+		ka, _ := s.deps.Auth.(KeyAdmin)
+		switch {
+		case k == nil:
+			s.writeError(w, r, imaged.Errorf(imaged.EPermissionDenied, "authentication is off: there are no keys to manage; use `imaged apikey` and `imaged tenant`"))
+		case !k.Admin:
+			s.writeError(w, r, imaged.Errorf(imaged.EPermissionDenied, "only an admin key may manage keys and tenants"))
+		case ka == nil:
+			s.writeError(w, r, imaged.Errorf(imaged.EUnavailable, "this server cannot manage keys"))
+		default:
+			h(w, r, ka)
+		}
+	})
 }
 
 // keyCreated is the answer to POST /v1/keys: the record and, this once, the key itself.
@@ -43,12 +46,7 @@ type keyCreated struct {
 }
 
 func (s *Server) handleKeyCreate() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ka, err := s.requireAdmin(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.adminOnly(func(w http.ResponseWriter, r *http.Request, ka KeyAdmin) {
 		var req struct {
 			Name        string `json:"name"`
 			Tenant      string `json:"tenant"`
@@ -57,13 +55,11 @@ func (s *Server) handleKeyCreate() http.Handler {
 			Burst       int    `json:"burst"`
 			Concurrency int    `json:"concurrency"`
 		}
-		if err := decodeJSON(w, r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+		err := decodeJSON(w, r, &req)
 		k := &imaged.APIKey{Name: strings.TrimSpace(req.Name), Tenant: req.Tenant, Admin: req.Admin,
 			RateLimit: req.RateLimit, Burst: req.Burst, Concurrency: req.Concurrency}
 		switch {
+		case err != nil:
 		case k.Name == "":
 			err = imaged.FieldErrorf("name", "name says what the key is for; it is required")
 		case k.RateLimit < 0 || k.Burst < 0 || k.Concurrency < 0:
@@ -85,12 +81,7 @@ func (s *Server) handleKeyCreate() http.Handler {
 
 // handleKeyList lists every key, or with ?tenant=T only T's; never a key's secret.
 func (s *Server) handleKeyList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ka, err := s.requireAdmin(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.adminOnly(func(w http.ResponseWriter, r *http.Request, ka KeyAdmin) {
 		var tenant string
 		if r.URL.Query().Has("tenant") {
 			tenant = tenantOf(r)
@@ -105,12 +96,7 @@ func (s *Server) handleKeyList() http.Handler {
 }
 
 func (s *Server) handleKeyRevoke() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ka, err := s.requireAdmin(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.adminOnly(func(w http.ResponseWriter, r *http.Request, ka KeyAdmin) {
 		k, err := ka.RevokeKey(r.Context(), r.PathValue("id"))
 		if err != nil {
 			s.writeError(w, r, err)

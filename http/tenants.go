@@ -84,11 +84,7 @@ func (s *Server) viewTenant(ctx context.Context, t *imaged.Tenant) (tenantView, 
 }
 
 func (s *Server) handleTenantList() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.requireAdmin(r); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.adminOnly(func(w http.ResponseWriter, r *http.Request, _ KeyAdmin) {
 		tenants, err := s.deps.Store.ListTenants(r.Context())
 		views := make([]tenantView, 0, len(tenants))
 		for _, t := range tenants {
@@ -108,11 +104,7 @@ func (s *Server) handleTenantList() http.Handler {
 }
 
 func (s *Server) handleTenantGet() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.requireAdmin(r); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.adminOnly(func(w http.ResponseWriter, r *http.Request, _ KeyAdmin) {
 		t, err := s.deps.Store.Tenant(r.Context(), r.PathValue("id"))
 		var v tenantView
 		if err == nil {
@@ -129,11 +121,7 @@ func (s *Server) handleTenantGet() http.Handler {
 // handleTenantPut sets the limits the body names (the others keep their values), creating
 // the tenant when it does not exist yet.
 func (s *Server) handleTenantPut() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.requireAdmin(r); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return s.adminOnly(func(w http.ResponseWriter, r *http.Request, _ KeyAdmin) {
 		var c imaged.TenantChange
 		if err := decodeJSON(w, r, &c); err != nil {
 			s.writeError(w, r, err)
