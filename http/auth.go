@@ -63,7 +63,8 @@ func apiKeyFrom(ctx context.Context) *imaged.APIKey {
 
 // withAccess authenticates, limits and admits each request before the route runs: routes that
 // need a key get a 401 without a valid one, then every counted request takes a slot of its
-// key's (or client address's) concurrency and a place in its rate-limit window, or gets a 429.
+// key's (or client address's) concurrency and of its tenant's, and a place in both their
+// rate-limit windows, or gets a 429.
 // It wraps the mux directly and leaves the matched pattern on r, for the log and metrics.
 func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
