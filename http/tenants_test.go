@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"mime/multipart"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -355,3 +357,38 @@ func TestQuotaOnEveryUpload(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestRequestLogCarriesTheTenant(t *testing.T) {
+	st := newStack(t, Config{}, Deps{}, false)
+	var logs lockedBuffer
+	st.api.log = slog.New(imaged.ContextHandler{Handler: slog.NewJSONHandler(&logs, nil)})
+	key := st.newKey(&imaged.APIKey{Name: "acme", Tenant: "acme"})
+	st.as(key, "GET", "/v1/images/missing", nil)
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if json.Unmarshal([]byte(l), &line); line["msg"] == "request" {
+			break
+		}
+	}
+	if line["msg"] != "request" || line["tenant"] != "acme" || line["status"] != float64(404) {
+		t.Fatalf("request log line: %s", logs.String())
+	}
+}
