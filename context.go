@@ -28,7 +28,7 @@ func WithWorkerID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, workerKey, id)
 }
 
-// ContextHandler adds correlation_id and worker_id from the context to every log record, so
+// ContextHandler adds correlation_id, tenant and worker_id from the context to every log record, so
 // every line logged while serving a request or running a task can be joined up.
 type ContextHandler struct{ slog.Handler }
 
@@ -36,6 +36,9 @@ type ContextHandler struct{ slog.Handler }
 func (h ContextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := CorrelationID(ctx); id != "" {
 		r.AddAttrs(slog.String("correlation_id", id))
+	}
+	if t := TenantOf(ctx); t != "" && t != AnyTenant {
+		r.AddAttrs(slog.String("tenant", t))
 	}
 	if id, _ := ctx.Value(workerKey).(string); id != "" {
 		r.AddAttrs(slog.String("worker_id", id))

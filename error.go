@@ -14,6 +14,7 @@ const (
 	EInvalid          = "invalid_argument"       // 400
 	EUnauthenticated  = "unauthenticated"        // 401
 	EPermissionDenied = "permission_denied"      // 403
+	EQuotaExceeded    = "quota_exceeded"         // 403: a tenant's storage quota is full
 	ENotFound         = "not_found"              // 404
 	EConflict         = "conflict"               // 409
 	ETooLarge         = "payload_too_large"      // 413

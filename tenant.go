@@ -2,6 +2,7 @@ package imaged
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -70,4 +71,65 @@ func WithTenant(ctx context.Context, tenant string) context.Context {
 func TenantOf(ctx context.Context) string {
 	t, _ := ctx.Value(tenantKey{}).(string)
 	return t
+}
+
+// TenantChange sets some of a tenant's limits; a nil field keeps the current value (0 sets
+// unlimited). `imaged tenant set` and PUT /v1/tenants/{id} both make one.
+type TenantChange struct {
+	QuotaBytes  *int64 `json:"quota_bytes"`
+	QuotaImages *int64 `json:"quota_images"`
+	RateLimit   *int   `json:"rate_limit"`
+	Burst       *int   `json:"burst"`
+	Concurrency *int   `json:"concurrency"`
+}
+
+// Apply sets the change's limits on t; EInvalid, naming the field, for a negative one.
+func (c TenantChange) Apply(t *Tenant) error {
+	return errors.Join(setLimit("quota_bytes", c.QuotaBytes, &t.QuotaBytes),
+		setLimit("quota_images", c.QuotaImages, &t.QuotaImages), setLimit("rate_limit", c.RateLimit, &t.RateLimit),
+		setLimit("burst", c.Burst, &t.Burst), setLimit("concurrency", c.Concurrency, &t.Concurrency))
+}
+
+func setLimit[T int | int64](name string, v, to *T) error {
+	if v == nil {
+		return nil
+	}
+	if *v < 0 {
+		return FieldErrorf(name, "%s must not be negative (0 is unlimited)", name)
+	}
+	*to = *v
+	return nil
+}
+
+// SetTenantLimits applies c to tenant id, creating the tenant when it does not exist yet, and
+// returns it as stored.
+func SetTenantLimits(ctx context.Context, store TenantStore, id string, c TenantChange) (*Tenant, error) {
+	t, err := store.Tenant(ctx, id)
+	if IsCode(err, ENotFound) {
+		t, err = &Tenant{ID: id}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Apply(t); err != nil {
+		return nil, err
+	}
+	if err := store.PutTenant(ctx, t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// CheckQuota refuses storing one more original of size bytes when it would take the tenant
+// past either quota, naming the limit and the current usage.
+func (t *Tenant) CheckQuota(u Usage, size int64) error {
+	if t.QuotaImages > 0 && u.Images+1 > t.QuotaImages {
+		return Errorf(EQuotaExceeded, "tenant %s stores %d of its quota of %d images; delete some to upload more",
+			t.ID, u.Images, t.QuotaImages)
+	}
+	if t.QuotaBytes > 0 && u.Bytes+size > t.QuotaBytes {
+		return Errorf(EQuotaExceeded, "tenant %s stores %d bytes of its quota of %d bytes, and this image of %d bytes does not fit; delete some to upload more",
+			t.ID, u.Bytes, t.QuotaBytes, size)
+	}
+	return nil
 }

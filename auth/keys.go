@@ -40,8 +40,12 @@ func DescribeLimits(k *imaged.APIKey) string {
 	return part(k.RateLimit, "/m") + " burst " + part(k.Burst, "") + " concurrency " + part(k.Concurrency, "")
 }
 
-// WriteList writes keys as a table, one key a line, for `imaged apikey list`.
-func WriteList(w io.Writer, keys []*imaged.APIKey) error {
+// WriteKeys writes every key in store as a table, one key a line, for `imaged apikey list`.
+func WriteKeys(ctx context.Context, w io.Writer, store imaged.APIKeyStore) error {
+	keys, err := store.APIKeys(ctx)
+	if err != nil {
+		return err
+	}
 	timeOrDash := func(t *time.Time) string {
 		if t == nil {
 			return "-"
@@ -49,9 +53,9 @@ func WriteList(w io.Writer, keys []*imaged.APIKey) error {
 		return t.Format(time.RFC3339)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tPREFIX\tNAME\tLIMITS\tADMIN\tCREATED\tLAST USED\tREVOKED")
+	fmt.Fprintln(tw, "ID\tPREFIX\tNAME\tTENANT\tLIMITS\tADMIN\tCREATED\tLAST USED\tREVOKED")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Name, DescribeLimits(k), k.Admin,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Name, k.Tenant, DescribeLimits(k), k.Admin,
 			k.CreatedAt.Format(time.RFC3339), timeOrDash(k.LastUsedAt), timeOrDash(k.RevokedAt))
 	}
 	return tw.Flush()

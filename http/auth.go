@@ -63,7 +63,8 @@ func apiKeyFrom(ctx context.Context) *imaged.APIKey {
 
 // withAccess authenticates, limits and admits each request before the route runs: routes that
 // need a key get a 401 without a valid one, then every counted request takes a slot of its
-// key's (or client address's) concurrency and a place in its rate-limit window, or gets a 429.
+// key's (or client address's) concurrency and of its tenant's, and a place in both their
+// rate-limit windows, or gets a 429.
 // It wraps the mux directly and leaves the matched pattern on r, for the log and metrics.
 func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,11 +78,9 @@ func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 		ctx := r.Context()
 		ip := s.clientIP(r)
 		identity, limit, concurrency := "ip:"+ip, s.cfg.IPLimit, s.cfg.Concurrency
+		var tenant *imaged.Tenant
 		if level == needsKey {
-			if s.deps.Auth == nil {
-				// Authentication is off: each client address is limited as a key would be.
-				limit = s.cfg.KeyLimit
-			} else {
+			if s.deps.Auth != nil {
 				token, ok := credentials(r)
 				if !ok {
 					s.refuseAuth(w, r, ip, imaged.Errorf(imaged.EUnauthenticated,
@@ -99,12 +98,23 @@ func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 				}
 				ctx = context.WithValue(ctx, apiKeyContextKey{}, k)
 			}
-			tenant, err := requestTenant(r, apiKeyFrom(ctx))
+			id, err := requestTenant(r, apiKeyFrom(ctx))
+			if err == nil {
+				tenant, err = s.tenantLimits(ctx, id)
+			}
 			if err != nil {
 				s.writeError(w, r, err)
 				return
 			}
-			ctx = imaged.WithTenant(ctx, tenant)
+			ctx = imaged.WithTenant(ctx, id)
+			if slot, ok := ctx.Value(tenantSlotKey{}).(*string); ok {
+				*slot = id
+			}
+		}
+		if s.deps.Auth == nil {
+			// Authentication is off: one tenant, and no key or address rate limit (a tenant's
+			// own limits, set on purpose, still apply).
+			limit = imaged.RateLimit{}
 		}
 		// An event stream stays open for as long as its task or batch runs: it takes a place
 		// among the identity's streams (as many as its concurrency), not a request slot that
@@ -113,7 +123,18 @@ func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 		if strings.HasSuffix(pattern, "/events") {
 			pool, what = s.access.streams, "event streams"
 		}
+		// A request passes both its key's (or address's) limits and its tenant's.
 		release, ok := pool.acquire(identity, concurrency)
+		if ok && tenant != nil {
+			releaseKey := release
+			var releaseTenant func()
+			if releaseTenant, ok = pool.acquire("tenant:"+tenant.ID, tenant.Concurrency); ok {
+				release = func() { releaseTenant(); releaseKey() }
+			} else {
+				releaseKey()
+				what += " for this tenant"
+			}
+		}
 		if !ok {
 			s.access.refused.WithLabelValues("concurrency").Inc()
 			s.writeError(w, r, &imaged.Error{Code: imaged.ERateLimited, RetryAfter: time.Second,
@@ -122,6 +143,9 @@ func (s *Server) withAccess(mux *http.ServeMux) http.Handler {
 		}
 		defer release()
 		if !s.admit(w, r, identity, limit) {
+			return
+		}
+		if tenant != nil && !s.admit(w, r, "tenant:"+tenant.ID, imaged.RateLimit{PerMinute: tenant.RateLimit, Burst: tenant.Burst}) {
 			return
 		}
 		r2 := r.WithContext(context.WithValue(ctx, identityContextKey{}, identity))

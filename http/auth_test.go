@@ -48,6 +48,7 @@ func TestEveryProtectedRouteRefusesMissingWrongOrRevokedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := st.newKey(&imaged.APIKey{Name: "other"})
+	admin := st.newKey(&imaged.APIKey{Name: "admin", Admin: true})
 	wrongSecret := other[:len(other)-4] + "aaaa"
 	if wrongSecret == other {
 		wrongSecret = other[:len(other)-4] + "bbbb"
@@ -88,7 +89,15 @@ func TestEveryProtectedRouteRefusesMissingWrongOrRevokedKeys(t *testing.T) {
 				t.Errorf("%s %s: a 401 without WWW-Authenticate", method, path)
 			}
 		}
-		if r := st.withKey(method, path, nil, nil); r.status == 401 || r.status == 403 {
+		key := st.key
+		if adminRoute(p) {
+			// Keys and tenants are an admin's: a valid key that is not one is refused.
+			if r := st.withKey(method, path, nil, nil); r.status != 403 || r.errorCode() != imaged.EPermissionDenied {
+				t.Errorf("%s %s with a non-admin key: %d %s, want 403 permission_denied", method, path, r.status, r.body)
+			}
+			key = admin
+		}
+		if r := st.do(method, path, nil, map[string]string{"X-API-Key": key}); r.status == 401 || r.status == 403 {
 			t.Errorf("%s %s with a valid key: %d %s", method, path, r.status, r.body)
 		}
 		if r := st.do(method, path, nil, map[string]string{"Authorization": "bearer " + st.key}); r.status == 401 {
@@ -228,16 +237,38 @@ func TestConcurrencyPerKey(t *testing.T) {
 	}
 }
 
+// adminRoute reports whether a route pattern manages keys or tenants (admin keys only).
+func adminRoute(pattern string) bool {
+	_, path, _ := strings.Cut(pattern, " ")
+	return strings.HasPrefix(path, "/v1/keys") || strings.HasPrefix(path, "/v1/tenants")
+}
+
+// With authentication off there is one tenant and no key or address rate limit applies; the
+// concurrency limit still does.
 func TestAuthOff(t *testing.T) {
-	st := newStack(t, Config{KeyLimit: imaged.RateLimit{PerMinute: 3, Burst: 3}, IPLimit: imaged.RateLimit{PerMinute: 1, Burst: 1}},
+	st := newStack(t, Config{KeyLimit: imaged.RateLimit{PerMinute: 3, Burst: 3}, IPLimit: imaged.RateLimit{PerMinute: 1, Burst: 1}, Concurrency: 1},
 		Deps{Limiter: ratelimit.NewMemory()}, true)
-	for i := range 3 {
-		if r := st.do("GET", "/v1/tasks", nil, nil); r.status != 200 {
-			t.Fatalf("request %d with authentication off: %d %s", i, r.status, r.body)
+	for i := range 10 {
+		if r := st.do("GET", "/v1/tasks", nil, nil); r.status != 200 || r.header.Get("RateLimit-Limit") != "" {
+			t.Fatalf("request %d with authentication off: %d %s, RateLimit-Limit %q", i, r.status, r.body, r.header.Get("RateLimit-Limit"))
 		}
 	}
-	if r := st.do("GET", "/v1/tasks", nil, nil); r.status != 429 {
-		t.Fatalf("with authentication off, a client address keeps a key's limits: %d", r.status)
+	if r := st.do("GET", "/v1/keys", nil, nil); r.status != 403 || r.errorCode() != imaged.EPermissionDenied {
+		t.Fatalf("GET /v1/keys with authentication off: %d %s", r.status, r.body)
+	}
+	st.proc.gate = make(chan struct{})
+	id := st.uploadImageAs("")
+	done := make(chan int)
+	go func() {
+		done <- st.do("POST", "/v1/process", []byte(`{"image_id":"`+id+`","ops":[{"op":"blur"}]}`), map[string]string{"Content-Type": "application/json"}).status
+	}()
+	waitFor(t, "the first request reaches the processor", func() bool { return st.proc.calls.Load() == 1 })
+	if r := st.do("GET", "/v1/tasks", nil, nil); r.status != 429 || !strings.Contains(string(r.body), "at once") {
+		t.Fatalf("a second request while one runs, concurrency 1, authentication off: %d %s", r.status, r.body)
+	}
+	close(st.proc.gate)
+	if s := <-done; s != 200 {
+		t.Fatalf("the gated request: %d", s)
 	}
 }
 

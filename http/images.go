@@ -136,6 +136,11 @@ func (s *Server) storeImage(ctx context.Context, data []byte, filename string) (
 		ContentType: imaged.ContentTypeOf(h.Format), Width: h.Width, Height: h.Height,
 		Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:]), Filename: cleanFilename(filename), CreatedAt: now,
 	}
+	release, err := s.checkQuota(ctx, img.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if err := s.deps.Blobs.Put(ctx, img.Key, data, img.ContentType); err != nil {
 		return nil, err
 	}

@@ -121,6 +121,9 @@ func (s *Server) withLogAndMetrics(mux http.Handler) http.Handler {
 		}
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
+		// withAccess names the tenant here once it knows it, for the counter and the log line.
+		var tenant string
+		r = r.WithContext(context.WithValue(r.Context(), tenantSlotKey{}, &tenant))
 		mux.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
@@ -132,13 +135,16 @@ func (s *Server) withLogAndMetrics(mux http.Handler) http.Handler {
 		if rec.status >= 500 {
 			span.SetStatus(codes.Error, http.StatusText(rec.status))
 		}
-		s.deps.Metrics.HTTPRequests.WithLabelValues(r.Method, endpoint, strconv.Itoa(rec.status)).Inc()
+		s.deps.Metrics.HTTPRequests.WithLabelValues(r.Method, endpoint, strconv.Itoa(rec.status), s.deps.Metrics.Tenant(tenant)).Inc()
 		s.deps.Metrics.HTTPDuration.WithLabelValues(r.Method, endpoint).Observe(elapsed.Seconds())
 		s.log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path, "endpoint", endpoint,
 			"status", rec.status, "bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds())/1000,
-			"remote", r.RemoteAddr)
+			"remote", r.RemoteAddr, "tenant", tenant)
 	})
 }
+
+// tenantSlotKey holds where withAccess writes the tenant a request acts for.
+type tenantSlotKey struct{}
 
 // patternPath strips the method from a ServeMux pattern ("GET /v1/tasks/{id}" → "/v1/tasks/{id}").
 func patternPath(p string) string {

@@ -22,6 +22,7 @@ type accessState struct {
 	inflight  *inflight // requests at once, per identity
 	streams   *inflight // event streams open, per identity: counted apart, as they last
 	pipelines *inflight // synchronous pipeline slots held, per identity
+	tenants   *tenantCache
 	refused   *prometheus.CounterVec
 }
 
@@ -30,6 +31,7 @@ func newAccessState(reg prometheus.Registerer) *accessState {
 		inflight:  &inflight{n: map[string]int{}},
 		streams:   &inflight{n: map[string]int{}},
 		pipelines: &inflight{n: map[string]int{}},
+		tenants:   &tenantCache{entries: map[string]tenantEntry{}},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_refused_total",
 			Help: "Requests refused before their route ran, by reason (unauthenticated, rate_limited, concurrency).",

@@ -17,6 +17,7 @@ var statusOf = map[string]int{
 	imaged.EInvalid:          http.StatusBadRequest,
 	imaged.EUnauthenticated:  http.StatusUnauthorized,
 	imaged.EPermissionDenied: http.StatusForbidden,
+	imaged.EQuotaExceeded:    http.StatusForbidden,
 	imaged.ENotFound:         http.StatusNotFound,
 	imaged.EConflict:         http.StatusConflict,
 	imaged.ETooLarge:         http.StatusRequestEntityTooLarge,

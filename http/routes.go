@@ -33,6 +33,14 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/batches/{id}", s.handleBatchGet())
 	mux.Handle("GET /v1/batches/{id}/events", s.handleBatchEvents())
 
+	// Admin routes: keys and tenants are the service's, so an admin key acts across tenants.
+	mux.Handle("POST /v1/keys", s.handleKeyCreate())
+	mux.Handle("GET /v1/keys", s.handleKeyList())
+	mux.Handle("DELETE /v1/keys/{id}", s.handleKeyRevoke())
+	mux.Handle("GET /v1/tenants", s.handleTenantList())
+	mux.Handle("GET /v1/tenants/{id}", s.handleTenantGet())
+	mux.Handle("PUT /v1/tenants/{id}", s.handleTenantPut())
+
 	mux.Handle("GET /v1/blobs/{key...}", s.handleSignedBlob())
 	mux.Handle("GET /i/{signature}/{path...}", s.handleSignedImage())
 

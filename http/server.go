@@ -51,7 +51,7 @@ type Deps struct {
 	Log       *slog.Logger
 	Health    []HealthCheck
 
-	Auth    Authenticator      // nil: no key is required (authentication off)
+	Auth    Authenticator      // nil: no key is required (authentication off); a KeyAdmin serves /v1/keys
 	Limiter imaged.RateLimiter // nil: no rate limits
 	Fetcher Fetcher            // nil: source_url is refused
 	Signer  *signedurl.Signer  // nil: signed image URLs are not served

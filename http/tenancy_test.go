@@ -428,6 +428,12 @@ func tenancyRows() []row {
 			// A URL signed for the caller's own image cannot lay another tenant's image on it.
 			return request{"GET", e.signer.URL("watermark:image=" + target.img + "/" + caller.img), nil}
 		}},
+		{pattern: "POST /v1/keys", free: adminFree, check: adminOnly("POST", "/v1/keys", map[string]any{"name": "b-made", "tenant": tenantA})},
+		{pattern: "GET /v1/keys", free: adminFree, check: adminOnly("GET", "/v1/keys?tenant="+tenantA, nil)},
+		{pattern: "DELETE /v1/keys/{id}", free: adminFree, check: adminOnly("DELETE", "/v1/keys/{keyA}", nil)},
+		{pattern: "GET /v1/tenants", free: adminFree, check: adminOnly("GET", "/v1/tenants", nil)},
+		{pattern: "GET /v1/tenants/{id}", free: adminFree, check: adminOnly("GET", "/v1/tenants/"+tenantA, nil)},
+		{pattern: "PUT /v1/tenants/{id}", free: adminFree, check: adminOnly("PUT", "/v1/tenants/"+tenantA, map[string]any{"quota_images": 1})},
 		{pattern: "GET /v1/blobs/{key...}", free: "a signed capability URL for one blob key, made for whoever could read " +
 			"the task or image it belongs to; it names no tenant's record and its signature is checked before anything is read"},
 		{pattern: "GET /health", free: "the service's health; no tenant's data"},
@@ -464,6 +470,49 @@ func TestTenancyProductionBackends(t *testing.T) {
 		t.Skip("the tenancy table again, on PostgreSQL, S3 and Redis")
 	}
 	runTenancy(t, productionBackend(t))
+}
+
+// adminFree is why the admin routes have no ownership rows: keys and tenants are the service's
+// administration, open to admin keys across tenants and closed to every other key whatever the
+// id, so a plain key learns nothing about another tenant from them.
+const adminFree = "an admin resource: a plain key gets 403 for any id, so it learns nothing of another tenant"
+
+// adminOnly checks that B's plain key is refused the admin route with 403 permission_denied
+// and that nothing of A's changed: A's key still works and tenant A's limits are as they were.
+// {keyA} in path stands for A's key id.
+func adminOnly(method, path string, body any) func(e *tenancyEnv) {
+	return func(e *tenancyEnv) {
+		e.t.Helper()
+		var keys struct {
+			Items []imaged.APIKey `json:"items"`
+		}
+		if r := e.call(e.adminB, request{"GET", "/v1/keys?tenant=" + tenantA, nil}, ""); r.status != 200 || json.Unmarshal(r.body, &keys) != nil || len(keys.Items) == 0 {
+			e.t.Fatalf("listing A's keys as an admin: %d %s", r.status, r.body)
+		}
+		path = strings.ReplaceAll(path, "{keyA}", keys.Items[0].ID)
+		var b []byte
+		if body != nil {
+			b = jsonBody(body)
+		}
+		// A tenant owns data without a record of its own; the record holds its limits.
+		if r := e.call(e.adminB, request{"PUT", "/v1/tenants/" + tenantA, jsonBody(map[string]any{})}, ""); r.status != 200 {
+			e.t.Fatalf("recording tenant A as an admin: %d %s", r.status, r.body)
+		}
+		before := e.call(e.adminB, request{"GET", "/v1/tenants/" + tenantA, nil}, "")
+		if before.status != 200 {
+			e.t.Fatalf("reading tenant A as an admin: %d %s", before.status, before.body)
+		}
+		if got := e.call(e.keyB, request{method, path, b}, ""); got.status != 403 || got.errorCode() != imaged.EPermissionDenied {
+			e.t.Errorf("%s %s with B's plain key: %d %s; want 403 permission_denied", method, path, got.status, got.body)
+		}
+		if got := e.call(e.keyA, request{"GET", "/v1/images", nil}, ""); got.status != 200 {
+			e.t.Errorf("A's key stopped working after B was refused %s %s: %d %s", method, path, got.status, got.body)
+		}
+		after := e.call(e.adminB, request{"GET", "/v1/tenants/" + tenantA, nil}, "")
+		if before.status != after.status || !bytes.Equal(before.body, after.body) {
+			e.t.Errorf("tenant A changed after B was refused %s %s: %s -> %s", method, path, before.body, after.body)
+		}
+	}
 }
 
 func runTenancy(t *testing.T, be backend) {

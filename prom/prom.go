@@ -3,6 +3,8 @@
 package prom
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -17,16 +19,18 @@ var RequestBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	HTTPRequests        *prometheus.CounterVec   // method, endpoint, status_code
+	HTTPRequests        *prometheus.CounterVec   // method, endpoint, status_code, tenant
 	HTTPDuration        *prometheus.HistogramVec // method, endpoint
 	ProcessingDuration  *prometheus.HistogramVec // operation_type
 	ImagesProcessed     *prometheus.CounterVec   // operation_type, status
 	TasksQueued         *prometheus.GaugeVec     // task_type
-	TasksFinished       *prometheus.CounterVec   // task_type, status
-	TaskRetries         *prometheus.CounterVec   // task_type
+	TasksFinished       *prometheus.CounterVec   // task_type, status, tenant
+	TaskRetries         *prometheus.CounterVec   // task_type, tenant
 	WorkersBusy         prometheus.Gauge
 	ImagesUploaded      prometheus.Counter
 	InflightSyncRequest prometheus.Gauge
+
+	tenants *tenantLabels
 }
 
 // New creates the collectors on a fresh registry, with the Go and process collectors.
@@ -36,8 +40,8 @@ func New() *Metrics {
 	m := &Metrics{
 		Registry: reg,
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "http_requests_total", Help: "HTTP requests by method, route pattern and status code.",
-		}, []string{"method", "endpoint", "status_code"}),
+			Name: "http_requests_total", Help: "HTTP requests by method, route pattern, status code and tenant.",
+		}, []string{"method", "endpoint", "status_code", "tenant"}),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "http_request_duration_seconds", Help: "HTTP request duration by method and route pattern.",
 			Buckets: RequestBuckets,
@@ -53,11 +57,11 @@ func New() *Metrics {
 			Name: "tasks_queued", Help: "Tasks waiting in the queue, by task type.",
 		}, []string{"task_type"}),
 		TasksFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tasks_finished_total", Help: "Tasks that reached a terminal state, by task type and status.",
-		}, []string{"task_type", "status"}),
+			Name: "tasks_finished_total", Help: "Tasks that reached a terminal state, by task type, status and tenant.",
+		}, []string{"task_type", "status", "tenant"}),
 		TaskRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "task_retries_total", Help: "Task attempts that failed transiently and were queued again.",
-		}, []string{"task_type"}),
+			Name: "task_retries_total", Help: "Task attempts that failed transiently and were queued again, by task type and tenant.",
+		}, []string{"task_type", "tenant"}),
 		WorkersBusy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "workers_busy", Help: "Worker slots running a task now.",
 		}),
@@ -67,8 +71,54 @@ func New() *Metrics {
 		InflightSyncRequest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sync_pipelines_in_flight", Help: "Synchronous pipelines running now.",
 		}),
+		tenants: &tenantLabels{max: DefaultMaxTenants, seen: map[string]bool{}},
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
 		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest)
 	return m
+}
+
+// DefaultMaxTenants is how many tenants get a label value of their own unless
+// SetMaxTenants says otherwise.
+const DefaultMaxTenants = 50
+
+// OtherTenant is the label value of every tenant past the first MaxTenants seen.
+const OtherTenant = "other"
+
+// tenantLabels bounds the tenant label: each distinct value is a time series of its own, so a
+// service with thousands of tenants would swamp Prometheus. The first tenants seen keep their
+// own value; the rest share OtherTenant.
+type tenantLabels struct {
+	mu   sync.Mutex
+	max  int
+	seen map[string]bool
+}
+
+// SetMaxTenants sets how many distinct tenant label values are kept (n <= 0: the default).
+func (m *Metrics) SetMaxTenants(n int) {
+	if n <= 0 {
+		n = DefaultMaxTenants
+	}
+	m.tenants.mu.Lock()
+	m.tenants.max = n
+	m.tenants.mu.Unlock()
+}
+
+// Tenant returns the label value to count tenant under: its id, or OtherTenant once the
+// limit of distinct values is reached ("" when the work has no tenant, e.g. unmatched routes).
+func (m *Metrics) Tenant(tenant string) string {
+	if tenant == "" {
+		return ""
+	}
+	t := m.tenants
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen[tenant] {
+		return tenant
+	}
+	if len(t.seen) >= t.max {
+		return OtherTenant
+	}
+	t.seen[tenant] = true
+	return tenant
 }

@@ -187,7 +187,7 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) (err error) {
 		}
 		task = t
 	}
-	ctx = imaged.WithCorrelationID(ctx, task.CorrelationID)
+	ctx = imaged.WithTenant(imaged.WithCorrelationID(ctx, task.CorrelationID), task.Tenant)
 	trace.SpanFromContext(ctx).SetAttributes(attribute.Int("imaged.attempt", task.Attempts),
 		attribute.String("imaged.image_id", task.ImageID), attribute.String("imaged.correlation_id", task.CorrelationID))
 	if task.MaxAttempts > 0 && task.Attempts > task.MaxAttempts {
@@ -261,7 +261,7 @@ func (w *Worker) complete(ctx context.Context, task *imaged.Task, res *imaged.Ta
 	}
 	if w.metrics != nil {
 		w.metrics.ImagesProcessed.WithLabelValues(task.Type, "success").Inc()
-		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusCompleted).Inc()
+		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusCompleted, w.metrics.Tenant(task.Tenant)).Inc()
 	}
 	w.log.InfoContext(ctx, "task completed", "task_id", task.ID, "seconds", res.ProcessingSeconds)
 	w.publish(ctx, imaged.Event{Type: imaged.EventTaskCompleted, TaskID: done.ID, BatchID: done.BatchID,
@@ -313,7 +313,7 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 			return fmt.Errorf("record retry of task %s: %w", task.ID, rerr)
 		}
 		if w.metrics != nil {
-			w.metrics.TaskRetries.WithLabelValues(task.Type).Inc()
+			w.metrics.TaskRetries.WithLabelValues(task.Type, w.metrics.Tenant(task.Tenant)).Inc()
 		}
 		return requeue(ctx, w.queue, task, delay)
 	}
@@ -336,7 +336,7 @@ func (w *Worker) failForGood(ctx context.Context, task *imaged.Task, f *imaged.T
 		if processed {
 			w.metrics.ImagesProcessed.WithLabelValues(task.Type, "failure").Inc()
 		}
-		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusFailed).Inc()
+		w.metrics.TasksFinished.WithLabelValues(task.Type, imaged.StatusFailed, w.metrics.Tenant(task.Tenant)).Inc()
 	}
 	w.publish(ctx, imaged.Event{Type: imaged.EventTaskFailed, TaskID: done.ID, BatchID: done.BatchID,
 		ImageID: done.ImageID, Status: done.Status, Error: f, ProcessingSeconds: elapsed.Seconds(), Attempt: done.Attempts})

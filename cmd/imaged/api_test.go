@@ -353,12 +353,12 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("health: %v", h)
 	}
 	id := s.upload(readTestdata(t, "chelsea.jpg"))
-	s.get("/v1/images/" + id)
+	tenant := s.get("/v1/images/" + id).json(t)["tenant"]
 	s.postJSON("/v1/process", map[string]any{"image_id": id, "ops": []map[string]any{{"op": "resize", "width": 30}}})
 	m := string(s.get("/metrics").body)
 	for _, want := range []string{
-		`http_requests_total{endpoint="/v1/images/{id}",method="GET",status_code="200"} 1`,
-		`http_requests_total{endpoint="/v1/images",method="POST",status_code="201"} 1`,
+		fmt.Sprintf(`http_requests_total{endpoint="/v1/images/{id}",method="GET",status_code="200",tenant="%s"} 1`, tenant),
+		fmt.Sprintf(`http_requests_total{endpoint="/v1/images",method="POST",status_code="201",tenant="%s"} 1`, tenant),
 		`http_request_duration_seconds_bucket{endpoint="/v1/process",method="POST",le="0.1"}`,
 		`image_processing_duration_seconds_bucket{operation_type="transform",le="120"} 1`,
 		`images_processed_total{operation_type="transform",status="success"} 1`,

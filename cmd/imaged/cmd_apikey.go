@@ -6,106 +6,94 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
-	"github.com/imaged/imaged/settings"
 )
 
-const apikeyUsage = `usage:
-  imaged apikey create --name NAME [--rate-limit N/m] [--burst N] [--concurrency N] [--admin] [flags]
+const adminUsage = `usage:
+  imaged apikey create --name NAME [--tenant T] [--rate-limit N/m] [--burst N] [--concurrency N] [--admin] [flags]
   imaged apikey list [flags]
   imaged apikey revoke [flags] ID|PREFIX|KEY
+  imaged tenant set T [--quota-bytes N] [--quota-images N] [--rate-limit N/m] [--burst N] [--concurrency N] [flags]
+  imaged tenant list [flags]
 
-create prints the new key on stdout, once: only a hash of it is stored. Limits left out (or 0)
-follow the server's IMAGED_RATE_LIMIT_KEY, IMAGED_RATE_LIMIT_KEY_BURST and IMAGED_KEY_CONCURRENCY.
-The database is the one serve uses (IMAGED_DATABASE_URL or DATA_DIR/imaged.db).`
+apikey create prints the new key on stdout, once: only a hash of it is stored. Without --tenant the key
+gets a tenant of its own, named after its id. Key limits left out (or 0) follow IMAGED_RATE_LIMIT_KEY,
+IMAGED_RATE_LIMIT_KEY_BURST and IMAGED_KEY_CONCURRENCY. tenant set changes only the limits given (0:
+unlimited); a request passes both its key's and its tenant's. The database is serve's.`
 
-// apikeyCommand runs `imaged apikey create|list|revoke`.
-func apikeyCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || !settings.OneOf(args[0], "create", "list", "revoke") {
-		fmt.Fprintln(stderr, apikeyUsage)
-		return errors.New("usage: imaged apikey create|list|revoke")
+// adminCommand runs `imaged apikey create|list|revoke` and `imaged tenant set|list`.
+func adminCommand(ctx context.Context, noun string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	verbs := map[string][]string{"apikey": {"create", "list", "revoke"}, "tenant": {"set", "list"}}[noun]
+	if len(args) == 0 || !slices.Contains(verbs, args[0]) {
+		fmt.Fprintln(stderr, adminUsage)
+		return fmt.Errorf("usage: imaged %s %s", noun, strings.Join(verbs, "|"))
 	}
-	verb := args[0]
-	var name, rate string
-	var burst, concurrency int
-	var admin bool
-	cfg, rest, err := parseConfigWith("apikey "+verb, args[1:], getenv, func(fs *flag.FlagSet) {
-		if verb != "create" {
-			return
+	verb, nargs := args[0], map[string]int{"revoke": 1, "set": 1}[args[0]]
+	var readKey func() (*imaged.APIKey, error)
+	var readChange func() (imaged.TenantChange, error)
+	flagArgs := args[1:]
+	if verb == "set" && len(flagArgs) > 0 && !strings.HasPrefix(flagArgs[0], "-") {
+		flagArgs = slices.Concat(flagArgs[1:], flagArgs[:1]) // the tenant may come before its flags
+	}
+	cfg, rest, err := parseConfigWith(noun+" "+verb, flagArgs, getenv, func(fs *flag.FlagSet) {
+		if verb == "create" {
+			readKey = auth.KeyFlags(fs)
+		} else if verb == "set" {
+			readChange = auth.TenantFlags(fs)
 		}
-		fs.StringVar(&name, "name", "", "what the key is for (required)")
-		fs.StringVar(&rate, "rate-limit", "", "requests per minute, as N/m (default: the server's)")
-		fs.IntVar(&burst, "burst", 0, "most requests in any one second (default: the server's)")
-		fs.IntVar(&concurrency, "concurrency", 0, "most requests at once (default: the server's)")
-		fs.BoolVar(&admin, "admin", false, "mark the key as an administrator's")
 	})
 	if err != nil {
 		return err
 	}
-	switch {
-	case verb == "revoke" && len(rest) != 1:
-		return errors.New("usage: imaged apikey revoke [flags] ID|PREFIX|KEY")
-	case verb != "revoke" && len(rest) > 0:
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " "))
+	if len(rest) != nargs {
+		return fmt.Errorf("usage: imaged %s %s takes %d arguments, got %q (see imaged %s)", noun, verb, nargs, rest, noun)
 	}
-	var perMinute int
-	if verb == "create" {
-		if strings.TrimSpace(name) == "" {
-			return errors.New("apikey create: --name is required")
-		}
-		if perMinute, err = auth.ParseRate(rate); err != nil {
-			return fmt.Errorf("apikey create: --rate-limit: %w", err)
-		}
-		if burst < 0 || concurrency < 0 {
-			return errors.New("apikey create: --burst and --concurrency must not be negative")
-		}
-	}
-	store, err := openKeyStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	keys := store.(imaged.APIKeyStore)
-
-	switch verb {
-	case "create":
-		k := &imaged.APIKey{Name: strings.TrimSpace(name), RateLimit: perMinute, Burst: burst, Concurrency: concurrency, Admin: admin}
-		token, err := auth.Create(ctx, keys, k)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, token)
-		fmt.Fprintf(stderr, "created API key %s (id %s, prefix %s, %s); it is shown only this once\n",
-			k.Name, k.ID, k.Prefix, auth.DescribeLimits(k))
-	case "list":
-		list, err := keys.APIKeys(ctx)
-		if err != nil {
-			return err
-		}
-		return auth.WriteList(stdout, list)
-	case "revoke":
-		k, err := auth.Revoke(ctx, keys, rest[0])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "revoked API key %s (id %s, prefix %s) at %s\n", k.Name, k.ID, k.Prefix, k.RevokedAt.Format(time.RFC3339))
-	}
-	return nil
-}
-
-// openKeyStore opens the database named by the settings, which must keep API keys.
-func openKeyStore(ctx context.Context, cfg *Config) (imaged.TaskStore, error) {
 	store, _, err := openStore(ctx, cfg.databaseURL(), cfg.NoMigrate)
 	if err != nil {
-		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
+		return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
 	}
-	if _, ok := store.(imaged.APIKeyStore); !ok {
-		store.Close()
-		return nil, errors.New("setting IMAGED_DATABASE_URL: this database keeps no API keys")
+	defer store.Close()
+	keys, ok := store.(imaged.APIKeyStore)
+	if !ok {
+		return errors.New("setting IMAGED_DATABASE_URL: this database keeps no API keys")
 	}
-	return store, nil
+	switch verb {
+	case "create":
+		k, err := readKey()
+		token := ""
+		if err == nil {
+			token, err = auth.Issue(ctx, keys, k)
+		}
+		if err != nil {
+			return fmt.Errorf("apikey create: %w", err)
+		}
+		fmt.Fprintln(stdout, token)
+		fmt.Fprintf(stderr, "created API key %s (id %s, prefix %s, tenant %s, %s); it is shown only this once\n",
+			k.Name, k.ID, k.Prefix, k.Tenant, auth.DescribeLimits(k))
+		return nil
+	case "list":
+		if noun == "tenant" {
+			return auth.WriteTenants(ctx, stdout, store)
+		}
+		return auth.WriteKeys(ctx, stdout, keys)
+	case "revoke":
+		k, err := auth.Revoke(ctx, keys, rest[0])
+		if err == nil {
+			fmt.Fprintf(stdout, "revoked API key %s (id %s, prefix %s) at %s\n", k.Name, k.ID, k.Prefix, k.RevokedAt.Format(time.RFC3339))
+		}
+		return err
+	}
+	c, err := readChange() // tenant set
+	if err == nil {
+		_, err = imaged.SetTenantLimits(ctx, store, rest[0], c)
+	}
+	if err != nil {
+		return fmt.Errorf("tenant set: %w", err)
+	}
+	return auth.WriteTenants(ctx, stdout, store)
 }

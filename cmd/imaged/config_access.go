@@ -18,6 +18,7 @@ type accessConfig struct {
 	Auth            string
 	BootstrapAPIKey string
 	MetricsAddr     string
+	MetricsTenants  int
 	KeyRateLimit    int
 	KeyBurst        int
 	IPRateLimit     int
@@ -54,6 +55,7 @@ func accessSettings(c *Config) []settings.Setting {
 		settings.New("auth", "IMAGED_AUTH", "on: every API request needs an API key; off: none does (only where nobody else can reach the port)", settings.String(&c.Auth, "on")),
 		settings.New("bootstrap-api-key", "IMAGED_BOOTSTRAP_API_KEY", "an API key (imk_…) recorded as an admin key at start-up when absent; unset: the first start creates one and logs it once", settings.String(&c.BootstrapAPIKey, "")),
 		settings.New("metrics-addr", "IMAGED_METRICS_ADDR", "serve /metrics on this address (e.g. :9090) instead of the API's", settings.String(&c.MetricsAddr, "")),
+		settings.New("metrics-max-tenants", "IMAGED_METRICS_MAX_TENANTS", "distinct tenant label values on the request and task counters; the rest count as other (0 = 50)", settings.Int(&c.MetricsTenants, 50)),
 		settings.New("rate-limit-key", "IMAGED_RATE_LIMIT_KEY", "requests per minute of an API key whose record sets none; 0 = no limit", settings.Int(&c.KeyRateLimit, 1000)),
 		settings.New("rate-limit-key-burst", "IMAGED_RATE_LIMIT_KEY_BURST", "most requests in any one second of such a key; 0 = no limit", settings.Int(&c.KeyBurst, 50)),
 		settings.New("rate-limit-ip", "IMAGED_RATE_LIMIT_IP", "requests per minute per client address without a key (signed URLs, failed authentication); 0 = no limit", settings.Int(&c.IPRateLimit, 60)),

@@ -116,7 +116,9 @@ func startServerKeyed(t *testing.T, dataDir string, makeKey bool, env ...string)
 		s.env = append(s.env[:len(s.env)-len(env)], append(backends(t, dataDir), env...)...)
 	}
 	if makeKey {
-		s.key = s.createKey("harness", "--rate-limit", "1000000/m", "--burst", "100000", "--concurrency", "10000")
+		// Every harness key is in one tenant, so a restarted server's new key sees what the
+		// last one made.
+		s.key = s.createKey("harness", "--tenant", "default", "--rate-limit", "1000000/m", "--burst", "100000", "--concurrency", "10000")
 	}
 	s.cmd = exec.Command(imagedBinary(t), "serve")
 	s.cmd.Env = s.env

@@ -53,6 +53,7 @@ commands:
   migrate up       apply database migrations
   migrate status   show applied and pending migrations
   apikey create    make an API key (printed once); apikey list, apikey revoke ID|PREFIX
+  tenant set T     set a tenant's quotas and limits; tenant list shows them with usage
   sign PATH        print the signed URL of ops/…/IMAGE_ID for GET /i/…
   version          print the version
 
@@ -84,8 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return migrate(ctx, cfg, args[1], stdout)
-	case "apikey":
-		return apikeyCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "apikey", "tenant":
+		return adminCommand(ctx, args[0], args[1:], getenv, stdout, stderr)
 	case "sign":
 		return signCommand(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
@@ -137,6 +138,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	}
 	defer flushSpans()
 	metrics := prom.New()
+	metrics.SetMaxTenants(cfg.MetricsTenants)
 	a, err := openAdapters(ctx, cfg, log, metrics)
 	if err != nil {
 		return err
