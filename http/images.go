@@ -186,13 +186,9 @@ func (s *Server) handleImageUpload() http.Handler {
 }
 
 func (s *Server) handleImageGet() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		img, err := s.deps.Store.Image(r.Context(), tenantOf(r), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return owned(s, s.deps.Store.Image, func(w http.ResponseWriter, _ *http.Request, img *imaged.Image) error {
 		writeJSON(w, http.StatusOK, img)
+		return nil
 	})
 }
 
@@ -237,33 +233,24 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, key, contentT
 }
 
 func (s *Server) handleImageContent() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		img, err := s.deps.Store.Image(r.Context(), tenantOf(r), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return owned(s, s.deps.Store.Image, func(w http.ResponseWriter, r *http.Request, img *imaged.Image) error {
 		s.serveBlob(w, r, img.Key, img.ContentType, img.SHA256)
+		return nil
 	})
 }
 
 func (s *Server) handleImageDelete() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		img, err := s.deps.Store.Image(r.Context(), tenantOf(r), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return owned(s, s.deps.Store.Image, func(w http.ResponseWriter, r *http.Request, img *imaged.Image) error {
 		// The record goes first: a crash in between leaves an unreferenced object, never a
 		// record that points at nothing.
 		if err := s.deps.Store.DeleteImage(r.Context(), img.Tenant, img.ID); err != nil {
-			s.writeError(w, r, err)
-			return
+			return err
 		}
 		if err := s.deps.Blobs.Delete(r.Context(), img.Key); err != nil {
 			s.log.ErrorContext(r.Context(), "deleting image bytes failed", "key", img.Key, "error", err.Error())
 		}
 		w.WriteHeader(http.StatusNoContent)
+		return nil
 	})
 }
 

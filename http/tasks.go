@@ -108,33 +108,23 @@ func (s *Server) handleTaskCreate() http.Handler {
 }
 
 func (s *Server) handleTaskGet() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.Task(r.Context(), tenantOf(r), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return owned(s, s.deps.Store.Task, func(w http.ResponseWriter, _ *http.Request, t *imaged.Task) error {
 		writeJSON(w, http.StatusOK, viewTask(t))
+		return nil
 	})
 }
 
 // handleTaskResult streams a completed task's output image.
 func (s *Server) handleTaskResult() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.Task(r.Context(), tenantOf(r), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return owned(s, s.deps.Store.Task, func(w http.ResponseWriter, r *http.Request, t *imaged.Task) error {
 		if t.Status != imaged.StatusCompleted {
-			s.writeError(w, r, imaged.Errorf(imaged.EConflict, "the task is %s; its result exists once it is completed", t.Status))
-			return
+			return imaged.Errorf(imaged.EConflict, "the task is %s; its result exists once it is completed", t.Status)
 		}
 		if t.Result == nil || t.Result.Output == nil {
-			s.writeError(w, r, imaged.Errorf(imaged.ENotFound, "the task's pipeline made no image; its analyses are in GET /v1/tasks/%s", t.ID))
-			return
+			return imaged.Errorf(imaged.ENotFound, "the task's pipeline made no image; its analyses are in GET /v1/tasks/%s", t.ID)
 		}
 		s.serveBlob(w, r, t.Result.Output.Key, t.Result.Output.ContentType, t.Result.Output.SHA256)
+		return nil
 	})
 }
 
@@ -166,15 +156,11 @@ func (s *Server) handleTaskList() http.Handler {
 }
 
 func (s *Server) handleTaskCancel() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t, err := s.deps.Store.CancelTask(r.Context(), tenantOf(r), r.PathValue("id"))
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	return owned(s, s.deps.Store.CancelTask, func(w http.ResponseWriter, r *http.Request, t *imaged.Task) error {
 		s.publish(r.Context(), imaged.Event{Type: imaged.EventTaskCancelled, TaskID: t.ID, BatchID: t.BatchID,
 			ImageID: t.ImageID, Status: t.Status})
 		writeJSON(w, http.StatusOK, viewTask(t))
+		return nil
 	})
 }
 

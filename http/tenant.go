@@ -65,3 +65,19 @@ func (s *Server) checkOverlays(ctx context.Context, tenant string, ops []imaged.
 	}
 	return nil
 }
+
+// owned answers a route that acts on one of the caller's records named by the path's {id}:
+// find looks the record up within the caller's tenant (another tenant's id is not found, so
+// ids cannot be probed), and serve answers with it. Either's error is the answer.
+func owned[T any](s *Server, find func(ctx context.Context, tenant, id string) (T, error),
+	serve func(w http.ResponseWriter, r *http.Request, v T) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := find(r.Context(), tenantOf(r), r.PathValue("id"))
+		if err == nil {
+			err = serve(w, r, v)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
