@@ -492,7 +492,8 @@ scrape_configs:
 	// The label every other series carries besides job and instance: the scrape's own.
 	extra := []string{"component"}
 
-	// http_requests_total{method, endpoint, status_code}: the endpoint is the route pattern.
+	// http_requests_total{method, endpoint, status_code, tenant}: the endpoint is the route
+	// pattern; the tenant is the caller's (requests without a key have none).
 	want := [][3]string{{"POST", "/v1/images", "201"}, {"POST", "/v1/process", "200"}, {"POST", "/v1/tasks", "202"},
 		{"GET", "/v1/tasks/{id}", "200"}, {"GET", "/v1/images/{id}", "404"}, {"GET", "/health/ready", "200"}}
 	reqs := p.query(`http_requests_total{job="imaged"}`)
@@ -508,7 +509,14 @@ scrape_configs:
 		}
 	}
 	for _, s := range reqs {
-		checkLabels(t, s, append(extra, "method", "endpoint", "status_code")...)
+		labels := append(slices.Clone(extra), "method", "endpoint", "status_code")
+		if _, ok := s.Metric["tenant"]; ok { // Prometheus drops the empty label of keyless requests
+			labels = append(labels, "tenant")
+		}
+		checkLabels(t, s, labels...)
+		if s.Metric["endpoint"] == "/v1/tasks/{id}" && s.Metric["tenant"] == "" {
+			t.Errorf("a keyed request counted without its tenant: %v", s.Metric)
+		}
 		if strings.Contains(s.Metric["endpoint"], imageID) || strings.Contains(s.Metric["endpoint"], taskID) ||
 			strings.Contains(s.Metric["endpoint"], "no-such-image") {
 			t.Errorf("endpoint label holds a raw path: %v", s.Metric)
