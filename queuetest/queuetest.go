@@ -76,6 +76,9 @@ const (
 	// lease is the consumers' lease: short, so a dead consumer's task comes back soon on the
 	// database queue.
 	lease = 300 * time.Millisecond
+	// holdLease is the lease of a consumer or claim that is not meant to lose its task: long
+	// enough that a handler slowed down by a loaded machine never sees its task swept away.
+	holdLease = 30 * time.Second
 	sweep = 50 * time.Millisecond
 	// wait bounds every wait for a condition.
 	wait = 30 * time.Second
@@ -137,7 +140,7 @@ func kill(h Harness, q imaged.Queue) {
 func consume(t *testing.T, q imaged.Queue, opts imaged.ConsumeOptions, killed bool, h imaged.Handler) (stop func()) {
 	t.Helper()
 	if opts.Lease == 0 {
-		opts.Lease = lease
+		opts.Lease = holdLease
 	}
 	if opts.Concurrency == 0 {
 		opts.Concurrency = 1
@@ -168,7 +171,7 @@ func consume(t *testing.T, q imaged.Queue, opts imaged.ConsumeOptions, killed bo
 func outcome(ctx context.Context, s imaged.TaskStore, d *imaged.Delivery) error {
 	task := d.Task
 	if task == nil {
-		t, err := s.ClaimTask(ctx, d.TaskID, nil, "queuetest", lease)
+		t, err := s.ClaimTask(ctx, d.TaskID, nil, "queuetest", holdLease)
 		if err != nil || t == nil {
 			return err // not claimable: a duplicate, dropped as the worker drops it
 		}
@@ -311,9 +314,10 @@ func testEachTaskOnce(t *testing.T, h Harness) {
 		})
 	waitFor(t, "Concurrency handlers in flight", func() bool { return inflight.Load() == conc })
 	close(release)
-	waitFor(t, "every task delivered", func() bool {
+	// A delivery is recorded before its outcome: wait for the outcomes, not the deliveries.
+	waitFor(t, "every task completed", func() bool {
 		for _, task := range tasks {
-			if r.count(task.ID) == 0 {
+			if status(t, h.Store, task.ID) != imaged.StatusCompleted {
 				return false
 			}
 		}
@@ -344,7 +348,9 @@ func testAckOnlyAfterOutcome(t *testing.T, h Harness) {
 	q := open(t, h)
 	task := publish(t, h, q, 1)[0]
 	var r deliveries
-	stop := consume(t, q, imaged.ConsumeOptions{WorkerID: "w1"}, false,
+	// The short lease: on the database queue a delivery whose handler failed comes back when
+	// its lease runs out.
+	stop := consume(t, q, imaged.ConsumeOptions{WorkerID: "w1", Lease: lease}, false,
 		func(ctx context.Context, d *imaged.Delivery) error {
 			r.add(d)
 			if r.count(d.TaskID) == 1 {
@@ -381,7 +387,7 @@ func testCancelWaitsForHandlers(t *testing.T, h Harness) {
 	defer cancel()
 	returned := make(chan error, 1)
 	go func() {
-		returned <- q.Consume(ctx, imaged.ConsumeOptions{WorkerID: "w1", Concurrency: 1, Lease: lease},
+		returned <- q.Consume(ctx, imaged.ConsumeOptions{WorkerID: "w1", Concurrency: 1, Lease: holdLease},
 			func(hctx context.Context, d *imaged.Delivery) error {
 				started <- hctx
 				<-release
@@ -443,7 +449,7 @@ func testRedeliveryWhenConsumerDies(t *testing.T, h Harness) {
 	task := publish(t, h, dying, 1)[0]
 	got := make(chan *imaged.Delivery, 1)
 	hold := make(chan struct{})
-	consume(t, dying, imaged.ConsumeOptions{WorkerID: "dying"}, true,
+	consume(t, dying, imaged.ConsumeOptions{WorkerID: "dying", Lease: lease}, true,
 		func(ctx context.Context, d *imaged.Delivery) error {
 			got <- d
 			<-hold
@@ -495,11 +501,13 @@ func testDelayedRetry(t *testing.T, h Harness) {
 	const delay = 700 * time.Millisecond
 	q := open(t, h)
 	var r deliveries
-	consume(t, q, imaged.ConsumeOptions{WorkerID: "w1", Concurrency: 1}, false, recorder(h.Store, &r))
 	task := createTasks(t, h.Store, imaged.TaskTypeTransform, 1)[0]
-	if c, err := h.Store.ClaimTask(t.Context(), task.ID, nil, "w0", lease); err != nil || c == nil {
+	if c, err := h.Store.ClaimTask(t.Context(), task.ID, nil, "w0", holdLease); err != nil || c == nil {
 		t.Fatalf("ClaimTask = %v, %v", c, err)
 	}
+	// The consumer starts once the task is w0's: on the database queue a consumer's first
+	// claim would otherwise race the one above.
+	consume(t, q, imaged.ConsumeOptions{WorkerID: "w1", Concurrency: 1}, false, recorder(h.Store, &r))
 	// A retry as the worker records it: queued again with a RunAfter, then published with the
 	// same delay.
 	start := time.Now()
@@ -530,7 +538,7 @@ func testDelayedRetry(t *testing.T, h Harness) {
 func testFailedForGood(t *testing.T, h Harness) {
 	q := open(t, h)
 	task := createTasks(t, h.Store, imaged.TaskTypeTransform, 1)[0]
-	c, err := h.Store.ClaimTask(t.Context(), task.ID, nil, "w0", lease)
+	c, err := h.Store.ClaimTask(t.Context(), task.ID, nil, "w0", holdLease)
 	if err != nil || c == nil {
 		t.Fatalf("ClaimTask = %v, %v", c, err)
 	}
