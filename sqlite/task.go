@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 // DefaultLease is the lease ClaimTask grants when asked for none.
@@ -18,15 +19,11 @@ const DefaultLease = 5 * time.Minute
 
 // List page sizes.
 const (
-	DefaultListLimit = 50
-	MaxListLimit     = 1000
+	DefaultListLimit = sqlstore.DefaultListLimit
+	MaxListLimit     = sqlstore.MaxListLimit
 )
 
-// taskColumns is the column list every task query selects or returns, in scanTask's order.
-const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
-	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant`
-
+// sqlstore.TaskColumns is the column list every task query selects or returns, in scanTask's order.
 // querier is what *sql.DB and *sql.Tx share.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -34,9 +31,7 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanTask(sc scanner) (*imaged.Task, error) {
+func scanTask(sc sqlstore.Scanner) (*imaged.Task, error) {
 	var (
 		t                           imaged.Task
 		ops                         string
@@ -80,21 +75,14 @@ func scanTask(sc scanner) (*imaged.Task, error) {
 	return &t, nil
 }
 
-func queryTasks(ctx context.Context, q querier, query string, args ...any) ([]*imaged.Task, error) {
+// queryAll runs a query and reads every row it yields with scan.
+func queryAll[T any](ctx context.Context, q querier, scan func(sqlstore.Scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*imaged.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return sqlstore.Collect(rows, scan)
 }
 
 // queryTask runs a query (or an UPDATE … RETURNING) that yields at most one task; nil when none.
@@ -157,7 +145,7 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 		}
 		if batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "" {
-			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE tenant = ? AND idempotency_key = ?`,
+			stored, err := queryTask(ctx, tx, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE tenant = ? AND idempotency_key = ?`,
 				tasks[0].Tenant, tasks[0].IdempotencyKey)
 			if err != nil {
 				return err
@@ -228,11 +216,11 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 
 // Task returns the tenant's task; ENotFound when absent or another tenant's.
 func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
-	t, err := queryTask(ctx, s.r, `SELECT `+taskColumns+` FROM tasks WHERE `+cond, args...)
+	t, err := queryTask(ctx, s.r, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: task: %w", err)
 	}
@@ -246,7 +234,7 @@ func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 // descending), and the cursor of the next page. Limit defaults to DefaultListLimit and is capped
 // at MaxListLimit. An unknown status or a cursor this store did not issue is EInvalid.
 func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.NewPage(f.Tenant, f.Cursor, f.Limit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -254,30 +242,30 @@ func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.T
 		if !slices.Contains(imaged.Statuses, f.Status) {
 			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
 		}
-		p.add("status = ?", f.Status)
+		p.Where("status = " + p.Arg(f.Status))
 	}
 	if f.BatchID != "" {
-		p.add("batch_id = ?", f.BatchID)
+		p.Where("batch_id = " + p.Arg(f.BatchID))
 	}
-	tasks, err := queryTasks(ctx, s.r, `SELECT `+taskColumns+` FROM tasks`+p.where()+p.order(), p.args...)
+	tasks, err := queryAll(ctx, s.r, scanTask, `SELECT `+sqlstore.TaskColumns+` FROM tasks`+p.Filter(), p.Args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list tasks: %w", err)
 	}
-	tasks, next := cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
+	tasks, next := sqlstore.Cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
 	return tasks, next, nil
 }
 
 // CancelTask moves the tenant's queued task to cancelled; EConflict when it is no longer
 // queued, ENotFound when absent or another tenant's.
 func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	t, err := queryTask(ctx, s.w, `
 		UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
 		WHERE `+cond+` AND status = 'queued'
-		RETURNING `+taskColumns, append([]any{formatTime(now())}, args...)...)
+		RETURNING `+sqlstore.TaskColumns, append([]any{formatTime(now())}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: cancel task: %w", err)
 	}
@@ -311,10 +299,8 @@ func (s *Store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []
 	return b, tasks, err
 }
 
-// batchColumns is the column list every batch query selects, in scanBatch's order.
-const batchColumns = `id, tenant, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at`
-
-func scanBatch(sc scanner) (*imaged.Batch, error) {
+// sqlstore.BatchColumns is the column list every batch query selects, in scanBatch's order.
+func scanBatch(sc sqlstore.Scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
 	var created string
 	err := sc.Scan(&b.ID, &b.Tenant, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &created)
@@ -328,11 +314,11 @@ func scanBatch(sc scanner) (*imaged.Batch, error) {
 }
 
 func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := scanBatch(q.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE `+cond, args...))
+	b, err := scanBatch(q.QueryRowContext(ctx, `SELECT `+sqlstore.BatchColumns+` FROM batches WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
 	}
@@ -348,7 +334,7 @@ func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch
 
 // summarise reads the batch's tasks in creation order and sets its status and counts from them.
 func summarise(ctx context.Context, q querier, b *imaged.Batch) ([]*imaged.Task, error) {
-	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = ? ORDER BY seq`, b.ID)
+	tasks, err := queryAll(ctx, q, scanTask, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE batch_id = ? ORDER BY seq`, b.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +373,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, types []string, worker
 		UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = ?,
 			lease_until = ?, started_at = ?
 		WHERE `+where+`
-		RETURNING `+taskColumns, args...)
+		RETURNING `+sqlstore.TaskColumns, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim task: %w", err)
 	}
@@ -401,7 +387,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	t, err := queryTask(ctx, s.w, `
 		UPDATE tasks SET `+set+`
 		WHERE id = ? AND status = 'processing' AND attempts = ?
-		RETURNING `+taskColumns, args...)
+		RETURNING `+sqlstore.TaskColumns, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s task: %w", verb, err)
 	}
@@ -471,20 +457,9 @@ func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]s
 		query += ` AND lease_until <= ?`
 		args = append(args, formatTime(at))
 	}
-	rows, err := s.w.QueryContext(ctx, query+` RETURNING id`, args...)
+	ids, err := queryAll(ctx, s.w, scanID,
+		query+` RETURNING id`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
 	}
 	return ids, nil
@@ -514,4 +489,10 @@ func (s *Store) CountQueued(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("sqlite: count queued: %w", err)
 	}
 	return out, nil
+}
+
+func scanID(sc sqlstore.Scanner) (string, error) {
+	var id string
+	err := sc.Scan(&id)
+	return id, err
 }

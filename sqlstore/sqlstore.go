@@ -1,0 +1,141 @@
+// Package sqlstore holds what the SQL task stores (sqlite, postgres) share: the column lists
+// their queries select, keyset paging written in a dialect's placeholders, and reading rows
+// into a slice. It depends only on the root package and the standard library, so each store
+// keeps its own driver and neither imports the other.
+package sqlstore
+
+import (
+	"strings"
+	"time"
+
+	"github.com/imaged/imaged"
+)
+
+// Column lists every query of a kind selects or returns, in the order the stores' scan
+// functions read them. Both dialects spell them alike, so a column added to a table is added
+// here once.
+const (
+	TaskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
+	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
+	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant`
+	BatchColumns  = `id, tenant, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at`
+	ImageColumns  = `id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at`
+	APIKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at, tenant`
+	TenantColumns = `id, COALESCE(quota_bytes, 0), COALESCE(quota_images, 0), COALESCE(rate_limit, 0),
+	COALESCE(burst, 0), COALESCE(concurrency, 0), created_at, updated_at`
+)
+
+// List page sizes.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 1000
+)
+
+// Dialect is how one database spells query parameters.
+type Dialect struct {
+	// Placeholder is the marker of the nth argument of a statement, counting from 1.
+	Placeholder func(n int) string
+	// CursorTime is a cursor's time as the store passes it, and TimeCast what follows its
+	// placeholder so that the database compares it as the column's type.
+	CursorTime func(time.Time) any
+	TimeCast   string
+}
+
+// OfTenant is the condition selecting the row id (the first argument) within tenant (the
+// second; any tenant's for AnyTenant), with its arguments; EInternal for an empty tenant.
+func (d Dialect) OfTenant(tenant, id string) (string, []any, error) {
+	if err := imaged.CheckTenant(tenant); err != nil {
+		return "", nil, err
+	}
+	if tenant == imaged.AnyTenant {
+		return `id = ` + d.Placeholder(1), []any{id}, nil
+	}
+	return `id = ` + d.Placeholder(1) + ` AND tenant = ` + d.Placeholder(2), []any{id, tenant}, nil
+}
+
+// Page is one page of a list newest first (ties broken by id, descending): the conditions so
+// far, their arguments, and the page size.
+type Page struct {
+	d     Dialect
+	conds []string
+	Args  []any
+	limit int
+}
+
+// NewPage starts a list of tenant's rows after cursor; EInvalid for a cursor the store did not
+// issue. Limit defaults to DefaultListLimit and is capped at MaxListLimit.
+func (d Dialect) NewPage(tenant, cursor string, limit int) (*Page, error) {
+	if err := imaged.CheckTenant(tenant); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	p := &Page{d: d, limit: min(limit, MaxListLimit)}
+	if tenant != imaged.AnyTenant {
+		p.Where("tenant = " + p.Arg(tenant))
+	}
+	if cursor != "" {
+		created, id, err := imaged.DecodeCursor(cursor)
+		if err != nil {
+			return nil, err
+		}
+		p.Where("(created_at, id) < (" + p.Arg(d.CursorTime(created)) + d.TimeCast + ", " + p.Arg(id) + ")")
+	}
+	return p, nil
+}
+
+// Arg adds an argument and returns its placeholder.
+func (p *Page) Arg(v any) string {
+	p.Args = append(p.Args, v)
+	return p.d.Placeholder(len(p.Args))
+}
+
+// Where adds a condition; its arguments are added with Arg.
+func (p *Page) Where(cond string) { p.conds = append(p.conds, cond) }
+
+// Filter is the WHERE clause of the conditions so far ("" for none), then the page's order and
+// limit. It reads one row past the page, so that Cut can tell whether another follows; call it
+// once, after the last condition.
+func (p *Page) Filter() string {
+	var where string
+	if len(p.conds) > 0 {
+		where = ` WHERE ` + strings.Join(p.conds, " AND ")
+	}
+	return where + ` ORDER BY created_at DESC, id DESC LIMIT ` + p.Arg(p.limit+1)
+}
+
+// Cut trims the extra row Filter read and returns the next page's cursor ("" at the end).
+func Cut[T any](p *Page, rows []T, key func(T) (time.Time, string)) ([]T, string) {
+	if len(rows) <= p.limit {
+		return rows, ""
+	}
+	rows = rows[:p.limit]
+	created, id := key(rows[p.limit-1])
+	return rows, imaged.EncodeCursor(created, id)
+}
+
+// Scanner reads one row; *sql.Row, *sql.Rows, pgx.Row and pgx.Rows are all one.
+type Scanner interface {
+	Scan(dest ...any) error
+}
+
+// Rows is a result set being read: what *sql.Rows and pgx.Rows share. The caller closes it.
+type Rows interface {
+	Scanner
+	Next() bool
+	Err() error
+}
+
+// Collect reads every row of rows with scan.
+func Collect[T any](rows Rows, scan func(Scanner) (T, error)) ([]T, error) {
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
