@@ -46,7 +46,7 @@ func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*image
 	// One repeatable-read transaction, so every batch agrees with its counts.
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
-		out, err = queryAll(ctx, tx, scanBatch, `SELECT `+sqlstore.BatchColumns+` FROM batches`+p.Filter(), p.Args...)
+		out, err = queryAll(ctx, tx, scanBatch, p.Select(sqlstore.BatchColumns, `batches`), p.Args...)
 		if err != nil {
 			return err
 		}

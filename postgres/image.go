@@ -98,7 +98,7 @@ func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged
 	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	out, err := queryAll(ctx, s.pool, scanImage, `SELECT `+sqlstore.ImageColumns+` FROM images`+p.Filter(), p.Args...)
+	out, err := queryAll(ctx, s.pool, scanImage, p.Select(sqlstore.ImageColumns, `images`), p.Args...)
 	if err != nil {
 		return nil, "", s.wrap(ctx, "list images", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -264,22 +263,13 @@ func (s *Store) task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 // descending), and the cursor of the next page. Limit defaults to DefaultListLimit and is capped
 // at MaxListLimit. An unknown status or a cursor this store did not issue is EInvalid.
 func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	p, err := dialect.NewPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.TaskPage(f)
 	if err != nil {
 		return nil, "", err
 	}
-	if f.Status != "" {
-		if !slices.Contains(imaged.Statuses, f.Status) {
-			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
-		}
-		p.Where("status = " + p.Arg(f.Status))
-	}
-	if f.BatchID != "" {
-		p.Where("batch_id = " + p.Arg(f.BatchID))
-	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	tasks, err := queryAll(ctx, s.pool, scanTask, `SELECT `+sqlstore.TaskColumns+` FROM tasks`+p.Filter(), p.Args...)
+	tasks, err := queryAll(ctx, s.pool, scanTask, p.Select(sqlstore.TaskColumns, `tasks`), p.Args...)
 	if err != nil {
 		return nil, "", s.wrap(ctx, "list tasks", err)
 	}

@@ -13,19 +13,6 @@ import (
 
 var _ imaged.APIKeyStore = (*Store)(nil)
 
-func (s *Store) prepareKey(k *imaged.APIKey) {
-	if k.ID == "" {
-		k.ID = imaged.NewOrderedID()
-	}
-	if k.Tenant == "" {
-		k.Tenant = imaged.DefaultTenant
-	}
-	if k.CreatedAt.IsZero() {
-		k.CreatedAt = now()
-	}
-	k.CreatedAt = k.CreatedAt.UTC().Truncate(time.Microsecond)
-}
-
 func keyArgs(k *imaged.APIKey) []any {
 	return []any{k.ID, k.Name, k.Prefix, k.Hash, k.Admin, k.RateLimit, k.Burst, k.Concurrency,
 		formatTime(k.CreatedAt), formatTimePtr(k.LastUsedAt), formatTimePtr(k.RevokedAt), k.Tenant}
@@ -33,7 +20,7 @@ func keyArgs(k *imaged.APIKey) []any {
 
 // CreateAPIKey records a key; EConflict when a key with that prefix exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k *imaged.APIKey) error {
-	s.prepareKey(k)
+	stamp(&k.ID, &k.Tenant, &k.CreatedAt)
 	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+sqlstore.APIKeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		keyArgs(k)...)
 	if isConstraint(err) {
@@ -48,7 +35,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *imaged.APIKey) error {
 // CreateFirstAPIKey records k only when no key exists. The single writer connection makes the
 // check and the insert one step.
 func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, error) {
-	s.prepareKey(k)
+	stamp(&k.ID, &k.Tenant, &k.CreatedAt)
 	res, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+sqlstore.APIKeyColumns+`)
 		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM api_keys)`, keyArgs(k)...)
 	if err != nil {

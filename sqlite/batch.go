@@ -23,7 +23,7 @@ func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*image
 		return nil, "", fmt.Errorf("sqlite: list batches: %w", err)
 	}
 	defer tx.Rollback()
-	out, err := queryAll(ctx, tx, scanBatch, `SELECT `+sqlstore.BatchColumns+` FROM batches`+p.Filter(), p.Args...)
+	out, err := queryAll(ctx, tx, scanBatch, p.Select(sqlstore.BatchColumns, `batches`), p.Args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list batches: %w", err)
 	}

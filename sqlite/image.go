@@ -29,16 +29,7 @@ func scanImage(sc sqlstore.Scanner) (*imaged.Image, error) {
 // CreateImage records an uploaded image. It sets ID (when empty), Tenant (when empty, to the
 // default tenant) and CreatedAt (when zero); EConflict when an image with that ID exists.
 func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
-	if img.ID == "" {
-		img.ID = imaged.NewOrderedID()
-	}
-	if img.Tenant == "" {
-		img.Tenant = imaged.DefaultTenant
-	}
-	if img.CreatedAt.IsZero() {
-		img.CreatedAt = now()
-	}
-	img.CreatedAt = img.CreatedAt.UTC().Truncate(time.Microsecond)
+	stamp(&img.ID, &img.Tenant, &img.CreatedAt)
 	_, err := s.w.ExecContext(ctx, `
 		INSERT INTO images (id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -94,7 +85,7 @@ func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged
 	if err != nil {
 		return nil, "", err
 	}
-	out, err := queryAll(ctx, s.r, scanImage, `SELECT `+sqlstore.ImageColumns+` FROM images`+p.Filter(), p.Args...)
+	out, err := queryAll(ctx, s.r, scanImage, p.Select(sqlstore.ImageColumns, `images`), p.Args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list images: %w", err)
 	}

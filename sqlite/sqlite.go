@@ -258,6 +258,22 @@ func parseTimePtr(s sql.NullString) (*time.Time, error) {
 }
 
 // now is the store's clock, at the precision it stores.
+// stamp fills what a new record's caller left empty: its id (ordered, so that rows sort by
+// creation), the default tenant and the creation time, kept at the precision the store reads
+// back.
+func stamp(id, tenant *string, created *time.Time) {
+	if *id == "" {
+		*id = imaged.NewOrderedID()
+	}
+	if *tenant == "" {
+		*tenant = imaged.DefaultTenant
+	}
+	if created.IsZero() {
+		*created = now()
+	}
+	*created = created.UTC().Truncate(time.Microsecond)
+}
+
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 func nullString(s string) any {

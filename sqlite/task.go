@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -234,20 +233,11 @@ func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 // descending), and the cursor of the next page. Limit defaults to DefaultListLimit and is capped
 // at MaxListLimit. An unknown status or a cursor this store did not issue is EInvalid.
 func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	p, err := dialect.NewPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.TaskPage(f)
 	if err != nil {
 		return nil, "", err
 	}
-	if f.Status != "" {
-		if !slices.Contains(imaged.Statuses, f.Status) {
-			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
-		}
-		p.Where("status = " + p.Arg(f.Status))
-	}
-	if f.BatchID != "" {
-		p.Where("batch_id = " + p.Arg(f.BatchID))
-	}
-	tasks, err := queryAll(ctx, s.r, scanTask, `SELECT `+sqlstore.TaskColumns+` FROM tasks`+p.Filter(), p.Args...)
+	tasks, err := queryAll(ctx, s.r, scanTask, p.Select(sqlstore.TaskColumns, `tasks`), p.Args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list tasks: %w", err)
 	}

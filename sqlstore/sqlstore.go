@@ -5,6 +5,7 @@
 package sqlstore
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -85,6 +86,25 @@ func (d Dialect) NewPage(tenant, cursor string, limit int) (*Page, error) {
 	return p, nil
 }
 
+// TaskPage starts a page of the tasks f selects; EInvalid for an unknown status or a cursor
+// the store did not issue.
+func (d Dialect) TaskPage(f imaged.TaskFilter) (*Page, error) {
+	p, err := d.NewPage(f.Tenant, f.Cursor, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if f.Status != "" {
+		if !slices.Contains(imaged.Statuses, f.Status) {
+			return nil, imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
+		}
+		p.Where("status = " + p.Arg(f.Status))
+	}
+	if f.BatchID != "" {
+		p.Where("batch_id = " + p.Arg(f.BatchID))
+	}
+	return p, nil
+}
+
 // Arg adds an argument and returns its placeholder.
 func (p *Page) Arg(v any) string {
 	p.Args = append(p.Args, v)
@@ -94,15 +114,19 @@ func (p *Page) Arg(v any) string {
 // Where adds a condition; its arguments are added with Arg.
 func (p *Page) Where(cond string) { p.conds = append(p.conds, cond) }
 
-// Filter is the WHERE clause of the conditions so far ("" for none), then the page's order and
-// limit. It reads one row past the page, so that Cut can tell whether another follows; call it
-// once, after the last condition.
-func (p *Page) Filter() string {
+// filter is the WHERE clause of the conditions so far ("" for none), then the page's order and
+// limit. It reads one row past the page, so that Cut can tell whether another follows.
+func (p *Page) filter() string {
 	var where string
 	if len(p.conds) > 0 {
 		where = ` WHERE ` + strings.Join(p.conds, " AND ")
 	}
 	return where + ` ORDER BY created_at DESC, id DESC LIMIT ` + p.Arg(p.limit+1)
+}
+
+// Select is the query reading the page's rows of table.
+func (p *Page) Select(columns, table string) string {
+	return `SELECT ` + columns + ` FROM ` + table + p.filter()
 }
 
 // Cut trims the extra row Filter read and returns the next page's cursor ("" at the end).
