@@ -300,7 +300,7 @@ func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task
 	if err != nil {
 		return nil, err
 	}
-	return nil, imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", id, cur.Status)
+	return nil, sqlstore.NotQueued(cur)
 }
 
 // Batch returns the tenant's batch with counts per status and its tasks in creation order;
@@ -395,8 +395,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	if err != nil {
 		return nil, err
 	}
-	return nil, imaged.Errorf(imaged.EConflict,
-		"task %s is %s at attempt %d; attempt %d cannot %s it", id, cur.Status, cur.Attempts, attempt, verb)
+	return nil, sqlstore.NotProcessing(cur, attempt, verb)
 }
 
 // CompleteTask records the result of the given attempt of a processing task and clears the
@@ -501,26 +500,15 @@ func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]s
 // CountQueued returns the number of queued tasks per task type, every known type present.
 // Tasks waiting for a retry's RunAfter count as queued.
 func (s *Store) CountQueued(ctx context.Context) (map[string]int, error) {
-	out := make(map[string]int, len(imaged.TaskTypes))
-	for _, typ := range imaged.TaskTypes {
-		out[typ] = 0
-	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT type, count(*) FROM tasks WHERE status = 'queued' GROUP BY type`)
+	rows, err := s.pool.Query(ctx, sqlstore.CountQueued)
 	if err != nil {
 		return nil, s.wrap(ctx, "count queued", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var typ string
-		var n int
-		if err := rows.Scan(&typ, &n); err != nil {
-			return nil, s.wrap(ctx, "count queued", err)
-		}
-		out[typ] = n
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.QueuedCounts(rows)
+	if err != nil {
 		return nil, s.wrap(ctx, "count queued", err)
 	}
 	return out, nil

@@ -163,3 +163,39 @@ func Collect[T any](rows Rows, scan func(Scanner) (T, error)) ([]T, error) {
 	}
 	return out, rows.Err()
 }
+
+// CountQueued is the query counting queued tasks per type, for QueuedCounts to read.
+const CountQueued = `SELECT type, count(*) FROM tasks WHERE status = 'queued' GROUP BY type`
+
+// QueuedCounts reads the rows of CountQueued into counts per task type, every known type
+// present.
+func QueuedCounts(rows Rows) (map[string]int, error) {
+	out := make(map[string]int, len(imaged.TaskTypes))
+	for _, typ := range imaged.TaskTypes {
+		out[typ] = 0
+	}
+	for rows.Next() {
+		var typ string
+		var n int
+		if err := rows.Scan(&typ, &n); err != nil {
+			return nil, err
+		}
+		out[typ] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NotQueued is the EConflict of a cancel that found the task, as stored now, out of the queue.
+func NotQueued(cur *imaged.Task) error {
+	return imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", cur.ID, cur.Status)
+}
+
+// NotProcessing is the EConflict of an update of a task's attempt (verb says what it would
+// have done) that found the task, as stored now, not processing at that attempt.
+func NotProcessing(cur *imaged.Task, attempt int, verb string) error {
+	return imaged.Errorf(imaged.EConflict,
+		"task %s is %s at attempt %d; attempt %d cannot %s it", cur.ID, cur.Status, cur.Attempts, attempt, verb)
+}
