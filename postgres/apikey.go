@@ -92,8 +92,7 @@ func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, 
 
 func scanAPIKey(row sqlstore.Scanner) (*imaged.APIKey, error) {
 	var k imaged.APIKey
-	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &k.Admin, &k.RateLimit, &k.Burst, &k.Concurrency,
-		&k.CreatedAt, &k.LastUsedAt, &k.RevokedAt, &k.Tenant); err != nil {
+	if err := row.Scan(sqlstore.APIKeyDest(&k, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt)...); err != nil {
 		return nil, err
 	}
 	k.CreatedAt = k.CreatedAt.UTC()

@@ -13,7 +13,7 @@ import (
 // sqlstore.BatchColumns is the column list every batch query selects, in scanBatch's order.
 func scanBatch(row sqlstore.Scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
-	err := row.Scan(&b.ID, &b.Tenant, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &b.CreatedAt)
+	err := row.Scan(sqlstore.BatchDest(&b, &b.CreatedAt)...)
 	if err != nil {
 		return nil, err
 	}

@@ -15,8 +15,7 @@ import (
 // sqlstore.ImageColumns is the column list every image query selects, in scanImage's order.
 func scanImage(row sqlstore.Scanner) (*imaged.Image, error) {
 	var img imaged.Image
-	err := row.Scan(&img.ID, &img.Tenant, &img.Key, &img.Format, &img.ContentType, &img.Width,
-		&img.Height, &img.Bytes, &img.SHA256, &img.Filename, &img.CreatedAt)
+	err := row.Scan(sqlstore.ImageDest(&img, &img.CreatedAt)...)
 	if err != nil {
 		return nil, err
 	}

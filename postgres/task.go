@@ -41,9 +41,9 @@ func scanTask(row sqlstore.Scanner) (*imaged.Task, error) {
 		lease, started, finished *time.Time
 		errCode, errMessage      *string
 	)
-	err := row.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
-		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&t.RunAfter, &lease, &t.CreatedAt, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent, &t.Tenant)
+	err := row.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: &t.RunAfter, LeaseUntil: &lease,
+		Created: &t.CreatedAt, Started: &started, Finished: &finished, Result: &result, ErrorCode: &errCode,
+		ErrorMessage: &errMessage})...)
 	if err != nil {
 		return nil, err
 	}

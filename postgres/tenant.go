@@ -14,7 +14,7 @@ var _ imaged.TenantStore = (*Store)(nil)
 
 func scanTenant(row sqlstore.Scanner) (*imaged.Tenant, error) {
 	var t imaged.Tenant
-	err := row.Scan(&t.ID, &t.QuotaBytes, &t.QuotaImages, &t.RateLimit, &t.Burst, &t.Concurrency, &t.CreatedAt, &t.UpdatedAt)
+	err := row.Scan(sqlstore.TenantDest(&t, &t.CreatedAt, &t.UpdatedAt)...)
 	if err != nil {
 		return nil, err
 	}

@@ -52,8 +52,7 @@ func scanAPIKey(row sqlstore.Scanner) (*imaged.APIKey, error) {
 	var k imaged.APIKey
 	var created string
 	var used, revoked sql.NullString
-	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &k.Admin, &k.RateLimit, &k.Burst, &k.Concurrency,
-		&created, &used, &revoked, &k.Tenant); err != nil {
+	if err := row.Scan(sqlstore.APIKeyDest(&k, &created, &used, &revoked)...); err != nil {
 		return nil, err
 	}
 	var err error

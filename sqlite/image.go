@@ -15,8 +15,7 @@ import (
 func scanImage(sc sqlstore.Scanner) (*imaged.Image, error) {
 	var img imaged.Image
 	var created string
-	err := sc.Scan(&img.ID, &img.Tenant, &img.Key, &img.Format, &img.ContentType, &img.Width,
-		&img.Height, &img.Bytes, &img.SHA256, &img.Filename, &created)
+	err := sc.Scan(sqlstore.ImageDest(&img, &created)...)
 	if err != nil {
 		return nil, err
 	}

@@ -38,9 +38,9 @@ func scanTask(sc sqlstore.Scanner) (*imaged.Task, error) {
 		lease, started, finished    sql.NullString
 		result, errCode, errMessage sql.NullString
 	)
-	err := sc.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
-		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&runAfter, &lease, &created, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent, &t.Tenant)
+	err := sc.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: &runAfter, LeaseUntil: &lease,
+		Created: &created, Started: &started, Finished: &finished, Result: &result, ErrorCode: &errCode,
+		ErrorMessage: &errMessage})...)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +293,7 @@ func (s *Store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []
 func scanBatch(sc sqlstore.Scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
 	var created string
-	err := sc.Scan(&b.ID, &b.Tenant, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &created)
+	err := sc.Scan(sqlstore.BatchDest(&b, &created)...)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ var _ imaged.TenantStore = (*Store)(nil)
 func scanTenant(sc sqlstore.Scanner) (*imaged.Tenant, error) {
 	var t imaged.Tenant
 	var created, updated string
-	err := sc.Scan(&t.ID, &t.QuotaBytes, &t.QuotaImages, &t.RateLimit, &t.Burst, &t.Concurrency, &created, &updated)
+	err := sc.Scan(sqlstore.TenantDest(&t, &created, &updated)...)
 	if err != nil {
 		return nil, err
 	}

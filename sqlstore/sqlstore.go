@@ -26,6 +26,44 @@ const (
 	COALESCE(burst, 0), COALESCE(concurrency, 0), created_at, updated_at`
 )
 
+// Where a row of each column list goes, in the list's order: the record's fields, and for the
+// columns each dialect reads in its own types (times, JSON, NULLs) the destinations it gives.
+
+// TaskRaw holds the destinations of the task columns each dialect reads its own way.
+type TaskRaw struct {
+	Ops, RunAfter, LeaseUntil, Created, Started, Finished, Result, ErrorCode, ErrorMessage any
+}
+
+// TaskDest is where a row of TaskColumns goes.
+func TaskDest(t *imaged.Task, raw TaskRaw) []any {
+	return []any{&t.ID, &t.Type, &t.Status, &t.ImageID, raw.Ops, &t.BatchID, &t.Attempts,
+		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
+		raw.RunAfter, raw.LeaseUntil, raw.Created, raw.Started, raw.Finished, raw.Result,
+		raw.ErrorCode, raw.ErrorMessage, &t.TraceParent, &t.Tenant}
+}
+
+// BatchDest is where a row of BatchColumns goes.
+func BatchDest(b *imaged.Batch, created any) []any {
+	return []any{&b.ID, &b.Tenant, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, created}
+}
+
+// ImageDest is where a row of ImageColumns goes.
+func ImageDest(img *imaged.Image, created any) []any {
+	return []any{&img.ID, &img.Tenant, &img.Key, &img.Format, &img.ContentType, &img.Width,
+		&img.Height, &img.Bytes, &img.SHA256, &img.Filename, created}
+}
+
+// APIKeyDest is where a row of APIKeyColumns goes.
+func APIKeyDest(k *imaged.APIKey, created, lastUsed, revoked any) []any {
+	return []any{&k.ID, &k.Name, &k.Prefix, &k.Hash, &k.Admin, &k.RateLimit, &k.Burst, &k.Concurrency,
+		created, lastUsed, revoked, &k.Tenant}
+}
+
+// TenantDest is where a row of TenantColumns goes.
+func TenantDest(t *imaged.Tenant, created, updated any) []any {
+	return []any{&t.ID, &t.QuotaBytes, &t.QuotaImages, &t.RateLimit, &t.Burst, &t.Concurrency, created, updated}
+}
+
 // List page sizes.
 const (
 	DefaultListLimit = 50
