@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -50,7 +49,7 @@ func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*image
 		if err != nil {
 			return err
 		}
-		out, next = sqlstore.Cut(p, out, func(b *imaged.Batch) (time.Time, string) { return b.CreatedAt, b.ID })
+		out, next = sqlstore.Cut(p, out, sqlstore.BatchKey)
 		for _, b := range out {
 			if _, err := summarise(ctx, tx, b); err != nil {
 				return err

@@ -101,7 +101,7 @@ func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged
 	if err != nil {
 		return nil, "", s.wrap(ctx, "list images", err)
 	}
-	out, next := sqlstore.Cut(p, out, func(img *imaged.Image) (time.Time, string) { return img.CreatedAt, img.ID })
+	out, next := sqlstore.Cut(p, out, sqlstore.ImageKey)
 	return out, next, nil
 }
 

@@ -273,7 +273,7 @@ func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.T
 	if err != nil {
 		return nil, "", s.wrap(ctx, "list tasks", err)
 	}
-	tasks, next := sqlstore.Cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
+	tasks, next := sqlstore.Cut(p, tasks, sqlstore.TaskKey)
 	return tasks, next, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"time"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/sqlstore"
@@ -27,7 +26,7 @@ func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*image
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list batches: %w", err)
 	}
-	out, next := sqlstore.Cut(p, out, func(b *imaged.Batch) (time.Time, string) { return b.CreatedAt, b.ID })
+	out, next := sqlstore.Cut(p, out, sqlstore.BatchKey)
 	for _, b := range out {
 		if _, err := summarise(ctx, tx, b); err != nil {
 			return nil, "", fmt.Errorf("sqlite: list batches: %w", err)

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/sqlstore"
@@ -88,6 +87,6 @@ func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list images: %w", err)
 	}
-	out, next := sqlstore.Cut(p, out, func(img *imaged.Image) (time.Time, string) { return img.CreatedAt, img.ID })
+	out, next := sqlstore.Cut(p, out, sqlstore.ImageKey)
 	return out, next, nil
 }

@@ -241,7 +241,7 @@ func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.T
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list tasks: %w", err)
 	}
-	tasks, next := sqlstore.Cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
+	tasks, next := sqlstore.Cut(p, tasks, sqlstore.TaskKey)
 	return tasks, next, nil
 }
 

@@ -177,6 +177,15 @@ func Cut[T any](p *Page, rows []T, key func(T) (time.Time, string)) ([]T, string
 	return rows, imaged.EncodeCursor(created, id)
 }
 
+// TaskKey is the key Cut pages tasks by: the columns filter orders by.
+func TaskKey(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID }
+
+// BatchKey is TaskKey for batches.
+func BatchKey(b *imaged.Batch) (time.Time, string) { return b.CreatedAt, b.ID }
+
+// ImageKey is TaskKey for images.
+func ImageKey(img *imaged.Image) (time.Time, string) { return img.CreatedAt, img.ID }
+
 // Scanner reads one row; *sql.Row, *sql.Rows, pgx.Row and pgx.Rows are all one.
 type Scanner interface {
 	Scan(dest ...any) error
