@@ -9,7 +9,6 @@ import (
 	"github.com/imaged/imaged/sqlstore"
 )
 
-// sqlstore.BatchColumns is the column list every batch query selects, in scanBatch's order.
 func scanBatch(row sqlstore.Scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
 	err := row.Scan(sqlstore.BatchDest(&b, &b.CreatedAt)...)

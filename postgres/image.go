@@ -12,7 +12,6 @@ import (
 	"github.com/imaged/imaged/sqlstore"
 )
 
-// sqlstore.ImageColumns is the column list every image query selects, in scanImage's order.
 func scanImage(row sqlstore.Scanner) (*imaged.Image, error) {
 	var img imaged.Image
 	err := row.Scan(sqlstore.ImageDest(&img, &img.CreatedAt)...)

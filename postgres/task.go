@@ -26,7 +26,6 @@ const (
 	MaxListLimit     = sqlstore.MaxListLimit
 )
 
-// sqlstore.TaskColumns is the column list every task query selects or returns, in scanTask's order.
 // querier is what *pgxpool.Pool and pgx.Tx share.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)

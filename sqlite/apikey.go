@@ -50,19 +50,8 @@ func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, 
 
 func scanAPIKey(row sqlstore.Scanner) (*imaged.APIKey, error) {
 	var k imaged.APIKey
-	var created string
-	var used, revoked sql.NullString
-	if err := row.Scan(sqlstore.APIKeyDest(&k, &created, &used, &revoked)...); err != nil {
-		return nil, err
-	}
-	var err error
-	if k.CreatedAt, err = parseTime(created); err != nil {
-		return nil, err
-	}
-	if k.LastUsedAt, err = parseTimePtr(used); err != nil {
-		return nil, err
-	}
-	if k.RevokedAt, err = parseTimePtr(revoked); err != nil {
+	err := row.Scan(sqlstore.APIKeyDest(&k, storedTime{&k.CreatedAt}, storedTimePtr{&k.LastUsedAt}, storedTimePtr{&k.RevokedAt})...)
+	if err != nil {
 		return nil, err
 	}
 	return &k, nil

@@ -10,15 +10,9 @@ import (
 	"github.com/imaged/imaged/sqlstore"
 )
 
-// sqlstore.ImageColumns is the column list every image query selects, in scanImage's order.
 func scanImage(sc sqlstore.Scanner) (*imaged.Image, error) {
 	var img imaged.Image
-	var created string
-	err := sc.Scan(sqlstore.ImageDest(&img, &created)...)
-	if err != nil {
-		return nil, err
-	}
-	if img.CreatedAt, err = parseTime(created); err != nil {
+	if err := sc.Scan(sqlstore.ImageDest(&img, storedTime{&img.CreatedAt})...); err != nil {
 		return nil, err
 	}
 	return &img, nil

@@ -22,7 +22,6 @@ const (
 	MaxListLimit     = sqlstore.MaxListLimit
 )
 
-// sqlstore.TaskColumns is the column list every task query selects or returns, in scanTask's order.
 // querier is what *sql.DB and *sql.Tx share.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -34,33 +33,16 @@ func scanTask(sc sqlstore.Scanner) (*imaged.Task, error) {
 	var (
 		t                           imaged.Task
 		ops                         string
-		runAfter, created           string
-		lease, started, finished    sql.NullString
 		result, errCode, errMessage sql.NullString
 	)
-	err := sc.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: &runAfter, LeaseUntil: &lease,
-		Created: &created, Started: &started, Finished: &finished, Result: &result, ErrorCode: &errCode,
-		ErrorMessage: &errMessage})...)
+	err := sc.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: storedTime{&t.RunAfter},
+		LeaseUntil: storedTimePtr{&t.LeaseUntil}, Created: storedTime{&t.CreatedAt}, Started: storedTimePtr{&t.StartedAt},
+		Finished: storedTimePtr{&t.FinishedAt}, Result: &result, ErrorCode: &errCode, ErrorMessage: &errMessage})...)
 	if err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(ops), &t.Ops); err != nil {
 		return nil, fmt.Errorf("sqlite: ops of task %s: %w", t.ID, err)
-	}
-	if t.RunAfter, err = parseTime(runAfter); err != nil {
-		return nil, err
-	}
-	if t.CreatedAt, err = parseTime(created); err != nil {
-		return nil, err
-	}
-	if t.LeaseUntil, err = parseTimePtr(lease); err != nil {
-		return nil, err
-	}
-	if t.StartedAt, err = parseTimePtr(started); err != nil {
-		return nil, err
-	}
-	if t.FinishedAt, err = parseTimePtr(finished); err != nil {
-		return nil, err
 	}
 	if result.Valid {
 		t.Result = new(imaged.TaskResult)
@@ -289,15 +271,9 @@ func (s *Store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []
 	return b, tasks, err
 }
 
-// sqlstore.BatchColumns is the column list every batch query selects, in scanBatch's order.
 func scanBatch(sc sqlstore.Scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
-	var created string
-	err := sc.Scan(sqlstore.BatchDest(&b, &created)...)
-	if err != nil {
-		return nil, err
-	}
-	if b.CreatedAt, err = parseTime(created); err != nil {
+	if err := sc.Scan(sqlstore.BatchDest(&b, storedTime{&b.CreatedAt})...); err != nil {
 		return nil, err
 	}
 	return &b, nil

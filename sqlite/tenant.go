@@ -14,15 +14,7 @@ var _ imaged.TenantStore = (*Store)(nil)
 
 func scanTenant(sc sqlstore.Scanner) (*imaged.Tenant, error) {
 	var t imaged.Tenant
-	var created, updated string
-	err := sc.Scan(sqlstore.TenantDest(&t, &created, &updated)...)
-	if err != nil {
-		return nil, err
-	}
-	if t.CreatedAt, err = parseTime(created); err != nil {
-		return nil, err
-	}
-	if t.UpdatedAt, err = parseTime(updated); err != nil {
+	if err := sc.Scan(sqlstore.TenantDest(&t, storedTime{&t.CreatedAt}, storedTime{&t.UpdatedAt})...); err != nil {
 		return nil, err
 	}
 	return &t, nil
