@@ -12,8 +12,8 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// Column lists every query of a kind selects or returns, in the order the stores' scan
-// functions read them. Both dialects spell them alike, so a column added to a table is added
+// Column lists every query of a kind selects or returns, in the order of the kind's row
+// destinations (TaskDest and the like). Both dialects spell them alike, so a column added to a table is added
 // here once.
 const (
 	TaskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
@@ -26,10 +26,9 @@ const (
 	COALESCE(burst, 0), COALESCE(concurrency, 0), created_at, updated_at`
 )
 
-// Where a row of each column list goes, in the list's order: the record's fields, and for the
-// columns each dialect reads in its own types (times, JSON, NULLs) the destinations it gives.
-
-// TaskRaw holds the destinations of the task columns each dialect reads its own way.
+// TaskRaw holds the destinations of the task columns each dialect reads its own way (times,
+// JSON, NULLs). The *Dest functions below pair each column list with the record's fields,
+// taking such destinations from the store for the rest.
 type TaskRaw struct {
 	Ops, RunAfter, LeaseUntil, Created, Started, Finished, Result, ErrorCode, ErrorMessage any
 }
