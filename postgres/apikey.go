@@ -8,11 +8,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 var _ imaged.APIKeyStore = (*Store)(nil)
-
-const apiKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at, tenant`
 
 // firstKeyLock serialises CreateFirstAPIKey across processes (a transaction-scoped advisory
 // lock; the number is arbitrary but fixed).
@@ -39,7 +38,7 @@ func timePtrArg(t *time.Time) any {
 	return timeArg(*t)
 }
 
-const insertKey = `INSERT INTO api_keys (` + apiKeyColumns + `)
+const insertKey = `INSERT INTO api_keys (` + sqlstore.APIKeyColumns + `)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9::timestamptz, now()), $10, $11, $12)
 	RETURNING created_at`
 
@@ -91,10 +90,9 @@ func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, 
 	return created, nil
 }
 
-func scanAPIKey(row pgx.Row) (*imaged.APIKey, error) {
+func scanAPIKey(row sqlstore.Scanner) (*imaged.APIKey, error) {
 	var k imaged.APIKey
-	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &k.Admin, &k.RateLimit, &k.Burst, &k.Concurrency,
-		&k.CreatedAt, &k.LastUsedAt, &k.RevokedAt, &k.Tenant); err != nil {
+	if err := row.Scan(sqlstore.APIKeyDest(&k, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt)...); err != nil {
 		return nil, err
 	}
 	k.CreatedAt = k.CreatedAt.UTC()
@@ -110,7 +108,7 @@ func scanAPIKey(row pgx.Row) (*imaged.APIKey, error) {
 func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (*imaged.APIKey, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	k, err := scanAPIKey(s.pool.QueryRow(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE prefix = $1`, prefix))
+	k, err := scanAPIKey(s.pool.QueryRow(ctx, `SELECT `+sqlstore.APIKeyColumns+` FROM api_keys WHERE prefix = $1`, prefix))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "no API key with prefix %s", prefix)
 	}
@@ -124,20 +122,8 @@ func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (*imaged.APIK
 func (s *Store) APIKeys(ctx context.Context) ([]*imaged.APIKey, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY created_at, id`)
+	out, err := queryAll(ctx, s.pool, scanAPIKey, `SELECT `+sqlstore.APIKeyColumns+` FROM api_keys ORDER BY created_at, id`)
 	if err != nil {
-		return nil, s.wrap(ctx, "api keys", err)
-	}
-	defer rows.Close()
-	var out []*imaged.APIKey
-	for rows.Next() {
-		k, err := scanAPIKey(rows)
-		if err != nil {
-			return nil, s.wrap(ctx, "api keys", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, s.wrap(ctx, "api keys", err)
 	}
 	return out, nil
@@ -148,7 +134,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, idOrPrefix string) (*imaged.AP
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	k, err := scanAPIKey(s.pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
-		WHERE id = $1 OR prefix = $1 RETURNING `+apiKeyColumns, idOrPrefix))
+		WHERE id = $1 OR prefix = $1 RETURNING `+sqlstore.APIKeyColumns, idOrPrefix))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "no API key with id or prefix %s", idOrPrefix)
 	}

@@ -2,19 +2,16 @@ package postgres
 
 import (
 	"context"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
-// batchColumns is the column list every batch query selects, in scanBatch's order.
-const batchColumns = `id, tenant, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at`
-
-func scanBatch(row pgx.Row) (*imaged.Batch, error) {
+func scanBatch(row sqlstore.Scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
-	err := row.Scan(&b.ID, &b.Tenant, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &b.CreatedAt)
+	err := row.Scan(sqlstore.BatchDest(&b, &b.CreatedAt)...)
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +22,7 @@ func scanBatch(row pgx.Row) (*imaged.Batch, error) {
 // summarise reads the batch's tasks in creation order and sets its status and counts from
 // them; counts and status come from the one query that reads the tasks, so they agree.
 func summarise(ctx context.Context, q querier, b *imaged.Batch) ([]*imaged.Task, error) {
-	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = $1 ORDER BY seq`, b.ID)
+	tasks, err := queryAll(ctx, q, scanTask, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE batch_id = $1 ORDER BY seq`, b.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +33,7 @@ func summarise(ctx context.Context, q querier, b *imaged.Batch) ([]*imaged.Task,
 // ListBatches returns one page of the tenant's batches, newest first, each with its status and
 // counts, and the cursor of the next page, limited as ListTasks.
 func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*imaged.Batch, string, error) {
-	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.NewPage(f.Tenant, f.Cursor, f.Limit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -46,15 +43,12 @@ func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*image
 	var next string
 	// One repeatable-read transaction, so every batch agrees with its counts.
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+batchColumns+` FROM batches`+p.where()+p.order(), p.args...)
+		var err error
+		out, err = queryAll(ctx, tx, scanBatch, p.Select(sqlstore.BatchColumns, `batches`), p.Args...)
 		if err != nil {
 			return err
 		}
-		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*imaged.Batch, error) { return scanBatch(r) })
-		if err != nil {
-			return err
-		}
-		out, next = cut(p, out, func(b *imaged.Batch) (time.Time, string) { return b.CreatedAt, b.ID })
+		out, next = sqlstore.Cut(p, out, sqlstore.BatchKey)
 		for _, b := range out {
 			if _, err := summarise(ctx, tx, b); err != nil {
 				return err

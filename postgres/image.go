@@ -9,15 +9,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
-// imageColumns is the column list every image query selects, in scanImage's order.
-const imageColumns = `id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at`
-
-func scanImage(row pgx.Row) (*imaged.Image, error) {
+func scanImage(row sqlstore.Scanner) (*imaged.Image, error) {
 	var img imaged.Image
-	err := row.Scan(&img.ID, &img.Tenant, &img.Key, &img.Format, &img.ContentType, &img.Width,
-		&img.Height, &img.Bytes, &img.SHA256, &img.Filename, &img.CreatedAt)
+	err := row.Scan(sqlstore.ImageDest(&img, &img.CreatedAt)...)
 	if err != nil {
 		return nil, err
 	}
@@ -56,13 +53,13 @@ func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 
 // Image returns the tenant's image; ENotFound when absent or another tenant's.
 func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	img, err := scanImage(s.pool.QueryRow(ctx, `SELECT `+imageColumns+` FROM images WHERE `+cond, args...))
+	img, err := scanImage(s.pool.QueryRow(ctx, `SELECT `+sqlstore.ImageColumns+` FROM images WHERE `+cond, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
@@ -74,7 +71,7 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 
 // DeleteImage removes the tenant's record; ENotFound when absent. Tasks of the image are kept.
 func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return err
 	}
@@ -93,21 +90,17 @@ func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 // ListImages returns one page of the tenant's images, newest first (ties broken by id,
 // descending), and the cursor of the next page, limited as ListTasks.
 func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged.Image, string, error) {
-	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.NewPage(f.Tenant, f.Cursor, f.Limit)
 	if err != nil {
 		return nil, "", err
 	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT `+imageColumns+` FROM images`+p.where()+p.order(), p.args...)
+	out, err := queryAll(ctx, s.pool, scanImage, p.Select(sqlstore.ImageColumns, `images`), p.Args...)
 	if err != nil {
 		return nil, "", s.wrap(ctx, "list images", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*imaged.Image, error) { return scanImage(r) })
-	if err != nil {
-		return nil, "", s.wrap(ctx, "list images", err)
-	}
-	out, next := cut(p, out, func(img *imaged.Image) (time.Time, string) { return img.CreatedAt, img.ID })
+	out, next := sqlstore.Cut(p, out, sqlstore.ImageKey)
 	return out, next, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 // DefaultLease is the lease ClaimTask grants when asked for none.
@@ -22,14 +22,9 @@ const DefaultLease = 5 * time.Minute
 
 // List page sizes.
 const (
-	DefaultListLimit = 50
-	MaxListLimit     = 1000
+	DefaultListLimit = sqlstore.DefaultListLimit
+	MaxListLimit     = sqlstore.MaxListLimit
 )
-
-// taskColumns is the column list every task query selects or returns, in scanTask's order.
-const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
-	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant`
 
 // querier is what *pgxpool.Pool and pgx.Tx share.
 type querier interface {
@@ -38,16 +33,16 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func scanTask(row pgx.Row) (*imaged.Task, error) {
+func scanTask(row sqlstore.Scanner) (*imaged.Task, error) {
 	var (
 		t                        imaged.Task
 		ops, result              []byte
 		lease, started, finished *time.Time
 		errCode, errMessage      *string
 	)
-	err := row.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
-		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&t.RunAfter, &lease, &t.CreatedAt, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent, &t.Tenant)
+	err := row.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: &t.RunAfter, LeaseUntil: &lease,
+		Created: &t.CreatedAt, Started: &started, Finished: &finished, Result: &result, ErrorCode: &errCode,
+		ErrorMessage: &errMessage})...)
 	if err != nil {
 		return nil, err
 	}
@@ -84,21 +79,14 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-func queryTasks(ctx context.Context, q querier, query string, args ...any) ([]*imaged.Task, error) {
+// queryAll runs a query and reads every row it yields with scan.
+func queryAll[T any](ctx context.Context, q querier, scan func(sqlstore.Scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*imaged.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return sqlstore.Collect(rows, scan)
 }
 
 // queryTask runs a query (or an UPDATE … RETURNING) that yields at most one task; nil when none.
@@ -183,7 +171,7 @@ func (s *Store) createTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 		}
 		if batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "" {
-			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE tenant = $1 AND idempotency_key = $2`,
+			stored, err := queryTask(ctx, tx, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE tenant = $1 AND idempotency_key = $2`,
 				tasks[0].Tenant, tasks[0].IdempotencyKey)
 			if err != nil {
 				return err
@@ -256,11 +244,11 @@ func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 }
 
 func (s *Store) task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
-	t, err := queryTask(ctx, s.pool, `SELECT `+taskColumns+` FROM tasks WHERE `+cond, args...)
+	t, err := queryTask(ctx, s.pool, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE `+cond, args...)
 	if err != nil {
 		return nil, s.wrap(ctx, "task", err)
 	}
@@ -274,33 +262,24 @@ func (s *Store) task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 // descending), and the cursor of the next page. Limit defaults to DefaultListLimit and is capped
 // at MaxListLimit. An unknown status or a cursor this store did not issue is EInvalid.
 func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.TaskPage(f)
 	if err != nil {
 		return nil, "", err
 	}
-	if f.Status != "" {
-		if !slices.Contains(imaged.Statuses, f.Status) {
-			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
-		}
-		p.conds = append(p.conds, "status = "+p.arg(f.Status))
-	}
-	if f.BatchID != "" {
-		p.conds = append(p.conds, "batch_id = "+p.arg(f.BatchID))
-	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	tasks, err := queryTasks(ctx, s.pool, `SELECT `+taskColumns+` FROM tasks`+p.where()+p.order(), p.args...)
+	tasks, err := queryAll(ctx, s.pool, scanTask, p.Select(sqlstore.TaskColumns, `tasks`), p.Args...)
 	if err != nil {
 		return nil, "", s.wrap(ctx, "list tasks", err)
 	}
-	tasks, next := cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
+	tasks, next := sqlstore.Cut(p, tasks, sqlstore.TaskKey)
 	return tasks, next, nil
 }
 
 // CancelTask moves the tenant's queued task to cancelled; EConflict when it is no longer
 // queued, ENotFound when absent or another tenant's.
 func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +288,7 @@ func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task
 	t, err := queryTask(ctx, s.pool, `
 		UPDATE tasks SET status = 'cancelled', finished_at = now(), lease_until = NULL
 		WHERE `+cond+` AND status = 'queued'
-		RETURNING `+taskColumns, args...)
+		RETURNING `+sqlstore.TaskColumns, args...)
 	if err != nil {
 		return nil, s.wrap(ctx, "cancel task", err)
 	}
@@ -320,7 +299,7 @@ func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task
 	if err != nil {
 		return nil, err
 	}
-	return nil, imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", id, cur.Status)
+	return nil, sqlstore.NotQueued(cur)
 }
 
 // Batch returns the tenant's batch with counts per status and its tasks in creation order;
@@ -339,11 +318,11 @@ func (s *Store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []
 // loadBatch reads the batch and its tasks. Counts and status come from the one query that
 // reads the tasks, so they agree with the tasks returned.
 func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := scanBatch(q.QueryRow(ctx, `SELECT `+batchColumns+` FROM batches WHERE `+cond, args...))
+	b, err := scanBatch(q.QueryRow(ctx, `SELECT `+sqlstore.BatchColumns+` FROM batches WHERE `+cond, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
 	}
@@ -389,7 +368,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, types []string, worker
 		UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = $1,
 			started_at = now(), lease_until = now() + $2 * interval '1 microsecond'
 		WHERE `+where+`
-		RETURNING `+taskColumns, args...)
+		RETURNING `+sqlstore.TaskColumns, args...)
 	if err != nil {
 		return nil, s.wrap(ctx, "claim task", err)
 	}
@@ -404,7 +383,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	t, err := queryTask(ctx, s.pool, `
 		UPDATE tasks SET `+set+`
 		WHERE id = $1 AND status = 'processing' AND attempts = $2
-		RETURNING `+taskColumns, append([]any{id, attempt}, args...)...)
+		RETURNING `+sqlstore.TaskColumns, append([]any{id, attempt}, args...)...)
 	if err != nil {
 		return nil, s.wrap(ctx, verb+" task", err)
 	}
@@ -415,8 +394,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	if err != nil {
 		return nil, err
 	}
-	return nil, imaged.Errorf(imaged.EConflict,
-		"task %s is %s at attempt %d; attempt %d cannot %s it", id, cur.Status, cur.Attempts, attempt, verb)
+	return nil, sqlstore.NotProcessing(cur, attempt, verb)
 }
 
 // CompleteTask records the result of the given attempt of a processing task and clears the
@@ -521,26 +499,15 @@ func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]s
 // CountQueued returns the number of queued tasks per task type, every known type present.
 // Tasks waiting for a retry's RunAfter count as queued.
 func (s *Store) CountQueued(ctx context.Context) (map[string]int, error) {
-	out := make(map[string]int, len(imaged.TaskTypes))
-	for _, typ := range imaged.TaskTypes {
-		out[typ] = 0
-	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT type, count(*) FROM tasks WHERE status = 'queued' GROUP BY type`)
+	rows, err := s.pool.Query(ctx, sqlstore.CountQueued)
 	if err != nil {
 		return nil, s.wrap(ctx, "count queued", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var typ string
-		var n int
-		if err := rows.Scan(&typ, &n); err != nil {
-			return nil, s.wrap(ctx, "count queued", err)
-		}
-		out[typ] = n
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.QueuedCounts(rows)
+	if err != nil {
 		return nil, s.wrap(ctx, "count queued", err)
 	}
 	return out, nil

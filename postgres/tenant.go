@@ -7,16 +7,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 var _ imaged.TenantStore = (*Store)(nil)
 
-const tenantColumns = `id, COALESCE(quota_bytes, 0), COALESCE(quota_images, 0), COALESCE(rate_limit, 0),
-	COALESCE(burst, 0), COALESCE(concurrency, 0), created_at, updated_at`
-
-func scanTenant(row pgx.Row) (*imaged.Tenant, error) {
+func scanTenant(row sqlstore.Scanner) (*imaged.Tenant, error) {
 	var t imaged.Tenant
-	err := row.Scan(&t.ID, &t.QuotaBytes, &t.QuotaImages, &t.RateLimit, &t.Burst, &t.Concurrency, &t.CreatedAt, &t.UpdatedAt)
+	err := row.Scan(sqlstore.TenantDest(&t, &t.CreatedAt, &t.UpdatedAt)...)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +26,7 @@ func scanTenant(row pgx.Row) (*imaged.Tenant, error) {
 func (s *Store) Tenant(ctx context.Context, id string) (*imaged.Tenant, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	t, err := scanTenant(s.pool.QueryRow(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE id = $1`, id))
+	t, err := scanTenant(s.pool.QueryRow(ctx, `SELECT `+sqlstore.TenantColumns+` FROM tenants WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "tenant %s not found", id)
 	}
@@ -51,7 +49,7 @@ func (s *Store) PutTenant(ctx context.Context, t *imaged.Tenant) error {
 		ON CONFLICT (id) DO UPDATE SET quota_bytes = excluded.quota_bytes,
 			quota_images = excluded.quota_images, rate_limit = excluded.rate_limit,
 			burst = excluded.burst, concurrency = excluded.concurrency, updated_at = now()
-		RETURNING `+tenantColumns,
+		RETURNING `+sqlstore.TenantColumns,
 		t.ID, t.QuotaBytes, t.QuotaImages, t.RateLimit, t.Burst, t.Concurrency))
 	if err != nil {
 		return s.wrap(ctx, "put tenant", err)
@@ -64,11 +62,7 @@ func (s *Store) PutTenant(ctx context.Context, t *imaged.Tenant) error {
 func (s *Store) ListTenants(ctx context.Context) ([]*imaged.Tenant, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT `+tenantColumns+` FROM tenants ORDER BY id`)
-	if err != nil {
-		return nil, s.wrap(ctx, "list tenants", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*imaged.Tenant, error) { return scanTenant(r) })
+	out, err := queryAll(ctx, s.pool, scanTenant, `SELECT `+sqlstore.TenantColumns+` FROM tenants ORDER BY id`)
 	if err != nil {
 		return nil, s.wrap(ctx, "list tenants", err)
 	}

@@ -98,24 +98,40 @@ func (s *cachedStore) Task(ctx context.Context, tenant, id string) (*imaged.Task
 		return s.TaskStore.Task(ctx, tenant, id)
 	}
 	key := s.c.resultKey(tenant, id)
-	b, l := s.get(ctx, "result", key)
+	t, l := read(ctx, s, "result", key, "cached task result is unreadable; reading the database",
+		func(b []byte) (*imaged.Task, bool, error) {
+			t, err := decodeTask(b)
+			return t, err == nil && t.ID == id && t.Tenant == tenant && imaged.IsTerminal(t.Status), err
+		})
 	if l == hit {
-		t, err := decodeTask(b)
-		if err == nil && t.ID == id && t.Tenant == tenant && imaged.IsTerminal(t.Status) {
-			s.c.metrics.count("result", "hit")
-			return t, nil
-		}
-		s.log.WarnContext(ctx, "cached task result is unreadable; reading the database", "key", key, "error", errText(err))
-		l = corrupt
-	}
-	if l != failed {
-		s.c.metrics.count("result", "miss")
+		return t, nil
 	}
 	t, err := s.TaskStore.Task(ctx, tenant, id)
 	if err == nil && l != failed {
 		s.cacheTask(ctx, t)
 	}
 	return t, err
+}
+
+// read looks key up in the cache and decodes a hit, counting the hit or miss; decode reports
+// whether the entry is the one asked for. An entry it cannot read is corrupt, for the
+// database's answer to replace.
+func read[T any](ctx context.Context, s *cachedStore, cache, key, unreadable string, decode func([]byte) (T, bool, error)) (T, lookup) {
+	b, l := s.get(ctx, cache, key)
+	if l == hit {
+		v, ok, err := decode(b)
+		if err == nil && ok {
+			s.c.metrics.count(cache, "hit")
+			return v, hit
+		}
+		s.log.WarnContext(ctx, unreadable, "key", key, "error", errText(err))
+		l = corrupt
+	}
+	if l != failed {
+		s.c.metrics.count(cache, "miss")
+	}
+	var zero T
+	return zero, l
 }
 
 func errText(err error) string {
@@ -172,19 +188,14 @@ func (s *cachedStore) Image(ctx context.Context, tenant, id string) (*imaged.Ima
 		return s.TaskStore.Image(ctx, tenant, id)
 	}
 	key := s.c.imageKey(tenant, id)
-	b, l := s.get(ctx, "image", key)
+	img, l := read(ctx, s, "image", key, "cached image metadata is unreadable; reading the database",
+		func(b []byte) (*imaged.Image, bool, error) {
+			var img imaged.Image
+			err := json.Unmarshal(b, &img)
+			return &img, err == nil && img.ID == id && img.Tenant == tenant, err
+		})
 	if l == hit {
-		var img imaged.Image
-		err := json.Unmarshal(b, &img)
-		if err == nil && img.ID == id && img.Tenant == tenant {
-			s.c.metrics.count("image", "hit")
-			return &img, nil
-		}
-		s.log.WarnContext(ctx, "cached image metadata is unreadable; reading the database", "key", key, "error", errText(err))
-		l = corrupt
-	}
-	if l != failed {
-		s.c.metrics.count("image", "miss")
+		return img, nil
 	}
 	img, err := s.TaskStore.Image(ctx, tenant, id)
 	if err != nil || l == failed || l == tombstoned {

@@ -79,10 +79,7 @@ func (s *blobs) Unwrap() imaged.BlobStore { return s.next }
 func (s *blobs) Breakers() (storage, upload *Breaker) { return s.r.b, s.upload.b }
 
 func (s *blobs) Put(ctx context.Context, key string, data []byte, contentType string) error {
-	_, err := retry(ctx, s.upload, "put", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.next.Put(ctx, key, data, contentType)
-	})
-	return err
+	return s.upload.retryErr(ctx, "put", func(ctx context.Context) error { return s.next.Put(ctx, key, data, contentType) })
 }
 
 type opened struct {
@@ -109,10 +106,7 @@ func (s *blobs) Head(ctx context.Context, key string) (*imaged.BlobInfo, error) 
 }
 
 func (s *blobs) Delete(ctx context.Context, key string) error {
-	_, err := retry(ctx, s.r, "delete", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.next.Delete(ctx, key)
-	})
-	return err
+	return s.r.retryErr(ctx, "delete", func(ctx context.Context) error { return s.next.Delete(ctx, key) })
 }
 
 func (s *blobs) URL(ctx context.Context, key string, expiry time.Duration) (string, error) {
@@ -120,8 +114,5 @@ func (s *blobs) URL(ctx context.Context, key string, expiry time.Duration) (stri
 }
 
 func (s *blobs) Ping(ctx context.Context) error {
-	_, err := once(ctx, s.r, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.next.Ping(ctx)
-	})
-	return err
+	return s.r.do(ctx, func(ctx context.Context) error { return s.next.Ping(ctx) })
 }

@@ -51,6 +51,17 @@ func once[T any](ctx context.Context, r *retrier, fn func(ctx context.Context) (
 	return call(ctx, r.b, fn)
 }
 
+// do is once for a call that returns only an error.
+func (r *retrier) do(ctx context.Context, fn func(ctx context.Context) error) error {
+	return r.b.Do(ctx, fn)
+}
+
+// retryErr is retry for a call that returns only an error.
+func (r *retrier) retryErr(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	_, err := retry(ctx, r, op, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	return err
+}
+
 // retry runs fn through the breaker and repeats it while it fails transiently, up to
 // MaxAttempts, waiting with exponential backoff and jitter. It stops at once on a permanent
 // error, an open breaker or a finished ctx, and returns the last error fn returned.

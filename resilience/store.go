@@ -61,10 +61,7 @@ func (s *store) Unwrap() imaged.TaskStore { return s.next }
 func (s *store) Breaker() *Breaker { return s.r.b }
 
 func (s *store) CreateImage(ctx context.Context, img *imaged.Image) error {
-	_, err := once(ctx, s.r, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.next.CreateImage(ctx, img)
-	})
-	return err
+	return s.r.do(ctx, func(ctx context.Context) error { return s.next.CreateImage(ctx, img) })
 }
 
 func (s *store) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
@@ -229,10 +226,7 @@ func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 }
 
 func (s *store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error {
-	_, err := retry(ctx, s.r, "extend_lease", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.next.ExtendLease(ctx, id, attempt, until)
-	})
-	return err
+	return s.r.retryErr(ctx, "extend_lease", func(ctx context.Context) error { return s.next.ExtendLease(ctx, id, attempt, until) })
 }
 
 func (s *store) RequeueExpired(ctx context.Context, now time.Time, all bool) ([]string, error) {
@@ -248,10 +242,7 @@ func (s *store) CountQueued(ctx context.Context) (map[string]int, error) {
 }
 
 func (s *store) Ping(ctx context.Context) error {
-	_, err := once(ctx, s.r, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.next.Ping(ctx)
-	})
-	return err
+	return s.r.do(ctx, func(ctx context.Context) error { return s.next.Ping(ctx) })
 }
 
 func (s *store) Close() error { return s.next.Close() }
@@ -264,10 +255,7 @@ func (s *store) Tenant(ctx context.Context, id string) (*imaged.Tenant, error) {
 
 // PutTenant sets the whole record, so repeating it after a transient failure is harmless.
 func (s *store) PutTenant(ctx context.Context, t *imaged.Tenant) error {
-	_, err := retry(ctx, s.r, "put_tenant", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.next.PutTenant(ctx, t)
-	})
-	return err
+	return s.r.retryErr(ctx, "put_tenant", func(ctx context.Context) error { return s.next.PutTenant(ctx, t) })
 }
 
 func (s *store) ListTenants(ctx context.Context) ([]*imaged.Tenant, error) {

@@ -8,24 +8,10 @@ import (
 	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 var _ imaged.APIKeyStore = (*Store)(nil)
-
-const apiKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at, tenant`
-
-func (s *Store) prepareKey(k *imaged.APIKey) {
-	if k.ID == "" {
-		k.ID = imaged.NewOrderedID()
-	}
-	if k.Tenant == "" {
-		k.Tenant = imaged.DefaultTenant
-	}
-	if k.CreatedAt.IsZero() {
-		k.CreatedAt = now()
-	}
-	k.CreatedAt = k.CreatedAt.UTC().Truncate(time.Microsecond)
-}
 
 func keyArgs(k *imaged.APIKey) []any {
 	return []any{k.ID, k.Name, k.Prefix, k.Hash, k.Admin, k.RateLimit, k.Burst, k.Concurrency,
@@ -34,8 +20,8 @@ func keyArgs(k *imaged.APIKey) []any {
 
 // CreateAPIKey records a key; EConflict when a key with that prefix exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k *imaged.APIKey) error {
-	s.prepareKey(k)
-	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stamp(&k.ID, &k.Tenant, &k.CreatedAt)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+sqlstore.APIKeyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		keyArgs(k)...)
 	if isConstraint(err) {
 		return imaged.WrapError(imaged.EConflict, err, "an API key with prefix %s already exists", k.Prefix)
@@ -49,8 +35,8 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *imaged.APIKey) error {
 // CreateFirstAPIKey records k only when no key exists. The single writer connection makes the
 // check and the insert one step.
 func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, error) {
-	s.prepareKey(k)
-	res, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+apiKeyColumns+`)
+	stamp(&k.ID, &k.Tenant, &k.CreatedAt)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (`+sqlstore.APIKeyColumns+`)
 		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM api_keys)`, keyArgs(k)...)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: create first api key: %w", err)
@@ -62,24 +48,10 @@ func (s *Store) CreateFirstAPIKey(ctx context.Context, k *imaged.APIKey) (bool, 
 	return n == 1, nil
 }
 
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanAPIKey(row rowScanner) (*imaged.APIKey, error) {
+func scanAPIKey(row sqlstore.Scanner) (*imaged.APIKey, error) {
 	var k imaged.APIKey
-	var created string
-	var used, revoked sql.NullString
-	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &k.Admin, &k.RateLimit, &k.Burst, &k.Concurrency,
-		&created, &used, &revoked, &k.Tenant); err != nil {
-		return nil, err
-	}
-	var err error
-	if k.CreatedAt, err = parseTime(created); err != nil {
-		return nil, err
-	}
-	if k.LastUsedAt, err = parseTimePtr(used); err != nil {
-		return nil, err
-	}
-	if k.RevokedAt, err = parseTimePtr(revoked); err != nil {
+	err := row.Scan(sqlstore.APIKeyDest(&k, storedTime{&k.CreatedAt}, storedTimePtr{&k.LastUsedAt}, storedTimePtr{&k.RevokedAt})...)
+	if err != nil {
 		return nil, err
 	}
 	return &k, nil
@@ -87,7 +59,7 @@ func scanAPIKey(row rowScanner) (*imaged.APIKey, error) {
 
 // APIKeyByPrefix returns the key with that prefix; ENotFound when absent.
 func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (*imaged.APIKey, error) {
-	k, err := scanAPIKey(s.r.QueryRowContext(ctx, `SELECT `+apiKeyColumns+` FROM api_keys WHERE prefix = ?`, prefix))
+	k, err := scanAPIKey(s.r.QueryRowContext(ctx, `SELECT `+sqlstore.APIKeyColumns+` FROM api_keys WHERE prefix = ?`, prefix))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "no API key with prefix %s", prefix)
 	}
@@ -99,20 +71,8 @@ func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (*imaged.APIK
 
 // APIKeys returns every key, oldest first.
 func (s *Store) APIKeys(ctx context.Context) ([]*imaged.APIKey, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY created_at, id`)
+	out, err := queryAll(ctx, s.r, scanAPIKey, `SELECT `+sqlstore.APIKeyColumns+` FROM api_keys ORDER BY created_at, id`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: api keys: %w", err)
-	}
-	defer rows.Close()
-	var out []*imaged.APIKey
-	for rows.Next() {
-		k, err := scanAPIKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: api keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: api keys: %w", err)
 	}
 	return out, nil
@@ -121,7 +81,7 @@ func (s *Store) APIKeys(ctx context.Context) ([]*imaged.APIKey, error) {
 // RevokeAPIKey revokes the key with that id or prefix; ENotFound when absent.
 func (s *Store) RevokeAPIKey(ctx context.Context, idOrPrefix string) (*imaged.APIKey, error) {
 	k, err := scanAPIKey(s.w.QueryRowContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?)
-		WHERE id = ? OR prefix = ? RETURNING `+apiKeyColumns, formatTime(now()), idOrPrefix, idOrPrefix))
+		WHERE id = ? OR prefix = ? RETURNING `+sqlstore.APIKeyColumns, formatTime(now()), idOrPrefix, idOrPrefix))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "no API key with id or prefix %s", idOrPrefix)
 	}

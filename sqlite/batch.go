@@ -4,15 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 // ListBatches returns one page of the tenant's batches, newest first, each with its status and
 // counts, and the cursor of the next page, limited as ListTasks.
 func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*imaged.Batch, string, error) {
-	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.NewPage(f.Tenant, f.Cursor, f.Limit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -22,32 +22,15 @@ func (s *Store) ListBatches(ctx context.Context, f imaged.BatchFilter) ([]*image
 		return nil, "", fmt.Errorf("sqlite: list batches: %w", err)
 	}
 	defer tx.Rollback()
-	out, err := queryBatches(ctx, tx, `SELECT `+batchColumns+` FROM batches`+p.where()+p.order(), p.args...)
+	out, err := queryAll(ctx, tx, scanBatch, p.Select(sqlstore.BatchColumns, `batches`), p.Args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list batches: %w", err)
 	}
-	out, next := cut(p, out, func(b *imaged.Batch) (time.Time, string) { return b.CreatedAt, b.ID })
+	out, next := sqlstore.Cut(p, out, sqlstore.BatchKey)
 	for _, b := range out {
 		if _, err := summarise(ctx, tx, b); err != nil {
 			return nil, "", fmt.Errorf("sqlite: list batches: %w", err)
 		}
 	}
 	return out, next, nil
-}
-
-func queryBatches(ctx context.Context, q querier, query string, args ...any) ([]*imaged.Batch, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*imaged.Batch
-	for rows.Next() {
-		b, err := scanBatch(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
 }

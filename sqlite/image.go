@@ -5,23 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
-// imageColumns is the column list every image query selects, in scanImage's order.
-const imageColumns = `id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at`
-
-func scanImage(sc scanner) (*imaged.Image, error) {
+func scanImage(sc sqlstore.Scanner) (*imaged.Image, error) {
 	var img imaged.Image
-	var created string
-	err := sc.Scan(&img.ID, &img.Tenant, &img.Key, &img.Format, &img.ContentType, &img.Width,
-		&img.Height, &img.Bytes, &img.SHA256, &img.Filename, &created)
-	if err != nil {
-		return nil, err
-	}
-	if img.CreatedAt, err = parseTime(created); err != nil {
+	if err := sc.Scan(sqlstore.ImageDest(&img, storedTime{&img.CreatedAt})...); err != nil {
 		return nil, err
 	}
 	return &img, nil
@@ -30,16 +21,7 @@ func scanImage(sc scanner) (*imaged.Image, error) {
 // CreateImage records an uploaded image. It sets ID (when empty), Tenant (when empty, to the
 // default tenant) and CreatedAt (when zero); EConflict when an image with that ID exists.
 func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
-	if img.ID == "" {
-		img.ID = imaged.NewOrderedID()
-	}
-	if img.Tenant == "" {
-		img.Tenant = imaged.DefaultTenant
-	}
-	if img.CreatedAt.IsZero() {
-		img.CreatedAt = now()
-	}
-	img.CreatedAt = img.CreatedAt.UTC().Truncate(time.Microsecond)
+	stamp(&img.ID, &img.Tenant, &img.CreatedAt)
 	_, err := s.w.ExecContext(ctx, `
 		INSERT INTO images (id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -56,11 +38,11 @@ func (s *Store) CreateImage(ctx context.Context, img *imaged.Image) error {
 
 // Image returns the tenant's image; ENotFound when absent or another tenant's.
 func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
-	img, err := scanImage(s.r.QueryRowContext(ctx, `SELECT `+imageColumns+` FROM images WHERE `+cond, args...))
+	img, err := scanImage(s.r.QueryRowContext(ctx, `SELECT `+sqlstore.ImageColumns+` FROM images WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", id)
 	}
@@ -72,7 +54,7 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 
 // DeleteImage removes the tenant's record; ENotFound when absent. Tasks of the image are kept.
 func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return err
 	}
@@ -91,26 +73,14 @@ func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 // ListImages returns one page of the tenant's images, newest first (ties broken by id,
 // descending), and the cursor of the next page, limited as ListTasks.
 func (s *Store) ListImages(ctx context.Context, f imaged.ImageFilter) ([]*imaged.Image, string, error) {
-	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.NewPage(f.Tenant, f.Cursor, f.Limit)
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+imageColumns+` FROM images`+p.where()+p.order(), p.args...)
+	out, err := queryAll(ctx, s.r, scanImage, p.Select(sqlstore.ImageColumns, `images`), p.Args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list images: %w", err)
 	}
-	defer rows.Close()
-	var out []*imaged.Image
-	for rows.Next() {
-		img, err := scanImage(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlite: list images: %w", err)
-		}
-		out = append(out, img)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("sqlite: list images: %w", err)
-	}
-	out, next := cut(p, out, func(img *imaged.Image) (time.Time, string) { return img.CreatedAt, img.ID })
+	out, next := sqlstore.Cut(p, out, sqlstore.ImageKey)
 	return out, next, nil
 }

@@ -246,15 +246,53 @@ func parseTime(s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-func parseTimePtr(s sql.NullString) (*time.Time, error) {
-	if !s.Valid {
-		return nil, nil
+// storedTime is where a row's stored time goes: as a database/sql Scanner it parses the text,
+// so that the rows' destinations can be the ones sqlstore shares with postgres.
+type storedTime struct{ t *time.Time }
+
+func (d storedTime) Scan(src any) error {
+	var err error
+	switch v := src.(type) {
+	case string:
+		*d.t, err = parseTime(v)
+	case []byte:
+		*d.t, err = parseTime(string(v))
+	default:
+		err = fmt.Errorf("sqlite: stored time %v is %T, not text", src, src)
 	}
-	t, err := parseTime(s.String)
-	if err != nil {
-		return nil, err
+	return err
+}
+
+// storedTimePtr is storedTime for a column that may be NULL, which leaves *t nil.
+type storedTimePtr struct{ t **time.Time }
+
+func (d storedTimePtr) Scan(src any) error {
+	if src == nil {
+		*d.t = nil
+		return nil
 	}
-	return &t, nil
+	t := new(time.Time)
+	if err := (storedTime{t}).Scan(src); err != nil {
+		return err
+	}
+	*d.t = t
+	return nil
+}
+
+// stamp fills what a new record's caller left empty: its id (ordered, so that rows sort by
+// creation), the default tenant and the creation time, kept at the precision the store reads
+// back.
+func stamp(id, tenant *string, created *time.Time) {
+	if *id == "" {
+		*id = imaged.NewOrderedID()
+	}
+	if *tenant == "" {
+		*tenant = imaged.DefaultTenant
+	}
+	if created.IsZero() {
+		*created = now()
+	}
+	*created = created.UTC().Truncate(time.Microsecond)
 }
 
 // now is the store's clock, at the precision it stores.

@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 // DefaultLease is the lease ClaimTask grants when asked for none.
@@ -18,14 +18,9 @@ const DefaultLease = 5 * time.Minute
 
 // List page sizes.
 const (
-	DefaultListLimit = 50
-	MaxListLimit     = 1000
+	DefaultListLimit = sqlstore.DefaultListLimit
+	MaxListLimit     = sqlstore.MaxListLimit
 )
-
-// taskColumns is the column list every task query selects or returns, in scanTask's order.
-const taskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
-	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant`
 
 // querier is what *sql.DB and *sql.Tx share.
 type querier interface {
@@ -34,39 +29,20 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanTask(sc scanner) (*imaged.Task, error) {
+func scanTask(sc sqlstore.Scanner) (*imaged.Task, error) {
 	var (
 		t                           imaged.Task
 		ops                         string
-		runAfter, created           string
-		lease, started, finished    sql.NullString
 		result, errCode, errMessage sql.NullString
 	)
-	err := sc.Scan(&t.ID, &t.Type, &t.Status, &t.ImageID, &ops, &t.BatchID, &t.Attempts,
-		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
-		&runAfter, &lease, &created, &started, &finished, &result, &errCode, &errMessage, &t.TraceParent, &t.Tenant)
+	err := sc.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: storedTime{&t.RunAfter},
+		LeaseUntil: storedTimePtr{&t.LeaseUntil}, Created: storedTime{&t.CreatedAt}, Started: storedTimePtr{&t.StartedAt},
+		Finished: storedTimePtr{&t.FinishedAt}, Result: &result, ErrorCode: &errCode, ErrorMessage: &errMessage})...)
 	if err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(ops), &t.Ops); err != nil {
 		return nil, fmt.Errorf("sqlite: ops of task %s: %w", t.ID, err)
-	}
-	if t.RunAfter, err = parseTime(runAfter); err != nil {
-		return nil, err
-	}
-	if t.CreatedAt, err = parseTime(created); err != nil {
-		return nil, err
-	}
-	if t.LeaseUntil, err = parseTimePtr(lease); err != nil {
-		return nil, err
-	}
-	if t.StartedAt, err = parseTimePtr(started); err != nil {
-		return nil, err
-	}
-	if t.FinishedAt, err = parseTimePtr(finished); err != nil {
-		return nil, err
 	}
 	if result.Valid {
 		t.Result = new(imaged.TaskResult)
@@ -80,21 +56,14 @@ func scanTask(sc scanner) (*imaged.Task, error) {
 	return &t, nil
 }
 
-func queryTasks(ctx context.Context, q querier, query string, args ...any) ([]*imaged.Task, error) {
+// queryAll runs a query and reads every row it yields with scan.
+func queryAll[T any](ctx context.Context, q querier, scan func(sqlstore.Scanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*imaged.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return sqlstore.Collect(rows, scan)
 }
 
 // queryTask runs a query (or an UPDATE … RETURNING) that yields at most one task; nil when none.
@@ -157,7 +126,7 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 			}
 		}
 		if batch == nil && len(tasks) == 1 && tasks[0].IdempotencyKey != "" {
-			stored, err := queryTask(ctx, tx, `SELECT `+taskColumns+` FROM tasks WHERE tenant = ? AND idempotency_key = ?`,
+			stored, err := queryTask(ctx, tx, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE tenant = ? AND idempotency_key = ?`,
 				tasks[0].Tenant, tasks[0].IdempotencyKey)
 			if err != nil {
 				return err
@@ -228,11 +197,11 @@ func (s *Store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 
 // Task returns the tenant's task; ENotFound when absent or another tenant's.
 func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
-	t, err := queryTask(ctx, s.r, `SELECT `+taskColumns+` FROM tasks WHERE `+cond, args...)
+	t, err := queryTask(ctx, s.r, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: task: %w", err)
 	}
@@ -246,38 +215,29 @@ func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 // descending), and the cursor of the next page. Limit defaults to DefaultListLimit and is capped
 // at MaxListLimit. An unknown status or a cursor this store did not issue is EInvalid.
 func (s *Store) ListTasks(ctx context.Context, f imaged.TaskFilter) ([]*imaged.Task, string, error) {
-	p, err := newPage(f.Tenant, f.Cursor, f.Limit)
+	p, err := dialect.TaskPage(f)
 	if err != nil {
 		return nil, "", err
 	}
-	if f.Status != "" {
-		if !slices.Contains(imaged.Statuses, f.Status) {
-			return nil, "", imaged.FieldErrorf("status", "status must be one of %s", strings.Join(imaged.Statuses, ", "))
-		}
-		p.add("status = ?", f.Status)
-	}
-	if f.BatchID != "" {
-		p.add("batch_id = ?", f.BatchID)
-	}
-	tasks, err := queryTasks(ctx, s.r, `SELECT `+taskColumns+` FROM tasks`+p.where()+p.order(), p.args...)
+	tasks, err := queryAll(ctx, s.r, scanTask, p.Select(sqlstore.TaskColumns, `tasks`), p.Args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: list tasks: %w", err)
 	}
-	tasks, next := cut(p, tasks, func(t *imaged.Task) (time.Time, string) { return t.CreatedAt, t.ID })
+	tasks, next := sqlstore.Cut(p, tasks, sqlstore.TaskKey)
 	return tasks, next, nil
 }
 
 // CancelTask moves the tenant's queued task to cancelled; EConflict when it is no longer
 // queued, ENotFound when absent or another tenant's.
 func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, err
 	}
 	t, err := queryTask(ctx, s.w, `
 		UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
 		WHERE `+cond+` AND status = 'queued'
-		RETURNING `+taskColumns, append([]any{formatTime(now())}, args...)...)
+		RETURNING `+sqlstore.TaskColumns, append([]any{formatTime(now())}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: cancel task: %w", err)
 	}
@@ -288,7 +248,7 @@ func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task
 	if err != nil {
 		return nil, err
 	}
-	return nil, imaged.Errorf(imaged.EConflict, "task %s is %s; only a queued task can be cancelled", id, cur.Status)
+	return nil, sqlstore.NotQueued(cur)
 }
 
 // Batch returns the tenant's batch with counts per status and its tasks in creation order;
@@ -311,28 +271,20 @@ func (s *Store) Batch(ctx context.Context, tenant, id string) (*imaged.Batch, []
 	return b, tasks, err
 }
 
-// batchColumns is the column list every batch query selects, in scanBatch's order.
-const batchColumns = `id, tenant, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at`
-
-func scanBatch(sc scanner) (*imaged.Batch, error) {
+func scanBatch(sc sqlstore.Scanner) (*imaged.Batch, error) {
 	var b imaged.Batch
-	var created string
-	err := sc.Scan(&b.ID, &b.Tenant, &b.Total, &b.CorrelationID, &b.CallbackURL, &b.IdempotencyKey, &created)
-	if err != nil {
-		return nil, err
-	}
-	if b.CreatedAt, err = parseTime(created); err != nil {
+	if err := sc.Scan(sqlstore.BatchDest(&b, storedTime{&b.CreatedAt})...); err != nil {
 		return nil, err
 	}
 	return &b, nil
 }
 
 func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
-	cond, args, err := ofTenant(tenant, id)
+	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := scanBatch(q.QueryRowContext(ctx, `SELECT `+batchColumns+` FROM batches WHERE `+cond, args...))
+	b, err := scanBatch(q.QueryRowContext(ctx, `SELECT `+sqlstore.BatchColumns+` FROM batches WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
 	}
@@ -348,7 +300,7 @@ func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch
 
 // summarise reads the batch's tasks in creation order and sets its status and counts from them.
 func summarise(ctx context.Context, q querier, b *imaged.Batch) ([]*imaged.Task, error) {
-	tasks, err := queryTasks(ctx, q, `SELECT `+taskColumns+` FROM tasks WHERE batch_id = ? ORDER BY seq`, b.ID)
+	tasks, err := queryAll(ctx, q, scanTask, `SELECT `+sqlstore.TaskColumns+` FROM tasks WHERE batch_id = ? ORDER BY seq`, b.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +339,7 @@ func (s *Store) ClaimTask(ctx context.Context, id string, types []string, worker
 		UPDATE tasks SET status = 'processing', attempts = attempts + 1, worker_id = ?,
 			lease_until = ?, started_at = ?
 		WHERE `+where+`
-		RETURNING `+taskColumns, args...)
+		RETURNING `+sqlstore.TaskColumns, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: claim task: %w", err)
 	}
@@ -401,7 +353,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	t, err := queryTask(ctx, s.w, `
 		UPDATE tasks SET `+set+`
 		WHERE id = ? AND status = 'processing' AND attempts = ?
-		RETURNING `+taskColumns, args...)
+		RETURNING `+sqlstore.TaskColumns, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s task: %w", verb, err)
 	}
@@ -412,8 +364,7 @@ func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set st
 	if err != nil {
 		return nil, err
 	}
-	return nil, imaged.Errorf(imaged.EConflict,
-		"task %s is %s at attempt %d; attempt %d cannot %s it", id, cur.Status, cur.Attempts, attempt, verb)
+	return nil, sqlstore.NotProcessing(cur, attempt, verb)
 }
 
 // CompleteTask records the result of the given attempt of a processing task and clears the
@@ -471,20 +422,9 @@ func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]s
 		query += ` AND lease_until <= ?`
 		args = append(args, formatTime(at))
 	}
-	rows, err := s.w.QueryContext(ctx, query+` RETURNING id`, args...)
+	ids, err := queryAll(ctx, s.w, scanID,
+		query+` RETURNING id`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
 	}
 	return ids, nil
@@ -493,25 +433,20 @@ func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]s
 // CountQueued returns the number of queued tasks per task type, every known type present.
 // Tasks waiting for a retry's RunAfter count as queued.
 func (s *Store) CountQueued(ctx context.Context) (map[string]int, error) {
-	out := make(map[string]int, len(imaged.TaskTypes))
-	for _, typ := range imaged.TaskTypes {
-		out[typ] = 0
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT type, count(*) FROM tasks WHERE status = 'queued' GROUP BY type`)
+	rows, err := s.r.QueryContext(ctx, sqlstore.CountQueued)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: count queued: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var typ string
-		var n int
-		if err := rows.Scan(&typ, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: count queued: %w", err)
-		}
-		out[typ] = n
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.QueuedCounts(rows)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: count queued: %w", err)
 	}
 	return out, nil
+}
+
+func scanID(sc sqlstore.Scanner) (string, error) {
+	var id string
+	err := sc.Scan(&id)
+	return id, err
 }

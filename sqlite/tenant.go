@@ -7,24 +7,14 @@ import (
 	"fmt"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/sqlstore"
 )
 
 var _ imaged.TenantStore = (*Store)(nil)
 
-const tenantColumns = `id, COALESCE(quota_bytes, 0), COALESCE(quota_images, 0), COALESCE(rate_limit, 0),
-	COALESCE(burst, 0), COALESCE(concurrency, 0), created_at, updated_at`
-
-func scanTenant(sc scanner) (*imaged.Tenant, error) {
+func scanTenant(sc sqlstore.Scanner) (*imaged.Tenant, error) {
 	var t imaged.Tenant
-	var created, updated string
-	err := sc.Scan(&t.ID, &t.QuotaBytes, &t.QuotaImages, &t.RateLimit, &t.Burst, &t.Concurrency, &created, &updated)
-	if err != nil {
-		return nil, err
-	}
-	if t.CreatedAt, err = parseTime(created); err != nil {
-		return nil, err
-	}
-	if t.UpdatedAt, err = parseTime(updated); err != nil {
+	if err := sc.Scan(sqlstore.TenantDest(&t, storedTime{&t.CreatedAt}, storedTime{&t.UpdatedAt})...); err != nil {
 		return nil, err
 	}
 	return &t, nil
@@ -32,7 +22,7 @@ func scanTenant(sc scanner) (*imaged.Tenant, error) {
 
 // Tenant returns the tenant; ENotFound when absent.
 func (s *Store) Tenant(ctx context.Context, id string) (*imaged.Tenant, error) {
-	t, err := scanTenant(s.r.QueryRowContext(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE id = ?`, id))
+	t, err := scanTenant(s.r.QueryRowContext(ctx, `SELECT `+sqlstore.TenantColumns+` FROM tenants WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, imaged.Errorf(imaged.ENotFound, "tenant %s not found", id)
 	}
@@ -54,7 +44,7 @@ func (s *Store) PutTenant(ctx context.Context, t *imaged.Tenant) error {
 		ON CONFLICT (id) DO UPDATE SET quota_bytes = excluded.quota_bytes,
 			quota_images = excluded.quota_images, rate_limit = excluded.rate_limit,
 			burst = excluded.burst, concurrency = excluded.concurrency, updated_at = excluded.updated_at
-		RETURNING `+tenantColumns,
+		RETURNING `+sqlstore.TenantColumns,
 		t.ID, t.QuotaBytes, t.QuotaImages, t.RateLimit, t.Burst, t.Concurrency, at, at))
 	if err != nil {
 		return fmt.Errorf("sqlite: put tenant: %w", err)
@@ -65,20 +55,8 @@ func (s *Store) PutTenant(ctx context.Context, t *imaged.Tenant) error {
 
 // ListTenants returns every tenant, by id.
 func (s *Store) ListTenants(ctx context.Context) ([]*imaged.Tenant, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+tenantColumns+` FROM tenants ORDER BY id`)
+	out, err := queryAll(ctx, s.r, scanTenant, `SELECT `+sqlstore.TenantColumns+` FROM tenants ORDER BY id`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list tenants: %w", err)
-	}
-	defer rows.Close()
-	var out []*imaged.Tenant
-	for rows.Next() {
-		t, err := scanTenant(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list tenants: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list tenants: %w", err)
 	}
 	return out, nil

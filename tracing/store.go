@@ -27,8 +27,12 @@ type store struct {
 func (s *store) Unwrap() imaged.TaskStore { return s.next }
 
 func (s *store) start(ctx context.Context, op string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return tracer().Start(ctx, "db "+op, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(append(attrs, s.system, attribute.String("db.operation.name", op))...))
+	return startClient(ctx, "db "+op, append(attrs, s.system, attribute.String("db.operation.name", op))...)
+}
+
+// startClient starts the span of a call to another system.
+func startClient(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 }
 
 func taskAttr(id string) attribute.KeyValue { return attribute.String("imaged.task_id", id) }
@@ -166,8 +170,7 @@ type blobs struct {
 func (b *blobs) Unwrap() imaged.BlobStore { return b.next }
 
 func (b *blobs) start(ctx context.Context, op, key string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	return tracer().Start(ctx, "blob "+op, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(append(attrs, b.system, attribute.String("imaged.blob_key", key))...))
+	return startClient(ctx, "blob "+op, append(attrs, b.system, attribute.String("imaged.blob_key", key))...)
 }
 
 func (b *blobs) Put(ctx context.Context, key string, data []byte, contentType string) (err error) {
