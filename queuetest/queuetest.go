@@ -79,7 +79,7 @@ const (
 	// holdLease is the lease of a consumer or claim that is not meant to lose its task: long
 	// enough that a handler slowed down by a loaded machine never sees its task swept away.
 	holdLease = 30 * time.Second
-	sweep = 50 * time.Millisecond
+	sweep     = 50 * time.Millisecond
 	// wait bounds every wait for a condition.
 	wait = 30 * time.Second
 )

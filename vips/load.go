@@ -48,7 +48,7 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	if err != nil {
 		return nil, undecodable(vipsMessage(err))
 	}
-	s := &state{img: img, op: "decode", opts: opts, limits: p.limits, frames: 1}
+	s := &state{img: img, op: "decode", opts: opts, limits: p.limits, frames: 1, input: buf}
 	defer func() {
 		if err != nil {
 			s.close()

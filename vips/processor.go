@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -330,6 +331,10 @@ type state struct {
 	pending  bool
 	analyses []imaged.Analysis
 	release  func() // gives back the pipeline's share of the memory budget
+	// input is the encoded source the images were loaded from. libvips does not copy a buffer
+	// it loads: it reads it lazily, up to the encode, so the Go memory must stay reachable
+	// until the last image made from it is closed (close keeps it alive until then).
+	input []byte
 }
 
 // source is what the original file said about itself, kept for info after the pixels change.
@@ -348,6 +353,8 @@ func (s *state) close() {
 		s.img.Close()
 		s.img = nil
 	}
+	runtime.KeepAlive(s.input)
+	s.input = nil
 	if s.release != nil {
 		s.release()
 		s.release = nil
