@@ -105,10 +105,20 @@ func (s *Server) handleTenantList() http.Handler {
 
 func (s *Server) handleTenantGet() http.Handler {
 	return s.adminOnly(func(w http.ResponseWriter, r *http.Request, _ KeyAdmin) {
-		t, err := s.deps.Store.Tenant(r.Context(), r.PathValue("id"))
+		id := r.PathValue("id")
+		t, err := s.deps.Store.Tenant(r.Context(), id)
+		missing := imaged.IsCode(err, imaged.ENotFound)
+		if missing {
+			// A tenant owns data without a record of its own (a key made with --tenant): it
+			// has no limits, and its usage is what there is to see.
+			t, err = &imaged.Tenant{ID: id}, nil
+		}
 		var v tenantView
 		if err == nil {
 			v, err = s.viewTenant(r.Context(), t)
+		}
+		if err == nil && missing && v.Usage.Images == 0 {
+			err = imaged.Errorf(imaged.ENotFound, "tenant %s not found", id)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
