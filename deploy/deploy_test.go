@@ -40,16 +40,27 @@ var overlays = []string{"base", "overlays/embedded", "overlays/production", "ove
 // --- imaged's settings --------------------------------------------------------------------
 
 // imagedSettings returns the IMAGED_* names imaged reads: the env field of every entry of the
-// []setting lists in cmd/imaged, from which every flag and variable is bound.
+// []setting lists in package config (and any in cmd/imaged), from which every flag and variable
+// is bound.
 func imagedSettings(t *testing.T) map[string]bool {
 	t.Helper()
-	dir := filepath.Join("..", "cmd", "imaged")
+	names := map[string]bool{}
+	for _, dir := range []string{filepath.Join("..", "config"), filepath.Join("..", "cmd", "imaged")} {
+		settingsIn(t, dir, names)
+	}
+	if len(names) < 20 {
+		t.Fatalf("found only %d IMAGED_* settings in config and cmd/imaged: have the settings.New lists moved?", len(names))
+	}
+	return names
+}
+
+// settingsIn adds the IMAGED_* names of the settings.New calls in dir's non-test files.
+func settingsIn(t *testing.T, dir string, names map[string]bool) {
 	fset := token.NewFileSet()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]bool{}
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
 			continue
@@ -79,10 +90,6 @@ func imagedSettings(t *testing.T) map[string]bool {
 			return true
 		})
 	}
-	if len(names) < 20 {
-		t.Fatalf("found only %d IMAGED_* settings in %s: have the settings.New lists moved?", len(names), dir)
-	}
-	return names
 }
 
 func TestImagedSettingsAreFound(t *testing.T) {
@@ -90,7 +97,7 @@ func TestImagedSettingsAreFound(t *testing.T) {
 	for _, want := range []string{"IMAGED_ADDR", "IMAGED_DATA_DIR", "IMAGED_DATABASE_URL", "IMAGED_QUEUE_URL",
 		"IMAGED_STORAGE_URL", "IMAGED_REDIS_URL", "IMAGED_WORKERS"} {
 		if !s[want] {
-			t.Errorf("setting %s not found in cmd/imaged's settings()", want)
+			t.Errorf("setting %s not found in package config's settings", want)
 		}
 	}
 }
@@ -620,7 +627,7 @@ func checkPodSpec(t *testing.T, b built, d *appsv1.Deployment, settings map[stri
 	// Every variable the container gets is a setting imaged reads.
 	for name := range env {
 		if !settings[name] {
-			t.Errorf("%s: sets %s, which imaged does not read (cmd/imaged/config.go)", d.Name, name)
+			t.Errorf("%s: sets %s, which imaged does not read (package config)", d.Name, name)
 		}
 	}
 }

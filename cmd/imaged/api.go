@@ -25,11 +25,11 @@ import (
 // client of URL sources and the URL signer, with the settings of each.
 func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Processor, metrics *prom.Metrics, log *slog.Logger) (http.Handler, error) {
 	hc := imagedhttp.Config{
-		Version: versionString(), Limits: cfg.limits(), MaxAttempts: cfg.MaxAttempts,
+		Version: versionString(), Limits: cfg.Limits(), MaxAttempts: cfg.MaxAttempts,
 		MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
 		KeyLimit:    imaged.RateLimit{PerMinute: cfg.KeyRateLimit, Burst: cfg.KeyBurst},
 		IPLimit:     imaged.RateLimit{PerMinute: cfg.IPRateLimit, Burst: cfg.IPBurst},
-		Concurrency: cfg.KeyConcurrency, PipelineShare: cfg.PipelineShare, TrustedProxies: cfg.trustedProxies,
+		Concurrency: cfg.KeyConcurrency, PipelineShare: cfg.PipelineShare, TrustedProxies: cfg.TrustedPrefixes,
 		MetricsApart: cfg.MetricsAddr != "", SignedMaxAge: cfg.SignedMaxAge,
 	}
 	deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
@@ -84,7 +84,7 @@ func newOutbound(cfg *Config) *outbound.Client {
 		redirects = -1 // none
 	}
 	return outbound.New(outbound.Config{
-		Allow: cfg.outboundAllow, AllowHosts: settings.List(cfg.OutboundAllowHosts), MaxRedirects: redirects,
+		Allow: cfg.OutboundPrefixes, AllowHosts: settings.List(cfg.OutboundAllowHosts), MaxRedirects: redirects,
 		ConnectTimeout: cfg.OutboundConnectTimeout, Timeout: cfg.OutboundTimeout, MaxBytes: maxBytes,
 		UserAgent: "imaged/" + versionString(),
 	})

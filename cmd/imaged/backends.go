@@ -76,7 +76,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 		return nil, fmt.Errorf("setting IMAGED_DATA_DIR: %w", err)
 	}
 
-	a.databaseURL = cfg.databaseURL()
+	a.databaseURL = cfg.Database()
 	store, embedded, err := openStore(ctx, a.databaseURL, cfg.NoMigrate)
 	if err != nil {
 		return nil, fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)

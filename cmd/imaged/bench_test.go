@@ -14,6 +14,7 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
+	"github.com/imaged/imaged/config"
 	"github.com/imaged/imaged/prom"
 )
 
@@ -29,7 +30,7 @@ type benchStack struct {
 
 func newBenchStack(b *testing.B) *benchStack {
 	b.Helper()
-	cfg, err := parseConfig("serve", nil, func(k string) string {
+	cfg, err := config.Parse("serve", nil, func(k string) string {
 		if k == "IMAGED_DATA_DIR" {
 			return b.TempDir()
 		}

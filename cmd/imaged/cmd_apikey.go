@@ -12,6 +12,7 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/auth"
+	"github.com/imaged/imaged/config"
 )
 
 const adminUsage = `usage:
@@ -40,7 +41,7 @@ func adminCommand(ctx context.Context, noun string, args []string, getenv func(s
 	if verb == "set" && len(flagArgs) > 0 && !strings.HasPrefix(flagArgs[0], "-") {
 		flagArgs = slices.Concat(flagArgs[1:], flagArgs[:1]) // the tenant may come before its flags
 	}
-	cfg, rest, err := parseConfigWith(noun+" "+verb, flagArgs, getenv, func(fs *flag.FlagSet) {
+	cfg, rest, err := config.ParseWith(noun+" "+verb, flagArgs, getenv, func(fs *flag.FlagSet) {
 		if verb == "create" {
 			readKey = auth.KeyFlags(fs)
 		} else if verb == "set" {
@@ -53,7 +54,7 @@ func adminCommand(ctx context.Context, noun string, args []string, getenv func(s
 	if len(rest) != nargs {
 		return fmt.Errorf("usage: imaged %s %s takes %d arguments, got %q (see imaged %s)", noun, verb, nargs, rest, noun)
 	}
-	store, _, err := openStore(ctx, cfg.databaseURL(), cfg.NoMigrate)
+	store, _, err := openStore(ctx, cfg.Database(), cfg.NoMigrate)
 	if err != nil {
 		return fmt.Errorf("setting IMAGED_DATABASE_URL: %w", err)
 	}

@@ -22,7 +22,7 @@ type migratable interface {
 
 // migrate applies or lists database migrations.
 func migrate(ctx context.Context, cfg *Config, verb string, out io.Writer) error {
-	raw := cfg.databaseURL()
+	raw := cfg.Database()
 	scheme, rest, _ := strings.Cut(raw, "://")
 	var s migratable
 	var err error

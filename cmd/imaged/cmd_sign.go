@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/config"
 	"github.com/imaged/imaged/signedurl"
 )
 
@@ -22,7 +23,7 @@ must be of the same tenant, or the URL answers 404.`
 
 // signCommand runs `imaged sign PATH`.
 func signCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, rest, err := parseConfigWith("sign", args, getenv, nil)
+	cfg, rest, err := config.ParseWith("sign", args, getenv, nil)
 	if err != nil {
 		return err
 	}

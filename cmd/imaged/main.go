@@ -18,12 +18,16 @@ import (
 	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/config"
 	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/tracing"
 	"github.com/imaged/imaged/vips"
 	"github.com/imaged/imaged/worker"
 )
+
+// Config is every setting imaged reads (package config).
+type Config = config.Config
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
@@ -69,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "imaged", versionString())
 		return nil
 	case "serve", "worker":
-		cfg, err := parseConfig(args[0], args[1:], getenv)
+		cfg, err := config.Parse(args[0], args[1:], getenv)
 		if err != nil {
 			return err
 		}
@@ -80,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if len(args) < 2 || (args[1] != "up" && args[1] != "status") {
 			return errors.New("usage: imaged migrate up|status [flags]")
 		}
-		cfg, err := parseConfig("migrate", args[2:], getenv)
+		cfg, err := config.Parse("migrate", args[2:], getenv)
 		if err != nil {
 			return err
 		}
@@ -150,7 +154,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	eng.useUploads(a, cfg.limits())
+	eng.useUploads(a, cfg.Limits())
 	defer eng.close()
 	defer vips.Shutdown()
 	processor := eng.processor

@@ -1,7 +1,6 @@
-package main
+package config
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,14 +15,14 @@ func envOf(kv ...string) func(string) string {
 }
 
 func TestConfigDefaultsAndOverrides(t *testing.T) {
-	c, err := parseConfig("serve", nil, envOf())
+	c, err := Parse("serve", nil, envOf())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Addr != ":8000" || c.DataDir != "./data" || c.MaxUploadBytes != 50<<20 || c.MaxWidth != 10000 || c.MaxAttempts != 3 {
 		t.Fatalf("defaults: %+v", c)
 	}
-	c, err = parseConfig("serve", []string{"--workers=0", "--addr=127.0.0.1:9999"},
+	c, err = Parse("serve", []string{"--workers=0", "--addr=127.0.0.1:9999"},
 		envOf("IMAGED_WORKERS", "7", "IMAGED_TASK_DEADLINE", "90s", "IMAGED_ADDR", ":1"))
 	if err != nil {
 		t.Fatal(err)
@@ -42,36 +41,9 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		"IMAGED_LOG_LEVEL":        {"IMAGED_LOG_LEVEL", "loud"},
 	}
 	for want, env := range cases {
-		_, err := parseConfig("serve", nil, envOf(env...))
+		_, err := Parse("serve", nil, envOf(env...))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s=%s: error %v does not name %s", env[0], env[1], err, want)
 		}
-	}
-}
-
-// The binary itself refuses bad backend URLs at start-up, naming the setting.
-func TestStartupFailsNamingBadURL(t *testing.T) {
-	bin := imagedBinary(t)
-	for setting, value := range map[string]string{
-		"IMAGED_DATABASE_URL": "mysql://nope",
-		"IMAGED_QUEUE_URL":    "carrier-pigeon://coop",
-		"IMAGED_STORAGE_URL":  "ftp://old",
-	} {
-		cmd := exec.Command(bin, "serve")
-		cmd.Env = []string{"IMAGED_DATA_DIR=" + t.TempDir(), "IMAGED_ADDR=127.0.0.1:0", setting + "=" + value}
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			t.Fatalf("%s=%s: imaged started", setting, value)
-		}
-		if !strings.Contains(string(out), setting) {
-			t.Fatalf("%s=%s: output does not name the setting:\n%s", setting, value, out)
-		}
-	}
-}
-
-func TestVersionCommand(t *testing.T) {
-	out, err := exec.Command(imagedBinary(t), "version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "imaged ") {
-		t.Fatalf("version: %v %s", err, out)
 	}
 }

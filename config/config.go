@@ -1,4 +1,7 @@
-package main
+// Package config is every setting imaged reads: the Config struct, each setting bound once as an
+// IMAGED_* variable and a flag (package settings), and the checks that fail start-up naming the
+// setting at fault. cmd/imaged parses it and wires the adapters from it.
+package config
 
 import (
 	"flag"
@@ -109,18 +112,18 @@ func allSettings(c *Config) []settings.Setting {
 	}, append(append(accessSettings(c), brokerSettings(c)...), tracingSettings(c)...)...)
 }
 
-// parseConfig reads the environment, then args. Errors name the setting at fault.
-func parseConfig(name string, args []string, getenv func(string) string) (*Config, error) {
-	c, rest, err := parseConfigWith(name, args, getenv, nil)
+// Parse reads the environment, then args. Errors name the setting at fault.
+func Parse(name string, args []string, getenv func(string) string) (*Config, error) {
+	c, rest, err := ParseWith(name, args, getenv, nil)
 	if err == nil && len(rest) > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " "))
 	}
 	return c, err
 }
 
-// parseConfigWith is parseConfig for commands with flags (bound by extra) and arguments of
+// ParseWith is Parse for commands with flags (bound by extra) and arguments of
 // their own; it returns the arguments after the flags.
-func parseConfigWith(name string, args []string, getenv func(string) string, extra func(*flag.FlagSet)) (*Config, []string, error) {
+func ParseWith(name string, args []string, getenv func(string) string, extra func(*flag.FlagSet)) (*Config, []string, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
@@ -181,14 +184,14 @@ func (c *Config) validate() error {
 	return c.validateAccess()
 }
 
-// databaseURL is IMAGED_DATABASE_URL, or the embedded database in the data directory.
-func (c *Config) databaseURL() string {
+// Database is IMAGED_DATABASE_URL, or the embedded database in the data directory.
+func (c *Config) Database() string {
 	if c.DatabaseURL != "" {
 		return c.DatabaseURL
 	}
 	return "sqlite://" + filepath.Join(c.DataDir, "imaged.db")
 }
 
-func (c *Config) limits() imaged.Limits {
+func (c *Config) Limits() imaged.Limits {
 	return imaged.Limits{MaxBytes: c.MaxUploadBytes, MaxWidth: c.MaxWidth, MaxHeight: c.MaxHeight}
 }

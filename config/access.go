@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -45,9 +45,9 @@ type accessConfig struct {
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
 
-	// Parsed by validateAccess.
-	trustedProxies []netip.Prefix
-	outboundAllow  []netip.Prefix
+	// Parsed by validation: IMAGED_TRUSTED_PROXIES and IMAGED_OUTBOUND_ALLOW.
+	TrustedPrefixes  []netip.Prefix
+	OutboundPrefixes []netip.Prefix
 }
 
 func accessSettings(c *Config) []settings.Setting {
@@ -105,10 +105,10 @@ func (c *Config) validateAccess() error {
 		return err
 	}
 	var err error
-	if c.trustedProxies, err = settings.Prefixes(c.TrustedProxies); err != nil {
+	if c.TrustedPrefixes, err = settings.Prefixes(c.TrustedProxies); err != nil {
 		return fmt.Errorf("setting IMAGED_TRUSTED_PROXIES: %w", err)
 	}
-	if c.outboundAllow, err = settings.Prefixes(c.OutboundAllow); err != nil {
+	if c.OutboundPrefixes, err = settings.Prefixes(c.OutboundAllow); err != nil {
 		return fmt.Errorf("setting IMAGED_OUTBOUND_ALLOW: %w", err)
 	}
 	if c.BootstrapAPIKey != "" {
