@@ -24,7 +24,6 @@ type accessConfig struct {
 	IPRateLimit     int
 	IPBurst         int
 	KeyConcurrency  int
-	PipelineShare   int
 	TrustedProxies  string
 
 	SourceURLs             string
@@ -56,12 +55,11 @@ func accessSettings(c *Config) []settings.Setting {
 		settings.New("bootstrap-api-key", "IMAGED_BOOTSTRAP_API_KEY", "an API key (imk_…) recorded as an admin key at start-up when absent; unset: the first start creates one and logs it once", settings.String(&c.BootstrapAPIKey, "")),
 		settings.New("metrics-addr", "IMAGED_METRICS_ADDR", "serve /metrics on this address (e.g. :9090) instead of the API's", settings.String(&c.MetricsAddr, "")),
 		settings.New("metrics-max-tenants", "IMAGED_METRICS_MAX_TENANTS", "distinct tenant label values on the request and task counters; the rest count as other (0 = 50)", settings.Int(&c.MetricsTenants, 50)),
-		settings.New("rate-limit-key", "IMAGED_RATE_LIMIT_KEY", "requests per minute of an API key whose record sets none; 0 = no limit", settings.Int(&c.KeyRateLimit, 1000)),
-		settings.New("rate-limit-key-burst", "IMAGED_RATE_LIMIT_KEY_BURST", "most requests in any one second of such a key; 0 = no limit", settings.Int(&c.KeyBurst, 50)),
+		settings.New("rate-limit-key", "IMAGED_RATE_LIMIT_KEY", "requests per minute of an API key whose record sets none; 0 = no limit", settings.Int(&c.KeyRateLimit, 0)),
+		settings.New("rate-limit-key-burst", "IMAGED_RATE_LIMIT_KEY_BURST", "most requests in any one second of such a key; 0 = no limit", settings.Int(&c.KeyBurst, 0)),
 		settings.New("rate-limit-ip", "IMAGED_RATE_LIMIT_IP", "requests per minute per client address without a key (signed URLs, failed authentication); 0 = no limit", settings.Int(&c.IPRateLimit, 60)),
 		settings.New("rate-limit-ip-burst", "IMAGED_RATE_LIMIT_IP_BURST", "most such requests in any one second; 0 = no limit", settings.Int(&c.IPBurst, 10)),
 		settings.New("key-concurrency", "IMAGED_KEY_CONCURRENCY", "requests at once per API key (or client address) in one process; 0 = no limit", settings.Int(&c.KeyConcurrency, 32)),
-		settings.New("pipeline-share", "IMAGED_PIPELINE_SHARE", "synchronous pipelines one key (or client address) runs at once; 0 = half of IMAGED_MAX_INFLIGHT", settings.Int(&c.PipelineShare, 0)),
 		settings.New("trusted-proxies", "IMAGED_TRUSTED_PROXIES", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated", settings.String(&c.TrustedProxies, "")),
 		settings.New("source-urls", "IMAGED_SOURCE_URLS", "on: /v1/process and /v1/tasks take source_url; off: they refuse it", settings.String(&c.SourceURLs, "on")),
 		settings.New("outbound-allow", "IMAGED_OUTBOUND_ALLOW", "CIDRs that URL sources and webhooks may reach although private or special, comma-separated", settings.String(&c.OutboundAllow, "")),
@@ -90,7 +88,6 @@ func (c *Config) validateAccess() error {
 		settings.Rule(c.IPRateLimit >= 0, "IMAGED_RATE_LIMIT_IP", "must not be negative"),
 		settings.Rule(c.IPBurst >= 0, "IMAGED_RATE_LIMIT_IP_BURST", "must not be negative"),
 		settings.Rule(c.KeyConcurrency >= 0, "IMAGED_KEY_CONCURRENCY", "must not be negative"),
-		settings.Rule(c.PipelineShare >= 0, "IMAGED_PIPELINE_SHARE", "must not be negative"),
 		settings.Rule(c.OutboundMaxRedirects >= 0 && c.OutboundMaxRedirects <= 20, "IMAGED_OUTBOUND_MAX_REDIRECTS", "must be between 0 and 20"),
 		settings.Rule(c.OutboundConnectTimeout > 0, "IMAGED_OUTBOUND_CONNECT_TIMEOUT", "must be positive"),
 		settings.Rule(c.OutboundTimeout > 0, "IMAGED_OUTBOUND_TIMEOUT", "must be positive"),

@@ -10,7 +10,7 @@ import (
 // body is read: an upload over the size limit gets 503 (busy), not 413 (which reading would
 // have found), and the processor is not called.
 func TestOverloadRefusesBeforeReadingTheBody(t *testing.T) {
-	st := newStack(t, Config{MaxInflight: 1, MaxWaiting: 1, PipelineShare: 10, WaitTimeout: 30 * time.Second}, Deps{}, true)
+	st := newStack(t, Config{MaxInflight: 1, MaxWaiting: 1, WaitTimeout: 30 * time.Second}, Deps{}, true)
 	gate := make(chan struct{})
 	st.proc.gate = gate
 	t.Cleanup(func() {
@@ -29,7 +29,7 @@ func TestOverloadRefusesBeforeReadingTheBody(t *testing.T) {
 		}()
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(st.api.slots) < 1 || len(st.api.waiting) < 1 {
+	for !st.api.slots.full() {
 		if time.Now().After(deadline) {
 			t.Fatal("the two requests never took the slot and the line")
 		}

@@ -318,41 +318,38 @@ func TestClientAddress(t *testing.T) {
 	}
 }
 
-func TestOneClientHoldsOnlyItsShareOfPipelines(t *testing.T) {
-	st := newStack(t, Config{MaxInflight: 4}, Deps{}, false)
+// One client alone sends four times as many pipelines at once as there are slots: it gets
+// only 200s (the ones beyond the slots after waiting in line). While it keeps every slot
+// busy, another client's pipeline starts at the next free slot, ahead of the first client's
+// queued ones.
+func TestALoneClientUsesEverySlotAndAnotherGetsTheNext(t *testing.T) {
+	st := newStack(t, Config{MaxInflight: 2, MaxWaiting: 16, WaitTimeout: time.Minute}, Deps{}, false)
 	st.proc.gate = make(chan struct{})
 	heavy := st.newKey(&imaged.APIKey{Name: "heavy"})
 	id := st.uploadImage()
-	body := []byte(`{"image_id":"` + id + `","ops":[{"op":"blur"}]}`)
-	post := func(key string) int {
+	post := func(key, op string) int {
+		body := []byte(`{"image_id":"` + id + `","ops":[{"op":"` + op + `"}]}`)
 		return st.do("POST", "/v1/process", body, map[string]string{"X-API-Key": key, "Content-Type": "application/json"}).status
 	}
-	done := make(chan int, 4)
-	for range 2 {
-		go func() { done <- post(heavy) }()
+	done := make(chan int, 9)
+	for range 8 {
+		go func() { done <- post(heavy, "blur") }()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for st.proc.calls.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the heavy client's pipelines never started")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if s := post(heavy); s != 429 {
-		t.Fatalf("a third pipeline of one client with 4 slots: %d, want 429", s)
-	}
-	// Another client still gets a slot at once.
-	go func() { done <- post(st.key) }()
-	for st.proc.calls.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("another client's pipeline did not start while the first held its share")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, "two heavy pipelines run and six wait", func() bool {
+		busy, waiting, _ := st.api.slots.state()
+		return busy == 2 && waiting == 6
+	})
+	go func() { done <- post(st.key, "grayscale") }()
+	waitFor(t, "the light request waits", func() bool { _, waiting, _ := st.api.slots.state(); return waiting == 7 })
+	st.proc.gate <- struct{}{} // one heavy pipeline finishes
+	waitFor(t, "the freed slot goes to the light client", func() bool {
+		_, _, held := st.api.slots.state()
+		return len(held) == 2
+	})
 	close(st.proc.gate)
-	for range 3 {
+	for range 9 {
 		if s := <-done; s != 200 {
-			t.Fatalf("a pipeline ended with %d", s)
+			t.Fatalf("a pipeline ended with %d, want every one 200", s)
 		}
 	}
 }

@@ -161,7 +161,7 @@ func (s *Server) handleProcess() http.Handler {
 
 // execute runs a synchronous pipeline in one of the bounded slots, with its metrics.
 func (s *Server) execute(ctx context.Context, src []byte, ops []imaged.Op, accept string) (*imaged.Result, error) {
-	release, err := s.acquireShare(ctx)
+	release, err := s.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}

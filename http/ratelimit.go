@@ -1,8 +1,6 @@
 package http
 
 import (
-	"context"
-	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -19,19 +17,17 @@ import (
 
 // accessState is what withAccess keeps between requests.
 type accessState struct {
-	inflight  *inflight // requests at once, per identity
-	streams   *inflight // event streams open, per identity: counted apart, as they last
-	pipelines *inflight // synchronous pipeline slots held, per identity
-	tenants   *tenantCache
-	refused   *prometheus.CounterVec
+	inflight *inflight // requests at once, per identity
+	streams  *inflight // event streams open, per identity: counted apart, as they last
+	tenants  *tenantCache
+	refused  *prometheus.CounterVec
 }
 
 func newAccessState(reg prometheus.Registerer) *accessState {
 	a := &accessState{
-		inflight:  &inflight{n: map[string]int{}},
-		streams:   &inflight{n: map[string]int{}},
-		pipelines: &inflight{n: map[string]int{}},
-		tenants:   &tenantCache{entries: map[string]tenantEntry{}},
+		inflight: &inflight{n: map[string]int{}},
+		streams:  &inflight{n: map[string]int{}},
+		tenants:  &tenantCache{entries: map[string]tenantEntry{}},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_refused_total",
 			Help: "Requests refused before their route ran, by reason (unauthenticated, rate_limited, concurrency).",
@@ -154,31 +150,4 @@ func (f *inflight) acquire(identity string, limit int) (func(), bool) {
 			delete(f.n, identity)
 		}
 	}, true
-}
-
-// acquireShare takes a synchronous pipeline slot (see acquire), but lets no one key or client
-// address hold more than its share of them: a client sending expensive images (a
-// decompression bomb that stays within the pixel limit) fills its own share and gets 429s,
-// while the other slots stay free for everyone else.
-func (s *Server) acquireShare(ctx context.Context) (func(), error) {
-	identity, _ := ctx.Value(identityContextKey{}).(string)
-	share := s.cfg.PipelineShare
-	if share <= 0 {
-		share = max(1, s.cfg.MaxInflight/2)
-	}
-	releaseShare := func() {}
-	if identity != "" {
-		var ok bool
-		if releaseShare, ok = s.access.pipelines.acquire(identity, share); !ok {
-			s.access.refused.WithLabelValues("pipeline_share").Inc()
-			return nil, &imaged.Error{Code: imaged.ERateLimited, RetryAfter: time.Second,
-				Message: fmt.Sprintf("this client already runs %d pipelines at once, its share of the server; wait for one to finish", share)}
-		}
-	}
-	release, err := s.acquire(ctx)
-	if err != nil {
-		releaseShare()
-		return nil, err
-	}
-	return func() { release(); releaseShare() }, nil
 }

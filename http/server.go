@@ -34,7 +34,6 @@ type Config struct {
 	TrustedProxies []netip.Prefix   // peers whose X-Forwarded-For names the client
 	MetricsApart   bool             // /metrics is served on a listener of its own, not here
 	SignedMaxAge   time.Duration    // Cache-Control max-age of signed image URLs; default 1 year
-	PipelineShare  int              // synchronous pipelines one key or address runs at once; default MaxInflight/2
 }
 
 // HealthCheck is one dependency reported by /health; Required ones decide /health/ready.
@@ -66,8 +65,7 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	handler http.Handler
-	slots   chan struct{}
-	waiting chan struct{}
+	slots   *slots
 	access  *accessState
 }
 
@@ -103,8 +101,8 @@ func NewServer(cfg Config, deps Deps) *Server {
 	if deps.Metrics == nil {
 		deps.Metrics = prom.New()
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Log,
-		slots: make(chan struct{}, cfg.MaxInflight), waiting: make(chan struct{}, cfg.MaxWaiting)}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Log}
+	s.slots = newSlots(cfg.MaxInflight, cfg.MaxWaiting, func(d int) { deps.Metrics.InflightSyncRequest.Add(float64(d)) })
 	s.access = newAccessState(deps.Metrics.Registry)
 	mux := http.NewServeMux()
 	s.routes(mux)
@@ -124,40 +122,19 @@ func errBusy(retry time.Duration) error {
 // waiting line is full: under overload the server then holds no uploads it could not work on,
 // and memory stays bounded by the slots and the line.
 func (s *Server) roomForPipeline() error {
-	if len(s.slots) == cap(s.slots) && len(s.waiting) == cap(s.waiting) {
+	if s.slots.full() {
 		return errBusy(time.Second)
 	}
 	return nil
 }
 
-// acquire takes a slot for a synchronous pipeline. When every slot is busy it waits, but only
-// while fewer than MaxWaiting requests wait and for at most WaitTimeout; otherwise it answers
-// unavailable so that overload turns into quick 503s with Retry-After instead of a pile-up.
+// acquire takes a synchronous pipeline slot for the caller (its key, or its address), in fair
+// order between callers (see slots). When every slot is busy it waits, but only while fewer
+// than MaxWaiting requests wait and for at most WaitTimeout; otherwise it answers unavailable,
+// so that overload turns into quick 503s with Retry-After instead of a pile-up.
 func (s *Server) acquire(ctx context.Context) (func(), error) {
-	release := func() { <-s.slots; s.deps.Metrics.InflightSyncRequest.Dec() }
-	select {
-	case s.slots <- struct{}{}:
-		s.deps.Metrics.InflightSyncRequest.Inc()
-		return release, nil
-	default:
-	}
-	select {
-	case s.waiting <- struct{}{}:
-		defer func() { <-s.waiting }()
-	default:
-		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: "the server is busy; try again shortly", RetryAfter: time.Second}
-	}
-	t := time.NewTimer(s.cfg.WaitTimeout)
-	defer t.Stop()
-	select {
-	case s.slots <- struct{}{}:
-		s.deps.Metrics.InflightSyncRequest.Inc()
-		return release, nil
-	case <-t.C:
-		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: "the server is busy; try again shortly", RetryAfter: 2 * time.Second}
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	identity, _ := ctx.Value(identityContextKey{}).(string)
+	return s.slots.acquire(ctx, identity, s.cfg.WaitTimeout)
 }
 
 func (s *Server) publish(ctx context.Context, e imaged.Event) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make bench: the synchronous transform path under load. Starts imaged on its embedded defaults
-# (SQLite, local blobs, no Redis, so no result cache: every request runs its pipeline) with
+# make bench: the synchronous transform path under load. Starts imaged on its default settings
+# (SQLite, local blobs, no Redis, so no result cache: every request runs its pipeline) except
 # authentication off (the subject is the transform engine, not the key check) and drives
 # POST /v1/process over loopback with wrk, multipart uploads of real photos:
 #
@@ -68,10 +68,7 @@ size() { echo "$(vipsheader -f width "$1")x$(vipsheader -f height "$1")"; }
 start_server() {
   rm -rf "$work/data"
   env -u IMAGED_DATABASE_URL -u IMAGED_QUEUE_URL -u IMAGED_STORAGE_URL -u IMAGED_REDIS_URL \
-    IMAGED_ADDR="127.0.0.1:$PORT" IMAGED_DATA_DIR="$work/data" IMAGED_AUTH=off IMAGED_WORKERS=0 \
-    IMAGED_LOG_LEVEL=warn IMAGED_LOG_FORMAT=text \
-    IMAGED_RATE_LIMIT_IP=0 IMAGED_RATE_LIMIT_IP_BURST=0 IMAGED_RATE_LIMIT_KEY=0 IMAGED_RATE_LIMIT_KEY_BURST=0 \
-    IMAGED_KEY_CONCURRENCY=0 \
+    IMAGED_ADDR="127.0.0.1:$PORT" IMAGED_DATA_DIR="$work/data" IMAGED_AUTH=off \
     "$@" "$BIN" serve >"$work/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
@@ -155,10 +152,9 @@ for c in a "a'" b c; do
     c) file=$C ops=$OPS_C base=$base_c ;;
   esac
   # A fresh process per case, so memory one case leaves behind does not count as the next one's
-  # peak. One client address sends everything: its share (IMAGED_PIPELINE_SHARE, counted before
-  # the wait for a slot) must not turn the 8-connection runs into 429s.
+  # peak. Default settings: one client sending everything may use every pipeline slot.
   stop_server
-  start_server IMAGED_PIPELINE_SHARE=64
+  start_server
   out=$(one "$file" "$ops")
   for conns in 4 8; do
     load "$file" "$ops" "$conns"
@@ -182,7 +178,7 @@ echo
 
 # Backpressure: 2 slots and 2 waiting places against 16 connections of case (a).
 stop_server
-start_server IMAGED_MAX_INFLIGHT=2 IMAGED_MAX_WAITING=2 IMAGED_PIPELINE_SHARE=64
+start_server IMAGED_MAX_INFLIGHT=2 IMAGED_MAX_WAITING=2
 load "$A" "$OPS_A" 16
 echo "backpressure: IMAGED_MAX_INFLIGHT=2 IMAGED_MAX_WAITING=2, 16 connections, case (a): $r_requests requests in ${r_seconds}s:" \
   "$r_ok ok ($r_rps/s, p50 $r_p50_ms ms, p99 $r_p99_ms ms over all answers), $r_busy answered 503 ($r_retry_after with Retry-After), $r_other other, $r_errors socket errors; peak RSS $r_peak MiB"

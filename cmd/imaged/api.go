@@ -29,7 +29,7 @@ func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Proc
 		MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
 		KeyLimit:    imaged.RateLimit{PerMinute: cfg.KeyRateLimit, Burst: cfg.KeyBurst},
 		IPLimit:     imaged.RateLimit{PerMinute: cfg.IPRateLimit, Burst: cfg.IPBurst},
-		Concurrency: cfg.KeyConcurrency, PipelineShare: cfg.PipelineShare, TrustedProxies: cfg.TrustedPrefixes,
+		Concurrency: cfg.KeyConcurrency, TrustedProxies: cfg.TrustedPrefixes,
 		MetricsApart: cfg.MetricsAddr != "", SignedMaxAge: cfg.SignedMaxAge,
 	}
 	deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,

@@ -82,7 +82,8 @@ func (l latencies) pct(p float64) time.Duration {
 // TestOneClientsBombsAndBigBodiesDoNotSlowOthers runs a load: one client sends decompression
 // bombs to the synchronous path as fast as it is let and a 50 MB body slowly, while another
 // client's small synchronous resizes are timed, before and during. The other client is never
-// refused and its latency stays bounded; the numbers are logged.
+// refused and its latency stays bounded (its requests take the next free pipeline slot ahead of
+// the attacker's queued ones); the numbers are logged.
 func TestOneClientsBombsAndBigBodiesDoNotSlowOthers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a load run")
@@ -169,8 +170,12 @@ func TestOneClientsBombsAndBigBodiesDoNotSlowOthers(t *testing.T) {
 	if underCodes[200] != 15 {
 		t.Fatalf("the victim was refused under attack: %v", underCodes)
 	}
-	if attackCodes[429] == 0 {
-		t.Fatalf("the attacker was never held to its share: %v", attackCodes)
+	// The attacker is not refused for concurrency (it waits in line for its slots, behind the
+	// victim); only a full line would answer 503.
+	for code := range attackCodes {
+		if code == 429 || (code >= 500 && code != 503) || code == 0 {
+			t.Fatalf("the attacker's bombs were answered %v; want 2xx/4xx, or 503 for a full line", attackCodes)
+		}
 	}
 	if big != 400 && big != 415 {
 		t.Fatalf("the 50 MB non-image body: %d", big)
