@@ -38,7 +38,8 @@ test-short:
 	$(GO) test -count=1 -short ./...
 
 # The transform engine under load: imaged on its embedded defaults, driven by wrk over loopback
-# (three photo cases at 4 and 8 connections, vipsthumbnail's CPU per image as the baseline, a
+# (six cases: JPEG, progressive JPEG, small JPEG, WebP output, PNG input, AVIF output; at 4 and 8
+# connections on the default settings but auth off; vipsthumbnail's CPU per image as the baseline, a
 # 100 MP JPEG's peak RSS, a backpressure run). scripts/bench.sh says what it reports.
 bench: build
 	./scripts/bench.sh

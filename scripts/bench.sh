@@ -9,8 +9,11 @@
 #        reading its entropy-coded data, so it costs three to four times as much
 #   (b) 0.5 MP JPEG -> fit 200x200, JPEG q85
 #   (c) 2.3 MP JPEG -> WebP q80 at the same size
+#   (d) 2.3 MP PNG -> fit 800x600, JPEG q85 (a PNG input)
+#   (e) 2.3 MP JPEG -> fit 800x600, AVIF q50 (an AVIF output)
 #
-# each at 4 and 8 connections. For each run it reports requests/s, p50/p99 latency, the server's
+# each at 4 and 8 connections. Any answer but 200 in a run fails the case (the row says FAILED
+# and the script exits 1 at the end). For each run it reports requests/s, p50/p99 latency, the server's
 # CPU time per request (utime+stime of the process from /proc, over the run) and its peak RSS
 # (VmHWM, reset before each run). The libvips CLI gives the baseline: vipsthumbnail with
 # VIPS_CONCURRENCY=1 over many copies of the same file, its CPU per image, and the ratio.
@@ -50,11 +53,12 @@ trap 'stop_server; rm -rf "$work"' EXIT
 
 # Real photos from mate-backgrounds, made once.
 mkdir -p "$DIR"
-A=$DIR/a-8mp-baseline.jpg P=$DIR/a-8mp.jpg B=$DIR/b-0.5mp.jpg C=$DIR/c-2.3mp.jpg HUGE=$DIR/huge-100mp.jpg
+A=$DIR/a-8mp-baseline.jpg P=$DIR/a-8mp.jpg B=$DIR/b-0.5mp.jpg C=$DIR/c-2.3mp.jpg D=$DIR/d-2.3mp.png HUGE=$DIR/huge-100mp.jpg
 [ -f "$P" ] || cp "$PHOTOS/abstract/Elephants_3840x2160.jpg" "$P"                            # 3840x2160, progressive
 [ -f "$A" ] || vips copy "$P" "$A[Q=92,strip]"                                                # the same, baseline
 [ -f "$B" ] || vips thumbnail "$PHOTOS/nature/Wood.jpg" "$B[Q=85,strip]" 816 --height 612   # 816x612
 [ -f "$C" ] || cp "$PHOTOS/nature/RainDrops.jpg" "$C"                                        # 1920x1200
+[ -f "$D" ] || vips copy "$C" "$D[compression=6,strip]"                                       # the same, PNG
 if [ ! -f "$HUGE" ]; then
   # 10000x10000: a square from the 5640x3172 photo, scaled up.
   vips crop "$PHOTOS/abstract/Elephants_5640x3172.jpg" "$work/square.v" 1234 0 3172 3172
@@ -133,23 +137,29 @@ echo
 OPS_A='[{"op":"resize","width":800,"height":600},{"op":"convert","format":"jpeg","quality":85}]'
 OPS_B='[{"op":"resize","width":200,"height":200},{"op":"convert","format":"jpeg","quality":85}]'
 OPS_C='[{"op":"convert","format":"webp","quality":80}]'
+OPS_E='[{"op":"resize","width":800,"height":600},{"op":"convert","format":"avif","quality":50}]'
 
 echo "vipsthumbnail baseline (VIPS_CONCURRENCY=1, one process, many copies of the file):"
 base_a=$(baseline a 24 800x600 'jpg[Q=85,strip]' "$A")
 base_p=$(baseline p 12 800x600 'jpg[Q=85,strip]' "$P")
 base_b=$(baseline b 150 200x200 'jpg[Q=85,strip]' "$B")
 base_c=$(baseline c 24 "$(size "$C")" 'webp[Q=80,strip]' "$C")
-echo "  (a) $base_a ms/image   (a') $base_p ms/image   (b) $base_b ms/image   (c) $base_c ms/image"
+base_d=$(baseline d 24 800x600 'jpg[Q=85,strip]' "$D")
+base_e=$(baseline e 8 800x600 'avif[Q=50,strip]' "$C")
+echo "  (a) $base_a ms/image   (a') $base_p ms/image   (b) $base_b ms/image   (c) $base_c ms/image   (d) $base_d ms/image   (e) $base_e ms/image"
 echo
 
 echo "case | source | output | conns | req/s | p50 ms | p99 ms | CPU ms/req | ÷ vipsthumbnail | peak RSS MiB | non-200"
 echo "---|---|---|---|---|---|---|---|---|---|---"
-for c in a "a'" b c; do
+failed=""
+for c in a "a'" b c d e; do
   case $c in
     a) file=$A ops=$OPS_A base=$base_a ;;
     "a'") file=$P ops=$OPS_A base=$base_p ;;
     b) file=$B ops=$OPS_B base=$base_b ;;
     c) file=$C ops=$OPS_C base=$base_c ;;
+    d) file=$D ops=$OPS_A base=$base_d ;;
+    e) file=$C ops=$OPS_E base=$base_e ;;
   esac
   # A fresh process per case, so memory one case leaves behind does not count as the next one's
   # peak. Default settings: one client sending everything may use every pipeline slot.
@@ -159,9 +169,13 @@ for c in a "a'" b c; do
   for conns in 4 8; do
     load "$file" "$ops" "$conns"
     ratio=$(awk -v a="$r_cpu_ms" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-    echo "($c) | $(size "$file") | $out | $conns | $r_rps | $r_p50_ms | $r_p99_ms | $r_cpu_ms | $ratio | $r_peak | $((r_busy + r_other + r_errors))"
+    bad=$((r_busy + r_other + r_errors))
+    verdict=$bad
+    if [ "$bad" != 0 ]; then verdict="$bad FAILED"; failed="$failed ($c)/$conns"; fi
+    echo "($c) | $(size "$file") | $out | $conns | $r_rps | $r_p50_ms | $r_p99_ms | $r_cpu_ms | $ratio | $r_peak | $verdict"
   done
 done
+[ -z "$failed" ] || echo "FAILED cases (answers other than 200):$failed"
 echo
 
 # A 100 MP JPEG to 800 px wide, alone on a fresh process.
@@ -183,3 +197,4 @@ load "$A" "$OPS_A" 16
 echo "backpressure: IMAGED_MAX_INFLIGHT=2 IMAGED_MAX_WAITING=2, 16 connections, case (a): $r_requests requests in ${r_seconds}s:" \
   "$r_ok ok ($r_rps/s, p50 $r_p50_ms ms, p99 $r_p99_ms ms over all answers), $r_busy answered 503 ($r_retry_after with Retry-After), $r_other other, $r_errors socket errors; peak RSS $r_peak MiB"
 stop_server
+[ -z "$failed" ] || exit 1
