@@ -13,6 +13,7 @@ import (
 	"context"
 	"math"
 	"sort"
+	"time"
 )
 
 // Image is 8-bit interleaved sRGB pixels: Bands is 1 (grey), 2 (grey, alpha), 3 (RGB) or 4 (RGBA),
@@ -144,6 +145,26 @@ func nms(cands []candidate, iou float64, max int, perClass bool) []candidate {
 		}
 	}
 	return kept
+}
+
+// detections keeps the candidates of the classes opts asks for, suppresses overlaps (see nms)
+// and answers each kept one: place gives its box in pixels of the image and in fractions of its
+// sides, and its COCO id (0 when the model has none).
+func detections(cands []candidate, labels []string, opts Options, perClass bool, place func(candidate) (px, norm Box, coco int)) []Detection {
+	kept := nms(keepClasses(cands, labels, opts.Classes), opts.IoU, opts.MaxDetections, perClass)
+	dets := make([]Detection, len(kept))
+	for i, c := range kept {
+		px, norm, coco := place(c)
+		dets[i] = detection(labels[c.class], c, px, norm)
+		dets[i].COCOID = coco
+	}
+	return dets
+}
+
+// timings are the stage times of one detection: preprocessing from t0 to t1, inference to t2,
+// postprocessing to now.
+func timings(t0, t1, t2 time.Time) Timings {
+	return Timings{Preprocess: ms(t1.Sub(t0)), Inference: ms(t2.Sub(t1)), Postprocess: ms(time.Since(t2))}
 }
 
 // detection is the answer for candidate c, labelled label, whose box is px in pixels of the

@@ -95,16 +95,11 @@ func (d *SSD) Detect(ctx context.Context, img Image, opts Options) ([]Detection,
 			score: bestScore, class: best,
 		})
 	}
-	cands = keepClasses(cands, d.labels, opts.Classes)
-	kept := nms(cands, opts.IoU, opts.MaxDetections, false)
 	w, h := float64(img.Width), float64(img.Height)
-	dets := make([]Detection, len(kept))
-	for i, c := range kept {
-		dets[i] = detection(d.labels[c.class], c, Box{c.box.X1 * w, c.box.Y1 * h, c.box.X2 * w, c.box.Y2 * h}, c.box)
-		dets[i].COCOID = c.class + 1
-	}
-	t3 := time.Now()
-	tm = Timings{Preprocess: ms(t1.Sub(t0)), Inference: ms(t2.Sub(t1)), Postprocess: ms(t3.Sub(t2))}
+	dets := detections(cands, d.labels, opts, false, func(c candidate) (Box, Box, int) {
+		return Box{c.box.X1 * w, c.box.Y1 * h, c.box.X2 * w, c.box.Y2 * h}, c.box, c.class + 1
+	})
+	tm = timings(t0, t1, t2)
 	return dets, tm, nil
 }
 

@@ -235,18 +235,15 @@ func (d *YOLO) Detect(ctx context.Context, img Image, opts Options) ([]Detection
 			score: bestScore, class: best,
 		})
 	}
-	cands = keepClasses(cands, m.labels, opts.Classes)
-	kept := nms(cands, opts.IoU, opts.MaxDetections, true)
 	iw, ih := float64(img.Width), float64(img.Height)
-	dets := make([]Detection, len(kept))
-	for i, c := range kept {
+	dets := detections(cands, m.labels, opts, true, func(c candidate) (Box, Box, int) {
 		b := lb.toImage(c.box, img.Width, img.Height)
-		dets[i] = detection(m.labels[c.class], c, b, Box{b.X1 / iw, b.Y1 / ih, b.X2 / iw, b.Y2 / ih})
+		coco := 0
 		if m.cocoIDs != nil {
-			dets[i].COCOID = m.cocoIDs[c.class]
+			coco = m.cocoIDs[c.class]
 		}
-	}
-	t3 := time.Now()
-	tm = Timings{Preprocess: ms(t1.Sub(t0)), Inference: ms(t2.Sub(t1)), Postprocess: ms(t3.Sub(t2))}
+		return b, Box{b.X1 / iw, b.Y1 / ih, b.X2 / iw, b.Y2 / ih}, coco
+	})
+	tm = timings(t0, t1, t2)
 	return dets, tm, nil
 }
