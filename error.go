@@ -16,6 +16,7 @@ const (
 	EPermissionDenied = "permission_denied"      // 403
 	EQuotaExceeded    = "quota_exceeded"         // 403: a tenant's storage quota is full
 	ENotFound         = "not_found"              // 404
+	EMethodNotAllowed = "method_not_allowed"     // 405: a known path, another method
 	EConflict         = "conflict"               // 409
 	ETooLarge         = "payload_too_large"      // 413
 	EUnsupported      = "unsupported_media_type" // 415

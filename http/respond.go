@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/imaged/imaged"
 )
@@ -20,6 +21,7 @@ var statusOf = map[string]int{
 	imaged.EQuotaExceeded:    http.StatusForbidden,
 	imaged.ENotFound:         http.StatusNotFound,
 	imaged.EConflict:         http.StatusConflict,
+	imaged.EMethodNotAllowed: http.StatusMethodNotAllowed,
 	imaged.ETooLarge:         http.StatusRequestEntityTooLarge,
 	imaged.EUnsupported:      http.StatusUnsupportedMediaType,
 	imaged.ERateLimited:      http.StatusTooManyRequests,
@@ -80,8 +82,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 }
 
-func (s *Server) handleNotFound() http.Handler {
+func (s *Server) handleNotFound(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A path that routes with other methods is a 405 naming them (Allow), not a 404.
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			s.writeError(w, r, imaged.Errorf(imaged.EMethodNotAllowed, "%s is not allowed on %s; allowed: %s",
+				r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
 		s.writeError(w, r, imaged.Errorf(imaged.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
 }

@@ -51,5 +51,5 @@ func (s *Server) routes(mux *http.ServeMux) {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
 
-	mux.Handle("/", s.handleNotFound())
+	mux.Handle("/", s.handleNotFound(mux))
 }
