@@ -1,6 +1,9 @@
 package http
 
 import (
+	"bytes"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -28,5 +31,46 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 	}
 	if r := st.do("GET", "/v1/nothing-here", nil, map[string]string{"X-API-Key": st.key}); r.status != 404 || r.header.Get("Allow") != "" {
 		t.Errorf("an unknown path: %d, Allow %q; want 404 and no Allow", r.status, r.header.Get("Allow"))
+	}
+}
+
+// Stored bytes are served as caches and browsers expect: byte ranges (206 with Content-Range),
+// Last-Modified and If-Modified-Since, a strong ETag, and Content-Disposition inline with a
+// filename, attachment with ?download=1.
+func TestStoredBytesServeRangesDatesAndDisposition(t *testing.T) {
+	st := newStack(t, Config{}, Deps{}, false)
+	id := st.uploadImage()
+	path := "/v1/images/" + id + "/content"
+	key := map[string]string{"X-API-Key": st.key}
+	whole := st.do("GET", path, nil, key)
+	if whole.status != 200 || whole.header.Get("Accept-Ranges") != "bytes" || whole.header.Get("ETag") == "" {
+		t.Fatalf("GET content: %d, Accept-Ranges %q, ETag %q", whole.status, whole.header.Get("Accept-Ranges"), whole.header.Get("ETag"))
+	}
+	if cd := whole.header.Get("Content-Disposition"); cd != `inline; filename=`+id+`.png` {
+		t.Errorf("Content-Disposition %q, want inline with the image's filename", cd)
+	}
+	lm := whole.header.Get("Last-Modified")
+	if _, err := http.ParseTime(lm); err != nil {
+		t.Fatalf("Last-Modified %q: %v", lm, err)
+	}
+
+	part := st.do("GET", path, nil, map[string]string{"X-API-Key": st.key, "Range": "bytes=4-11"})
+	if part.status != 206 || !bytes.Equal(part.body, whole.body[4:12]) {
+		t.Fatalf("Range bytes=4-11: %d, %d bytes; want 206 and bytes 4..11 of the object", part.status, len(part.body))
+	}
+	if cr := part.header.Get("Content-Range"); cr != fmt.Sprintf("bytes 4-11/%d", len(whole.body)) {
+		t.Errorf("Content-Range %q", cr)
+	}
+	if r := st.do("GET", path, nil, map[string]string{"X-API-Key": st.key, "Range": fmt.Sprintf("bytes=%d-", len(whole.body)+10)}); r.status != 416 {
+		t.Errorf("a range past the end: %d, want 416", r.status)
+	}
+	if r := st.do("GET", path, nil, map[string]string{"X-API-Key": st.key, "If-Modified-Since": lm}); r.status != 304 {
+		t.Errorf("If-Modified-Since its Last-Modified: %d, want 304", r.status)
+	}
+	if r := st.do("GET", path, nil, map[string]string{"X-API-Key": st.key, "If-None-Match": whole.header.Get("ETag")}); r.status != 304 {
+		t.Errorf("If-None-Match its ETag: %d, want 304", r.status)
+	}
+	if r := st.do("GET", path+"?download=1", nil, key); !strings.HasPrefix(r.header.Get("Content-Disposition"), "attachment; filename=") {
+		t.Errorf("?download=1: Content-Disposition %q, want attachment", r.header.Get("Content-Disposition"))
 	}
 }

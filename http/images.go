@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -192,49 +193,9 @@ func (s *Server) handleImageGet() http.Handler {
 	})
 }
 
-// serveBlob streams a stored object, or with ?redirect=true answers 302 to a time-limited URL
-// when the store offers one.
-func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, key, contentType, etag string) {
-	if redirect, _ := strconv.ParseBool(r.URL.Query().Get("redirect")); redirect {
-		u, err := s.deps.Blobs.URL(r.Context(), key, s.cfg.URLExpiry)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if u != "" {
-			http.Redirect(w, r, u, http.StatusFound)
-			return
-		}
-	}
-	if etag != "" {
-		w.Header().Set("ETag", `"`+etag+`"`)
-		if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, `"`+etag+`"`) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-	}
-	rc, info, err := s.deps.Blobs.Get(r.Context(), key)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	defer rc.Close()
-	if contentType == "" {
-		contentType = info.ContentType
-	}
-	w.Header().Set("Content-Type", contentType)
-	if info.Size > 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
-	}
-	w.Header().Set("Cache-Control", "private, max-age=3600")
-	if _, err := io.Copy(w, rc); err != nil {
-		s.log.WarnContext(r.Context(), "streaming a blob failed", "key", key, "error", err.Error())
-	}
-}
-
 func (s *Server) handleImageContent() http.Handler {
 	return owned(s, s.deps.Store.Image, func(w http.ResponseWriter, r *http.Request, img *imaged.Image) error {
-		s.serveBlob(w, r, img.Key, img.ContentType, img.SHA256)
+		s.serveBlob(w, r, img.Key, img.ContentType, img.SHA256, imageFilename(img))
 		return nil
 	})
 }
@@ -272,6 +233,6 @@ func (s *Server) handleSignedBlob() http.Handler {
 			s.writeError(w, r, imaged.Errorf(imaged.EPermissionDenied, "the URL signature is invalid or expired"))
 			return
 		}
-		s.serveBlob(w, r, key, "", "")
+		s.serveBlob(w, r, key, "", "", path.Base(key))
 	})
 }

@@ -123,7 +123,8 @@ func (s *Server) handleTaskResult() http.Handler {
 		if t.Result == nil || t.Result.Output == nil {
 			return imaged.Errorf(imaged.ENotFound, "the task's pipeline made no image; its analyses are in GET /v1/tasks/%s", t.ID)
 		}
-		s.serveBlob(w, r, t.Result.Output.Key, t.Result.Output.ContentType, t.Result.Output.SHA256)
+		s.serveBlob(w, r, t.Result.Output.Key, t.Result.Output.ContentType, t.Result.Output.SHA256,
+			t.ID+"."+imaged.ExtensionOf(t.Result.Output.Format))
 		return nil
 	})
 }
