@@ -22,6 +22,7 @@ const (
 	EUnsupported      = "unsupported_media_type" // 415
 	ERateLimited      = "rate_limited"           // 429
 	EUnavailable      = "unavailable"            // 503
+	ENotInstalled     = "not_installed"          // 501: a model or library the op needs is not installed here
 	EInternal         = "internal"               // 500
 )
 

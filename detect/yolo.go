@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -66,15 +67,15 @@ func (d *YOLO) load() (*yoloModel, error) {
 	}
 	b, err := os.ReadFile(d.path)
 	if err != nil {
-		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: fmt.Sprintf("the detection model %s (%s) cannot be read", d.name, d.path), Err: err}
+		return nil, &imaged.Error{Code: imaged.ENotInstalled, Message: fmt.Sprintf("the detection model %s (%s) cannot be read", d.name, filepath.Base(d.path)), Err: err}
 	}
 	info, err := parseModelInfo(b)
 	if err != nil {
-		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: fmt.Sprintf("the detection model %s (%s) is not an ONNX model", d.name, d.path), Err: err}
+		return nil, &imaged.Error{Code: imaged.ENotInstalled, Message: fmt.Sprintf("the detection model %s (%s) is not an ONNX model", d.name, filepath.Base(d.path)), Err: err}
 	}
 	m, err := yoloFromInfo(info, d.path)
 	if err != nil {
-		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: fmt.Sprintf("the detection model %s (%s): %v", d.name, d.path, err), Err: err}
+		return nil, &imaged.Error{Code: imaged.ENotInstalled, Message: fmt.Sprintf("the detection model %s (%s): %v", d.name, filepath.Base(d.path), err), Err: err}
 	}
 	m.run = d.pool(m.input, m.output)
 	d.model = m

@@ -118,7 +118,7 @@ func TestYOLOSidecarNames(t *testing.T) {
 		t.Errorf("names %v, want %v", names, want)
 	}
 	_, err = s.Analyze(context.Background(), opFromJSON(t, `{"op":"detect","model":"short"}`), imaged.Pixels(greyImage(200, 100)))
-	if !imaged.IsCode(err, imaged.EUnavailable) {
+	if !imaged.IsCode(err, imaged.ENotInstalled) {
 		t.Errorf("two names for three classes: %v", err)
 	}
 }
@@ -152,7 +152,7 @@ func TestYOLOMissingModelIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Analyze(context.Background(), opFromJSON(t, `{"op":"detect"}`), imaged.Pixels(greyImage(4, 4)))
-	if !imaged.IsCode(err, imaged.EUnavailable) {
+	if !imaged.IsCode(err, imaged.ENotInstalled) {
 		t.Errorf("missing model: %v", err)
 	}
 	// Validation does not need the model: its classes are checked once it can be read.

@@ -26,6 +26,7 @@ var statusOf = map[string]int{
 	imaged.EUnsupported:      http.StatusUnsupportedMediaType,
 	imaged.ERateLimited:      http.StatusTooManyRequests,
 	imaged.EUnavailable:      http.StatusServiceUnavailable,
+	imaged.ENotInstalled:     http.StatusNotImplemented,
 	imaged.EInternal:         http.StatusInternalServerError,
 }
 

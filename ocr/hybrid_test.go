@@ -45,7 +45,7 @@ func TestHybridWithoutPaddleWarns(t *testing.T) {
 func TestPaddleWithoutModelsIsUnavailable(t *testing.T) {
 	p := NewPaddle(onnx.New(onnx.Config{ModelsDir: t.TempDir()}))
 	_, err := p.Recognize(context.Background(), loadImage(t, "testdata/eval/clean-01-dejavu-sans-30.png"), Options{})
-	if !imaged.IsCode(err, imaged.EUnavailable) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
+	if !imaged.IsCode(err, imaged.ENotInstalled) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
 		t.Fatalf("want unavailable naming make models, got %v", err)
 	}
 }

@@ -114,7 +114,7 @@ type Result struct {
 // Engine reads text.
 type Engine interface {
 	// Recognize reads the text in img. An unsupported language is imaged.EInvalid; an engine
-	// whose models are not installed is imaged.EUnavailable; ctx's end is returned as its error.
+	// whose models are not installed is imaged.ENotInstalled; ctx's end is returned as its error.
 	Recognize(ctx context.Context, img Image, opts Options) (*Result, error)
 }
 

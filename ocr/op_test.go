@@ -119,7 +119,7 @@ func TestOpPaddleWithoutModels(t *testing.T) {
 	o := NewOp(Config{Runtime: onnx.New(onnx.Config{ModelsDir: t.TempDir()})})
 	defer o.Close()
 	_, err := o.Analyze(context.Background(), parseOp(t, `{"op":"ocr","engine":"paddle"}`), imaged.Pixels(loadImage(t, "testdata/eval/clean-00-dejavu-sans-22.png")))
-	if !imaged.IsCode(err, imaged.EUnavailable) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
+	if !imaged.IsCode(err, imaged.ENotInstalled) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
 		t.Fatalf("want unavailable naming make models, got %v", err)
 	}
 }

@@ -70,7 +70,7 @@ func (p *Paddle) dictionary() ([]string, error) {
 	p.keysOnce.Do(func() {
 		f, err := os.Open(p.rt.ModelPath(PaddleKeys))
 		if err != nil {
-			p.keysErr = &imaged.Error{Code: imaged.EUnavailable, Message: "the PaddleOCR dictionary is missing; run `make models` to install it", Err: err}
+			p.keysErr = &imaged.Error{Code: imaged.ENotInstalled, Message: "the PaddleOCR dictionary is missing; an operator installs it with `make models`", Err: err}
 			return
 		}
 		defer f.Close()

@@ -3,7 +3,7 @@
 // moves tensors in and out as plain Go float32 slices so callers never touch the runtime's types.
 //
 // Nothing is loaded until the first inference: a service without the models starts and serves
-// everything else, and a missing library or model file is imaged.EUnavailable with a message
+// everything else, and a missing library or model file is imaged.ENotInstalled with a message
 // saying to run `make models`.
 package onnx
 
@@ -91,19 +91,21 @@ func loadLibrary(path string) error {
 		return nil
 	}
 	if _, err := os.Stat(path); err != nil {
-		return unavailable(err, "the ONNX Runtime library %s is missing", path)
+		return notInstalled(err, "the ONNX Runtime library %s is missing", filepath.Base(path))
 	}
 	ort.SetSharedLibraryPath(path)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return unavailable(err, "the ONNX Runtime library %s could not be loaded", path)
+		return notInstalled(err, "the ONNX Runtime library %s could not be loaded", filepath.Base(path))
 	}
 	envLoaded, envPath = true, path
 	return nil
 }
 
-func unavailable(err error, format string, args ...any) error {
-	msg := fmt.Sprintf(format, args...) + "; run `make models` to install it"
-	return &imaged.Error{Code: imaged.EUnavailable, Message: msg, Err: err}
+// notInstalled is the error of a missing library or model: permanent (a task fails at once
+// instead of being retried) and naming files by their base name only, never a server path.
+func notInstalled(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...) + "; an operator installs it with `make models`"
+	return &imaged.Error{Code: imaged.ENotInstalled, Message: msg, Err: err}
 }
 
 // Runtime hands out one session pool per model file.
@@ -130,11 +132,11 @@ func (r *Runtime) ModelPath(file string) string {
 // anything; a nil error means a pool over them can be used. The error is EUnavailable.
 func (r *Runtime) Available(files ...string) error {
 	if _, err := os.Stat(r.cfg.libraryPath()); err != nil {
-		return unavailable(err, "the ONNX Runtime library %s is missing", r.cfg.libraryPath())
+		return notInstalled(err, "the ONNX Runtime library %s is missing", filepath.Base(r.cfg.libraryPath()))
 	}
 	for _, f := range files {
 		if _, err := os.Stat(r.ModelPath(f)); err != nil {
-			return unavailable(err, "the model file %s is missing", r.ModelPath(f))
+			return notInstalled(err, "the model file %s is missing", filepath.Base(r.ModelPath(f)))
 		}
 	}
 	return nil

@@ -25,25 +25,35 @@ func requireModels(t *testing.T, rt *Runtime, files ...string) {
 	}
 }
 
-func TestMissingLibraryIsUnavailable(t *testing.T) {
-	rt := New(Config{ModelsDir: t.TempDir()})
+// A missing library or model is not_installed (permanent: a task fails at once), says to run
+// make models, and never shows the server's paths.
+func TestMissingLibraryIsNotInstalled(t *testing.T) {
+	dir := t.TempDir()
+	rt := New(Config{ModelsDir: dir})
 	err := rt.Available("model.onnx")
-	if !imaged.IsCode(err, imaged.EUnavailable) || !strings.Contains(err.Error(), "make models") {
-		t.Fatalf("Available: want unavailable naming make models, got %v", err)
+	if !imaged.IsCode(err, imaged.ENotInstalled) || !strings.Contains(err.Error(), "make models") {
+		t.Fatalf("Available: want not_installed naming make models, got %v", err)
+	}
+	if msg := imaged.ErrorMessage(err); strings.Contains(msg, dir) || strings.Contains(msg, "/") {
+		t.Fatalf("the message shows a server path: %q", msg)
 	}
 	if envLoaded {
 		t.Skip("library already loaded by another test")
 	}
 	_, err = rt.Pool("model.onnx", []string{"x"}, []string{"y"}).Get(context.Background())
-	if !imaged.IsCode(err, imaged.EUnavailable) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
-		t.Fatalf("Get: want unavailable naming make models, got %v", err)
+	if !imaged.IsCode(err, imaged.ENotInstalled) || !strings.Contains(imaged.ErrorMessage(err), "make models") {
+		t.Fatalf("Get: want not_installed naming make models, got %v", err)
 	}
 }
 
-func TestMissingModelIsUnavailable(t *testing.T) {
-	_, err := NewSession(filepath.Join(t.TempDir(), "absent.onnx"), []string{"x"}, []string{"y"})
-	if !imaged.IsCode(err, imaged.EUnavailable) {
-		t.Fatalf("want unavailable, got %v", err)
+func TestMissingModelIsNotInstalled(t *testing.T) {
+	dir := t.TempDir()
+	_, err := NewSession(filepath.Join(dir, "absent.onnx"), []string{"x"}, []string{"y"})
+	if !imaged.IsCode(err, imaged.ENotInstalled) {
+		t.Fatalf("want not_installed, got %v", err)
+	}
+	if msg := imaged.ErrorMessage(err); strings.Contains(msg, dir) || !strings.Contains(msg, "absent.onnx") {
+		t.Fatalf("the message must name the file by its base name only: %q", msg)
 	}
 }
 

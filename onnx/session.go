@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -34,10 +35,10 @@ type Session struct {
 
 // NewSession loads the model at path with one intra-op and one inter-op thread: on small
 // machines, parallelising across requests beats parallelising inside one inference. The runtime
-// library must already be loaded (a Runtime's pools do that). A missing model is EUnavailable.
+// library must already be loaded (a Runtime's pools do that). A missing model is ENotInstalled.
 func NewSession(path string, inputs, outputs []string) (*Session, error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, unavailable(err, "the model file %s is missing", path)
+		return nil, notInstalled(err, "the model file %s is missing", filepath.Base(path))
 	}
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
@@ -52,7 +53,7 @@ func NewSession(path string, inputs, outputs []string) (*Session, error) {
 	}
 	s, err := ort.NewDynamicAdvancedSession(path, inputs, outputs, opts)
 	if err != nil {
-		return nil, &imaged.Error{Code: imaged.EUnavailable, Message: fmt.Sprintf("the model %s could not be loaded; run `make models` to reinstall it", path), Err: err}
+		return nil, &imaged.Error{Code: imaged.ENotInstalled, Message: fmt.Sprintf("the model %s could not be loaded; an operator reinstalls it with `make models`", filepath.Base(path)), Err: err}
 	}
 	return &Session{s: s, inputs: inputs, outputs: outputs}, nil
 }

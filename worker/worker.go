@@ -275,7 +275,7 @@ func (w *Worker) complete(ctx context.Context, task *imaged.Task, res *imaged.Ta
 // at fault.
 func Permanent(err error) bool {
 	switch imaged.ErrorCode(err) {
-	case imaged.EInvalid, imaged.ENotFound, imaged.ETooLarge, imaged.EUnsupported, imaged.EPermissionDenied:
+	case imaged.EInvalid, imaged.ENotFound, imaged.ETooLarge, imaged.EUnsupported, imaged.EPermissionDenied, imaged.ENotInstalled:
 		return true
 	}
 	return false
