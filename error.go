@@ -19,6 +19,7 @@ const (
 	EMethodNotAllowed = "method_not_allowed"     // 405: a known path, another method
 	EConflict         = "conflict"               // 409
 	ETooLarge         = "payload_too_large"      // 413
+	EHeadersTooLarge  = "headers_too_large"      // 431
 	EUnsupported      = "unsupported_media_type" // 415
 	ERateLimited      = "rate_limited"           // 429
 	EUnavailable      = "unavailable"            // 503

@@ -26,6 +26,33 @@ var noSpan = trace.SpanFromContext(context.Background())
 
 // withCorrelationID takes X-Correlation-ID from the request (or makes one), puts it in the
 // context for every log line and task, and echoes it in the response.
+// HeaderReadLimit is what the HTTP server itself reads of a request's header block at most
+// (http.Server.MaxHeaderBytes): above the largest IMAGED_MAX_HEADER_BYTES, so that withHeaderLimit,
+// not the server's plain-text answer, refuses what is over the setting.
+const HeaderReadLimit = 1<<20 + 64<<10
+
+// withHeaderLimit refuses a request whose request line and headers are larger than
+// MaxHeaderBytes with 431 and the JSON error body.
+func (s *Server) withHeaderLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if max := s.cfg.MaxHeaderBytes; max > 0 {
+			n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + len(r.Host) + 4
+			for k, vs := range r.Header {
+				for _, v := range vs {
+					n += len(k) + len(v) + 4
+				}
+			}
+			if n > max {
+				w.Header().Set("Connection", "close")
+				s.writeError(w, r, imaged.Errorf(imaged.EHeadersTooLarge,
+					"the request line and headers are %d bytes; this server takes at most %d", n, max))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func withCorrelationID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Correlation-ID")

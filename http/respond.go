@@ -23,6 +23,7 @@ var statusOf = map[string]int{
 	imaged.EConflict:         http.StatusConflict,
 	imaged.EMethodNotAllowed: http.StatusMethodNotAllowed,
 	imaged.ETooLarge:         http.StatusRequestEntityTooLarge,
+	imaged.EHeadersTooLarge:  http.StatusRequestHeaderFieldsTooLarge,
 	imaged.EUnsupported:      http.StatusUnsupportedMediaType,
 	imaged.ERateLimited:      http.StatusTooManyRequests,
 	imaged.EUnavailable:      http.StatusServiceUnavailable,

@@ -33,6 +33,7 @@ type Config struct {
 	Concurrency    int              // requests at once per key or client address, in this process
 	TrustedProxies []netip.Prefix   // peers whose X-Forwarded-For names the client
 	MetricsApart   bool             // /metrics is served on a listener of its own, not here
+	MaxHeaderBytes int              // largest request line + header block answered; more is a JSON 431 (0: no check here)
 	SignedMaxAge   time.Duration    // Cache-Control max-age of signed image URLs; default 1 year
 }
 
@@ -106,7 +107,7 @@ func NewServer(cfg Config, deps Deps) *Server {
 	s.access = newAccessState(deps.Metrics.Registry)
 	mux := http.NewServeMux()
 	s.routes(mux)
-	s.handler = withSecurityHeaders(withCorrelationID(s.withRecover(s.withLogAndMetrics(s.withAccess(mux)))))
+	s.handler = s.withHeaderLimit(withSecurityHeaders(withCorrelationID(s.withRecover(s.withLogAndMetrics(s.withAccess(mux))))))
 	return s
 }
 

@@ -318,8 +318,8 @@ func TestServerLimitsAreSettings(t *testing.T) {
 	s := startServer(t, "", "IMAGED_WORKERS=0", "IMAGED_READ_HEADER_TIMEOUT=500ms", "IMAGED_MAX_HEADER_BYTES=8192")
 	// Headers over the limit are refused.
 	r := s.getWith("/v1/tasks", map[string]string{"X-Padding": strings.Repeat("a", 20000)})
-	if r.status != 431 {
-		t.Fatalf("a 20 kB header block with IMAGED_MAX_HEADER_BYTES=8192: %d", r.status)
+	if r.status != 431 || r.json(t)["error"].(map[string]any)["code"] != "headers_too_large" {
+		t.Fatalf("a 20 kB header block with IMAGED_MAX_HEADER_BYTES=8192: %d %s; want 431 with the JSON error", r.status, r.body)
 	}
 	// A client that never finishes its headers is cut off.
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))

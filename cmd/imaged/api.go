@@ -26,7 +26,7 @@ import (
 func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Processor, metrics *prom.Metrics, log *slog.Logger) (http.Handler, error) {
 	hc := imagedhttp.Config{
 		Version: versionString(), Limits: cfg.Limits(), MaxAttempts: cfg.MaxAttempts,
-		MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, MaxInflight: cfg.MaxInflight, MaxWaiting: cfg.MaxWaiting, URLExpiry: cfg.URLExpiry,
 		KeyLimit:    imaged.RateLimit{PerMinute: cfg.KeyRateLimit, Burst: cfg.KeyBurst},
 		IPLimit:     imaged.RateLimit{PerMinute: cfg.IPRateLimit, Burst: cfg.IPBurst},
 		Concurrency: cfg.KeyConcurrency, TrustedProxies: cfg.TrustedPrefixes,

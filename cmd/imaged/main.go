@@ -19,6 +19,7 @@ import (
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/config"
+	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/tracing"
@@ -223,7 +224,7 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 		srv = &http.Server{
 			Addr: cfg.Addr, Handler: handler,
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
-			IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes,
+			IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: imagedhttp.HeaderReadLimit,
 			BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		}
 		ln, err := net.Listen("tcp", cfg.Addr)
