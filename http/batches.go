@@ -179,6 +179,44 @@ func prefixField(err error, prefix string) error {
 	return &c
 }
 
+// handleBatchCancel cancels the batch's tasks that have not started (DELETE /v1/batches/{id});
+// those already running or finished keep their outcome. It answers the batch as it now is.
+func (s *Server) handleBatchCancel() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		b, tasks, err := s.deps.Store.Batch(ctx, tenantOf(r), r.PathValue("id"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		for _, t := range tasks {
+			if t.Status != imaged.StatusQueued {
+				continue
+			}
+			// A task a worker claims meanwhile is no longer queued: it runs (EConflict here).
+			c, err := s.deps.Store.CancelTask(ctx, b.Tenant, t.ID)
+			if imaged.IsCode(err, imaged.EConflict) {
+				continue
+			}
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			s.publish(ctx, imaged.Event{Type: imaged.EventTaskCancelled, TaskID: c.ID, BatchID: c.BatchID,
+				ImageID: c.ImageID, Status: c.Status})
+		}
+		if b, tasks, err = s.deps.Store.Batch(ctx, b.Tenant, b.ID); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if imaged.IsTerminal(b.Status) {
+			data, _ := json.Marshal(map[string]any{"total": b.Total, "counts": b.Counts})
+			s.publish(ctx, imaged.Event{Type: imaged.EventBatchCompleted, BatchID: b.ID, Status: b.Status, Data: data})
+		}
+		writeJSON(w, http.StatusOK, batchSnapshot(b, tasks))
+	})
+}
+
 func (s *Server) handleBatchGet() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, tasks, err := s.deps.Store.Batch(r.Context(), tenantOf(r), r.PathValue("id"))

@@ -2,10 +2,14 @@ package http
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/imaged/imaged"
 )
 
 // A known path with a method it does not take is a 405 naming the methods it does (Allow),
@@ -72,5 +76,49 @@ func TestStoredBytesServeRangesDatesAndDisposition(t *testing.T) {
 	}
 	if r := st.do("GET", path+"?download=1", nil, key); !strings.HasPrefix(r.header.Get("Content-Disposition"), "attachment; filename=") {
 		t.Errorf("?download=1: Content-Disposition %q, want attachment", r.header.Get("Content-Disposition"))
+	}
+}
+
+// DELETE /v1/batches/{id} cancels the batch's tasks that have not started; one a worker has
+// claimed keeps running. Another tenant's batch is not found (the tenancy table checks that).
+func TestBatchCancelStopsWhatHasNotStarted(t *testing.T) {
+	st := newStack(t, Config{}, Deps{}, false)
+	img := st.uploadImage()
+	body, _ := json.Marshal(map[string]any{"image_ids": []string{img, img, img}, "ops": []map[string]any{{"op": "resize", "width": 4}}})
+	r := st.withKey("POST", "/v1/batches", body, map[string]string{"Content-Type": "application/json"})
+	if r.status != 202 {
+		t.Fatalf("create batch: %d %s", r.status, r.body)
+	}
+	var b struct {
+		BatchID string   `json:"batch_id"`
+		TaskIDs []string `json:"task_ids"`
+	}
+	json.Unmarshal(r.body, &b)
+	if _, err := st.store.ClaimTask(t.Context(), b.TaskIDs[0], nil, "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r = st.withKey("DELETE", "/v1/batches/"+b.BatchID, nil, nil)
+	if r.status != 200 {
+		t.Fatalf("cancel batch: %d %s", r.status, r.body)
+	}
+	var view struct {
+		Status string         `json:"status"`
+		Counts map[string]int `json:"counts"`
+	}
+	json.Unmarshal(r.body, &view)
+	if view.Counts[imaged.StatusCancelled] != 2 || view.Counts[imaged.StatusProcessing] != 1 || view.Status != imaged.StatusProcessing {
+		t.Fatalf("after cancelling: %s; want 2 cancelled, the claimed one still processing", r.body)
+	}
+	for i, id := range b.TaskIDs {
+		task, err := st.store.Task(t.Context(), imaged.DefaultTenant, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{true: imaged.StatusProcessing, false: imaged.StatusCancelled}[i == 0]; task.Status != want {
+			t.Errorf("task %d: %s, want %s", i, task.Status, want)
+		}
+	}
+	if r := st.withKey("DELETE", "/v1/batches/nope", nil, nil); r.status != 404 {
+		t.Errorf("an unknown batch: %d", r.status)
 	}
 }

@@ -31,6 +31,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("POST /v1/batches", s.handleBatchCreate())
 	mux.Handle("GET /v1/batches", s.handleBatchList())
 	mux.Handle("GET /v1/batches/{id}", s.handleBatchGet())
+	mux.Handle("DELETE /v1/batches/{id}", s.handleBatchCancel())
 	mux.Handle("GET /v1/batches/{id}/events", s.handleBatchEvents())
 
 	// Admin routes: keys and tenants are the service's, so an admin key acts across tenants.

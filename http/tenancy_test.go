@@ -423,6 +423,9 @@ func tenancyRows() []row {
 		{pattern: "GET /v1/batches", list: func(fx *fixture) (request, string) { return request{"GET", "/v1/batches", nil}, fx.batch }},
 		{pattern: "GET /v1/batches/{id}", id: get("/v1/batches/{batch}"), ok: 200},
 		{pattern: "GET /v1/batches/{id}/events", id: get("/v1/batches/{batch}/events"), ok: 200},
+		{pattern: "DELETE /v1/batches/{id}", ok: 200, id: func(_ *tenancyEnv, target, _ *fixture) request {
+			return request{"DELETE", "/v1/batches/" + target.batch, nil}
+		}},
 
 		{pattern: "GET /i/{signature}/{path...}", ok: 200, signed: true, id: func(e *tenancyEnv, target, caller *fixture) request {
 			// A URL signed for the caller's own image cannot lay another tenant's image on it.
