@@ -9,10 +9,17 @@ export IMAGED_MODELS_DIR ?= $(HOME)/.cache/imaged/models
 # One OpenMP thread per Tesseract recognition: parallelism comes from concurrent requests.
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: deps build run test test-short bench bench-queues kfake fuzz lint tools models clean container-test
+.PHONY: deps deps-test deps-bench build run test test-isolated test-short bench bench-queues kfake fuzz lint tools models clean container-test
 
+# What building and serving need; the tests and the benchmarks add their own packages.
 deps:
-	./scripts/deps.sh
+	./scripts/deps.sh serve
+
+deps-test:
+	./scripts/deps.sh test
+
+deps-bench:
+	./scripts/deps.sh bench
 
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/imaged
@@ -30,9 +37,17 @@ models: deps
 
 # The whole suite. Tests that need a service nobody started skip with a loud reason, unless
 # IMAGED_TEST_REQUIRE_SERVICES=1 (CI) makes them fail.
-test: deps tools models
+# scripts/test-services.sh uses PostgreSQL, Redis and RabbitMQ where they answer and starts
+# private instances where they do not (installing the packages when missing), so every test
+# runs and none skips: IMAGED_TEST_REQUIRE_SERVICES=1 makes a missing service a failure.
+test: deps-test tools models
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 45m ./...
+	IMAGED_TEST_REQUIRE_SERVICES=1 ./scripts/test-services.sh $(GO) test -count=1 -timeout 45m ./...
+
+# The whole suite in a network namespace of its own, where none of the machine's services can
+# be reached: every service the tests need is a private instance of the run.
+test-isolated: deps-test tools models
+	unshare --net sh -c 'ip link set lo up && IMAGED_TEST_REQUIRE_SERVICES=1 ./scripts/test-services.sh $(GO) test -count=1 -timeout 45m ./...'
 
 test-short:
 	$(GO) test -count=1 -short ./...
@@ -41,7 +56,7 @@ test-short:
 # (six cases: JPEG, progressive JPEG, small JPEG, WebP output, PNG input, AVIF output; at 4 and 8
 # connections on the default settings but auth off; vipsthumbnail's CPU per image as the baseline, a
 # 100 MP JPEG's peak RSS, a backpressure run). scripts/bench.sh says what it reports.
-bench: build
+bench: build deps-bench
 	./scripts/bench.sh
 
 # The Go benchmarks: each synchronous path through the service against the same call in process,
