@@ -75,31 +75,15 @@ func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (i
 	defer cancel()
 	var tasks, batches int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
+		live, err := queryAll(ctx, tx, sqlstore.ScanString, `
 			DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE finished_at < $1
 				AND status IN ('completed', 'failed', 'cancelled') LIMIT $2 FOR UPDATE SKIP LOCKED)
-			RETURNING `+resultKey+`, result_expired_at IS NULL`, cutoff, limit)
+			RETURNING COALESCE(CASE WHEN result_expired_at IS NULL THEN `+resultKey+` END, '')`, cutoff, limit)
 		if err != nil {
 			return err
 		}
-		var keys []string
-		for rows.Next() {
-			var key *string
-			var live bool
-			if err := rows.Scan(&key, &live); err != nil {
-				rows.Close()
-				return err
-			}
-			tasks++
-			if key != nil && live {
-				keys = append(keys, *key)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if err := trash(ctx, tx, imaged.BlobResult, keys); err != nil {
+		tasks = len(live)
+		if err := trash(ctx, tx, imaged.BlobResult, sqlstore.NonEmpty(live)); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `
@@ -121,25 +105,13 @@ func (s *Store) DeleteImages(ctx context.Context, cutoff, at time.Time, limit in
 	defer cancel()
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
+		rows, err := queryAll(ctx, tx, sqlstore.ScanPair, `
 			DELETE FROM images WHERE id IN (SELECT id FROM images WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
 			RETURNING id, key`, cutoff, limit)
 		if err != nil {
 			return err
 		}
-		var ids, keys []string
-		for rows.Next() {
-			var id, key string
-			if err := rows.Scan(&id, &key); err != nil {
-				rows.Close()
-				return err
-			}
-			ids, keys = append(ids, id), append(keys, key)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
+		ids, keys := sqlstore.Unzip(rows)
 		n = len(ids)
 		if err := trash(ctx, tx, imaged.BlobImage, keys); err != nil {
 			return err

@@ -67,31 +67,15 @@ func (s *Store) ExpireResults(ctx context.Context, cutoff, at time.Time, limit i
 func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (int, int, error) {
 	var tasks, batches int
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `
+		live, err := queryAll(ctx, tx, sqlstore.ScanString, `
 			DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE finished_at < ?
 				AND status IN ('completed', 'failed', 'cancelled') LIMIT ?)
-			RETURNING `+resultKey+`, result_expired_at IS NULL`, formatTime(cutoff), limit)
+			RETURNING COALESCE(CASE WHEN result_expired_at IS NULL THEN `+resultKey+` END, '')`, formatTime(cutoff), limit)
 		if err != nil {
 			return err
 		}
-		var keys []string
-		for rows.Next() {
-			var key sql.NullString
-			var live bool
-			if err := rows.Scan(&key, &live); err != nil {
-				rows.Close()
-				return err
-			}
-			tasks++
-			if key.Valid && live {
-				keys = append(keys, key.String)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if err := trash(ctx, tx, imaged.BlobResult, keys); err != nil {
+		tasks = len(live)
+		if err := trash(ctx, tx, imaged.BlobResult, sqlstore.NonEmpty(live)); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `
@@ -115,25 +99,13 @@ func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (i
 func (s *Store) DeleteImages(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
 	var n int
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `
+		rows, err := queryAll(ctx, tx, sqlstore.ScanPair, `
 			DELETE FROM images WHERE id IN (SELECT id FROM images WHERE created_at < ? LIMIT ?)
 			RETURNING id, key`, formatTime(cutoff), limit)
 		if err != nil {
 			return err
 		}
-		var ids, keys []string
-		for rows.Next() {
-			var id, key string
-			if err := rows.Scan(&id, &key); err != nil {
-				rows.Close()
-				return err
-			}
-			ids, keys = append(ids, id), append(keys, key)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
+		ids, keys := sqlstore.Unzip(rows)
 		n = len(ids)
 		if err := trash(ctx, tx, imaged.BlobImage, keys); err != nil {
 			return err

@@ -260,3 +260,29 @@ func ScanString(sc Scanner) (string, error) {
 	err := sc.Scan(&v)
 	return v, err
 }
+
+// ScanPair reads a row of two text columns (an id and a key).
+func ScanPair(sc Scanner) ([2]string, error) {
+	var v [2]string
+	err := sc.Scan(&v[0], &v[1])
+	return v, err
+}
+
+// Unzip splits rows of ScanPair into their first and second columns.
+func Unzip(rows [][2]string) (firsts, seconds []string) {
+	for _, r := range rows {
+		firsts, seconds = append(firsts, r[0]), append(seconds, r[1])
+	}
+	return firsts, seconds
+}
+
+// NonEmpty returns the strings of ss that are not "".
+func NonEmpty(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
