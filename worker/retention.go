@@ -23,6 +23,9 @@ const (
 // retentionLease is the name of the lease the sweepers of every process share.
 const retentionLease = "retention"
 
+// releaseTimeout bounds giving the lease back at the end of a sweep.
+const releaseTimeout = 5 * time.Second
+
 // RetentionConfig says how long rows and blobs are kept (zero: forever) and how the sweep goes.
 type RetentionConfig struct {
 	Tasks   time.Duration // terminal tasks, from when they finished
@@ -95,7 +98,11 @@ func (r *Retention) Sweep(ctx context.Context) (RetentionStats, error) {
 		return st, nil
 	}
 	defer func() {
-		if err := r.store.ReleaseLease(context.WithoutCancel(ctx), retentionLease, r.cfg.Holder); err != nil {
+		// Bounded, so that a shutdown with the database gone is not held up by it; an
+		// unreleased lease runs out by itself.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		if err := r.store.ReleaseLease(rctx, retentionLease, r.cfg.Holder); err != nil {
 			r.log.Warn("releasing the retention lease failed", "error", err.Error())
 		}
 	}()
