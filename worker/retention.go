@@ -161,7 +161,7 @@ func (r *Retention) sweep(ctx context.Context, now time.Time, st *RetentionStats
 	if err := r.steps(ctx, func() (int, error) { return r.emptyTrash(ctx, st) }); err != nil {
 		return err
 	}
-	if r.cfg.Orphans > 0 {
+	if r.cfg.Orphans > 0 || r.cfg.Results > 0 { // synchronous outputs age as results
 		return r.steps(ctx, func() (int, error) { return r.sweepOrphans(ctx, now, st) })
 	}
 	return nil
@@ -207,8 +207,7 @@ func (r *Retention) emptyTrash(ctx context.Context, st *RetentionStats) (int, er
 }
 
 // sweepOrphans looks at the next page of blobs and deletes those no row references that are
-// older than Orphans (synchronous outputs: older than Results, and never when results are kept
-// forever). It returns the page's size, so that a short page ends the step.
+// older than Orphans (synchronous outputs: older than Results); an age of zero keeps them. It returns the page's size, so that a short page ends the step.
 func (r *Retention) sweepOrphans(ctx context.Context, now time.Time, st *RetentionStats) (int, error) {
 	prefix := imaged.BlobPrefixes[r.orphanPrefix]
 	page, err := r.blobs.List(ctx, prefix, r.orphanAfter, r.cfg.Batch)
@@ -222,13 +221,14 @@ func (r *Retention) sweepOrphans(ctx context.Context, now time.Time, st *Retenti
 	}
 	var old []string
 	for _, b := range page {
-		cutoff := now.Add(-r.cfg.Orphans)
+		age := r.cfg.Orphans
 		if imaged.IsSyncResultKey(b.Key) {
-			if r.cfg.Results <= 0 {
-				continue
-			}
-			cutoff = now.Add(-r.cfg.Results)
+			age = r.cfg.Results
 		}
+		if age <= 0 {
+			continue
+		}
+		cutoff := now.Add(-age)
 		if b.ModTime.Before(cutoff) {
 			old = append(old, b.Key)
 		}

@@ -339,3 +339,42 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// Without an orphan sweep, synchronous outputs still age as results, and unreferenced blobs
+// stay.
+func TestRetentionAgesSyncOutputsWithoutOrphanSweep(t *testing.T) {
+	ctx := t.Context()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "imaged.db"), sqlite.OpenOptions{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	blobs, err := fs.New(t.TempDir(), fs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncOut := imaged.ResultKey(imaged.SyncResultID(), "png", time.Now())
+	orphan := imaged.ImageKey("png", time.Now())
+	for _, k := range []string{syncOut, orphan} {
+		if err := blobs.Put(ctx, k, []byte("x"), "image/png"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := worker.NewRetention(worker.RetentionConfig{Results: time.Hour, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }},
+		store, blobs, nil, quiet)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := r.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := blobs.Head(ctx, syncOut); imaged.IsCode(err, imaged.ENotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the old synchronous output was never deleted")
+		}
+	}
+	if _, err := blobs.Head(ctx, orphan); err != nil {
+		t.Fatalf("an unreferenced blob was deleted with IMAGED_RETENTION_ORPHANS off: %v", err)
+	}
+}
