@@ -61,7 +61,8 @@ type RetentionStore interface {
 	// delete: each one is handed out once.
 	TakeTrash(ctx context.Context, limit int) ([]TrashedBlob, error)
 	// Referenced returns those of keys that a row references: an image, a result not expired,
-	// or the trash.
+	// or the trash. Any other blob a store comes to record (a cache of outputs, say) must be
+	// counted here too, or the orphan sweep deletes it.
 	Referenced(ctx context.Context, keys []string) (map[string]bool, error)
 }
 
