@@ -42,6 +42,10 @@ type BlobStore interface {
 	// URL returns a time-limited URL a plain HTTP client can GET, or "" when the store
 	// cannot offer one.
 	URL(ctx context.Context, key string, expiry time.Duration) (string, error)
+	// List returns up to limit objects whose key starts with prefix and sorts after after
+	// (bytewise), in key order: the next page starts after the last key of this one, and a
+	// page shorter than limit is the last. ContentType may be empty.
+	List(ctx context.Context, prefix, after string, limit int) ([]BlobInfo, error)
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
 }

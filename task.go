@@ -49,6 +49,10 @@ type Task struct {
 	LeaseUntil  *time.Time   `json:"-"`
 	Result      *TaskResult  `json:"result,omitempty"`
 	Error       *TaskFailure `json:"error,omitempty"`
+	// ResultExpiredAt is when the result's image was deleted, and ResultExpiredReason why
+	// (ResultExpiredAge, ResultExpiredImageDeleted); the analyses stay with the task.
+	ResultExpiredAt     *time.Time `json:"result_expired_at,omitempty"`
+	ResultExpiredReason string     `json:"result_expired_reason,omitempty"`
 }
 
 // MaxTaskAttempts is the most attempts a task may be given.
@@ -171,7 +175,9 @@ type TaskStore interface {
 	// method taking a tenant treats another tenant's id as absent, accepts AnyTenant for
 	// system callers, and refuses "" (CheckTenant).
 	Image(ctx context.Context, tenant, id string) (*Image, error)
-	// DeleteImage removes the tenant's record; ENotFound when absent.
+	// DeleteImage removes the tenant's record and expires the results made from it
+	// (ResultExpiredImageDeleted), putting their blobs in the retention trash; the caller
+	// deletes the image's own blob. ENotFound when absent.
 	DeleteImage(ctx context.Context, tenant, id string) error
 	// ListImages returns one page of the tenant's images, newest first, and the cursor of
 	// the next page ("" at the end).

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +44,7 @@ func Run(t *testing.T, store imaged.BlobStore, prefix string) {
 	t.Run("ConcurrentPutsLeaveOneWholeObject", h.testConcurrentPuts)
 	t.Run("CancelledPutStoresNothing", h.testCancelledPut)
 	t.Run("URLServesBytes", h.testURL)
+	t.Run("ListInKeyOrder", h.testList)
 	t.Run("Ping", h.testPing)
 }
 
@@ -365,6 +367,77 @@ func (h *harness) testURL(t *testing.T) {
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "image/png" {
 		t.Errorf("GET %s: Content-Type %q, want image/png", u, ct)
+	}
+}
+
+func (h *harness) testList(t *testing.T) {
+	ctx := t.Context()
+	before := time.Now()
+	// Names whose key order differs from a plain walk of directories: "a.b.png" < "a/…" < "a0.png".
+	names := []string{"a.png", "a/b.png", "a.b.png", "a0.png", "b/c/d.png", "b/c.png", "a/z/y.png"}
+	var keys []string
+	for i, n := range names {
+		k := h.key("list/" + n)
+		mustPut(t, h.store, k, bytes.Repeat([]byte("x"), i+1), "image/png")
+		keys = append(keys, k)
+	}
+	outside := h.key("listx.png") // shares the prefix "list" but not "list/"
+	mustPut(t, h.store, outside, []byte("x"), "image/png")
+	slices.Sort(keys) // bytewise, as the contract orders keys
+	prefix := joinKey(h.base, "list") + "/"
+	list := func(prefix, after string, limit int) []string {
+		t.Helper()
+		got, err := h.store.List(ctx, prefix, after, limit)
+		if err != nil {
+			t.Fatalf("List(%q, %q, %d): %v", prefix, after, limit, err)
+		}
+		out := []string{}
+		for _, b := range got {
+			out = append(out, b.Key)
+		}
+		return out
+	}
+	if got := list(prefix, "", 100); !slices.Equal(got, keys) {
+		t.Fatalf("List(%q) = %q, want %q", prefix, got, keys)
+	}
+	var paged []string
+	for after := ""; ; {
+		page := list(prefix, after, 2)
+		paged = append(paged, page...)
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if !slices.Equal(paged, keys) {
+		t.Fatalf("List in pages of 2 = %q, want %q", paged, keys)
+	}
+	if got := list(prefix, keys[2], 100); !slices.Equal(got, keys[3:]) {
+		t.Fatalf("List after %q = %q, want %q", keys[2], got, keys[3:])
+	}
+	if got := list(strings.TrimSuffix(prefix, "/"), "", 100); !slices.Equal(got, append(slices.Clone(keys), outside)) {
+		t.Fatalf("List(%q) = %q, want %q", strings.TrimSuffix(prefix, "/"), got, append(keys, outside))
+	}
+	if got := list(joinKey(h.base, "none")+"/", "", 10); len(got) != 0 {
+		t.Fatalf("List of an empty prefix = %q", got)
+	}
+	infos, err := h.store.List(ctx, joinKey(h.base, "list/b/c/"), "", 10)
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("List(b/c/) = %v, %v; want one object", infos, err)
+	}
+	if infos[0].Size != 5 || infos[0].ModTime.Before(before.Add(-5*time.Minute)) || infos[0].ModTime.After(time.Now().Add(5*time.Minute)) {
+		t.Fatalf("List(b/c/) = %+v; want size 5 and a time near %v", infos[0], before)
+	}
+	mustDelete(t, h.store, keys[0])
+	if got := list(prefix, "", 100); !slices.Equal(got, keys[1:]) {
+		t.Fatalf("List after a Delete = %q, want %q", got, keys[1:])
+	}
+}
+
+func mustDelete(t *testing.T, s imaged.BlobStore, key string) {
+	t.Helper()
+	if err := s.Delete(t.Context(), key); err != nil {
+		t.Fatalf("Delete(%q): %v", key, err)
 	}
 }
 

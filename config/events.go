@@ -5,10 +5,12 @@ import (
 
 	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/webhook"
+	"github.com/imaged/imaged/worker"
 )
 
 // brokerConfig is the settings of the message brokers' side of imaged: the lease sweep of
-// broker queues, webhooks and the periodic health event. It is part of Config.
+// broker queues, webhooks, the periodic health event and the retention sweep. It is part of
+// Config.
 type brokerConfig struct {
 	LeaseSweep      time.Duration
 	WebhookSecret   string
@@ -16,6 +18,7 @@ type brokerConfig struct {
 	WebhookBackoff  time.Duration
 	WebhookTimeout  time.Duration
 	HealthInterval  time.Duration
+	Retention       worker.RetentionConfig
 }
 
 func brokerSettings(c *Config) []settings.Setting {
@@ -25,6 +28,11 @@ func brokerSettings(c *Config) []settings.Setting {
 		settings.New("webhook-attempts", "IMAGED_WEBHOOK_ATTEMPTS", "tries of a webhook delivery", settings.Int(&c.WebhookAttempts, webhook.DefaultAttempts)),
 		settings.New("webhook-backoff", "IMAGED_WEBHOOK_BACKOFF", "wait before the second try of a webhook; doubles for each later one", settings.Duration(&c.WebhookBackoff, webhook.DefaultBackoff)),
 		settings.New("webhook-timeout", "IMAGED_WEBHOOK_TIMEOUT", "longest try of a webhook delivery", settings.Duration(&c.WebhookTimeout, webhook.DefaultTimeout)),
+		settings.New("retention-tasks", "IMAGED_RETENTION_TASKS", "how long finished tasks are kept; 0 = forever", settings.Duration(&c.Retention.Tasks, worker.DefaultRetentionTasks)),
+		settings.New("retention-results", "IMAGED_RETENTION_RESULTS", "how long result images are kept (then the task's result answers 404); 0 = forever", settings.Duration(&c.Retention.Results, worker.DefaultRetentionResults)),
+		settings.New("retention-images", "IMAGED_RETENTION_IMAGES", "how long uploaded images, and the results made from them, are kept; 0 = forever", settings.Duration(&c.Retention.Images, 0)),
+		settings.New("retention-orphans", "IMAGED_RETENTION_ORPHANS", "age at which a stored blob that no row references is deleted; 0 = never", settings.Duration(&c.Retention.Orphans, worker.DefaultRetentionOrphans)),
+		settings.New("retention-interval", "IMAGED_RETENTION_INTERVAL", "how often the retention sweep runs", settings.Duration(&c.Retention.Interval, worker.DefaultRetentionInterval)),
 		settings.New("health-event-interval", "IMAGED_HEALTH_EVENT_INTERVAL", "how often a health event (status and key figures) is published; 0 = never", settings.Duration(&c.HealthInterval, 30*time.Second)),
 	}
 }
@@ -35,6 +43,11 @@ func (c *Config) validateBrokers() error {
 		settings.Rule(c.WebhookAttempts >= 1 && c.WebhookAttempts <= 20, "IMAGED_WEBHOOK_ATTEMPTS", "must be between 1 and 20"),
 		settings.Rule(c.WebhookBackoff > 0, "IMAGED_WEBHOOK_BACKOFF", "must be positive"),
 		settings.Rule(c.WebhookTimeout > 0, "IMAGED_WEBHOOK_TIMEOUT", "must be positive"),
+		settings.Rule(c.Retention.Tasks >= 0, "IMAGED_RETENTION_TASKS", "must be 0 or positive"),
+		settings.Rule(c.Retention.Results >= 0, "IMAGED_RETENTION_RESULTS", "must be 0 or positive"),
+		settings.Rule(c.Retention.Images >= 0, "IMAGED_RETENTION_IMAGES", "must be 0 or positive"),
+		settings.Rule(c.Retention.Orphans == 0 || c.Retention.Orphans >= time.Minute, "IMAGED_RETENTION_ORPHANS", "must be 0 or at least 1m"),
+		settings.Rule(c.Retention.Interval >= time.Second, "IMAGED_RETENTION_INTERVAL", "must be at least 1s"),
 		settings.Rule(c.HealthInterval == 0 || c.HealthInterval >= time.Second, "IMAGED_HEALTH_EVENT_INTERVAL", "must be 0 or at least 1s"),
 	})
 }

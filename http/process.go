@@ -150,7 +150,7 @@ func (s *Server) handleProcess() http.Handler {
 		}
 		// A synchronous result is no task's: it gets an id of its own, so that it never
 		// overwrites another.
-		saved, err := imaged.SaveResult(ctx, s.deps.Blobs, "sync-"+imaged.NewID(), time.Now().UTC(), res, s.cfg.URLExpiry)
+		saved, err := imaged.SaveResult(ctx, s.deps.Blobs, imaged.SyncResultID(), time.Now().UTC(), res, s.cfg.URLExpiry)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

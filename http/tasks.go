@@ -114,11 +114,15 @@ func (s *Server) handleTaskGet() http.Handler {
 	})
 }
 
-// handleTaskResult streams a completed task's output image.
+// handleTaskResult streams a completed task's output image; 404 saying when once it expired
+// or its image was deleted.
 func (s *Server) handleTaskResult() http.Handler {
 	return owned(s, s.deps.Store.Task, func(w http.ResponseWriter, r *http.Request, t *imaged.Task) error {
 		if t.Status != imaged.StatusCompleted {
 			return imaged.Errorf(imaged.EConflict, "the task is %s; its result exists once it is completed", t.Status)
+		}
+		if err := imaged.ResultGone(t); err != nil {
+			return err
 		}
 		if t.Result == nil || t.Result.Output == nil {
 			return imaged.Errorf(imaged.ENotFound, "the task's pipeline made no image; its analyses are in GET /v1/tasks/%s", t.ID)

@@ -69,7 +69,8 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 	return img, nil
 }
 
-// DeleteImage removes the tenant's record; ENotFound when absent. Tasks of the image are kept.
+// DeleteImage removes the tenant's record and, in the same transaction, expires the results
+// made from it (their blobs go to the trash); ENotFound when absent. The tasks are kept.
 func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
@@ -77,14 +78,17 @@ func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, `DELETE FROM images WHERE `+cond, args...)
-	if err != nil {
-		return s.wrap(ctx, "delete image", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
-	}
-	return nil
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM images WHERE `+cond, args...)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+		}
+		return expireDerived(ctx, tx, []string{id}, nil)
+	})
+	return s.wrap(ctx, "delete image", err)
 }
 
 // ListImages returns one page of the tenant's images, newest first (ties broken by id,

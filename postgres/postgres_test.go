@@ -142,6 +142,13 @@ func TestStoreContract(t *testing.T) {
 	})
 }
 
+func TestRetentionContract(t *testing.T) {
+	requireServer(t)
+	storetest.RunRetention(t, func(t *testing.T) storetest.RetentionTaskStore {
+		return openStore(t, postgres.Config{})
+	})
+}
+
 func mustOps(t *testing.T, js string) []imaged.Op {
 	t.Helper()
 	ops, err := imaged.ParseOps([]byte(js))
@@ -383,7 +390,7 @@ func TestMigrationStatus(t *testing.T) {
 		t.Fatalf("tables: %v", err)
 	}
 	slices.Sort(tables)
-	if want := []string{"api_keys", "batches", "imaged_migrations", "images", "tasks", "tenants"}; !slices.Equal(tables, want) {
+	if want := []string{"api_keys", "batches", "blob_trash", "imaged_migrations", "images", "leases", "tasks", "tenants"}; !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s = %v, want %v", schema, tables, want)
 	}
 

@@ -38,11 +38,12 @@ func scanTask(row sqlstore.Scanner) (*imaged.Task, error) {
 		t                        imaged.Task
 		ops, result              []byte
 		lease, started, finished *time.Time
+		expired                  *time.Time
 		errCode, errMessage      *string
 	)
 	err := row.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: &t.RunAfter, LeaseUntil: &lease,
 		Created: &t.CreatedAt, Started: &started, Finished: &finished, Result: &result, ErrorCode: &errCode,
-		ErrorMessage: &errMessage})...)
+		ErrorMessage: &errMessage, ResultExpired: &expired})...)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +52,7 @@ func scanTask(row sqlstore.Scanner) (*imaged.Task, error) {
 	}
 	t.RunAfter = t.RunAfter.UTC()
 	t.CreatedAt = t.CreatedAt.UTC()
-	t.LeaseUntil, t.StartedAt, t.FinishedAt = utc(lease), utc(started), utc(finished)
+	t.LeaseUntil, t.StartedAt, t.FinishedAt, t.ResultExpiredAt = utc(lease), utc(started), utc(finished), utc(expired)
 	if result != nil {
 		t.Result = new(imaged.TaskResult)
 		if err := json.Unmarshal(result, t.Result); err != nil {

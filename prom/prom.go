@@ -30,6 +30,11 @@ type Metrics struct {
 	ImagesUploaded      prometheus.Counter
 	InflightSyncRequest prometheus.Gauge
 
+	RetentionRowsDeleted    *prometheus.CounterVec // kind: task, batch, image
+	RetentionResultsExpired *prometheus.CounterVec // reason: age, image_deleted
+	RetentionBlobsDeleted   *prometheus.CounterVec // kind: image, result, orphan
+	RetentionErrors         prometheus.Counter
+
 	tenants *tenantLabels
 }
 
@@ -71,10 +76,23 @@ func New() *Metrics {
 		InflightSyncRequest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sync_pipelines_in_flight", Help: "Synchronous pipelines running now.",
 		}),
+		RetentionRowsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retention_rows_deleted_total", Help: "Rows the retention sweep deleted, by kind (task, batch, image).",
+		}, []string{"kind"}),
+		RetentionResultsExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retention_results_expired_total", Help: "Task results whose image the retention sweep expired, by reason (age; image_deleted counts only images the sweep deleted).",
+		}, []string{"reason"}),
+		RetentionBlobsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retention_blobs_deleted_total", Help: "Blobs the retention sweep deleted, by kind (image, result, orphan).",
+		}, []string{"kind"}),
+		RetentionErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "retention_errors_total", Help: "Retention sweep steps that failed (they are tried again at the next sweep).",
+		}),
 		tenants: &tenantLabels{max: DefaultMaxTenants, seen: map[string]bool{}},
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
-		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest)
+		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest,
+		m.RetentionRowsDeleted, m.RetentionResultsExpired, m.RetentionBlobsDeleted, m.RetentionErrors)
 	return m
 }
 

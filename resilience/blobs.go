@@ -113,6 +113,12 @@ func (s *blobs) URL(ctx context.Context, key string, expiry time.Duration) (stri
 	return s.next.URL(ctx, key, expiry)
 }
 
+func (s *blobs) List(ctx context.Context, prefix, after string, limit int) ([]imaged.BlobInfo, error) {
+	return retry(ctx, s.r, "list", func(ctx context.Context) ([]imaged.BlobInfo, error) {
+		return s.next.List(ctx, prefix, after, limit)
+	})
+}
+
 func (s *blobs) Ping(ctx context.Context) error {
 	return s.r.do(ctx, func(ctx context.Context) error { return s.next.Ping(ctx) })
 }

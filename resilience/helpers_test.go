@@ -99,6 +99,13 @@ func (f *fakeBlobs) URL(ctx context.Context, key string, expiry time.Duration) (
 	return "", nil
 }
 
+func (f *fakeBlobs) List(ctx context.Context, prefix, after string, limit int) ([]imaged.BlobInfo, error) {
+	if err := f.enter("List"); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
 func (f *fakeBlobs) Ping(ctx context.Context) error { return f.enter("Ping") }
 
 // unavailable is the transient failure the fakes return.

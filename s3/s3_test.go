@@ -51,6 +51,17 @@ func TestPrefixIsPrependedToKeys(t *testing.T) {
 	if err != nil || got.Key != "images/a.png" {
 		t.Fatalf("prefixed Head = %+v, %v; want the key without the prefix", got, err)
 	}
+	// List sees only the prefix's objects, and names them without it.
+	if err := plain.Put(ctx, "images/outside.png", []byte("o"), "image/png"); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := prefixed.List(ctx, "images/", "", 10)
+	if err != nil || len(listed) != 1 || listed[0].Key != "images/a.png" {
+		t.Fatalf("prefixed List = %+v, %v; want images/a.png alone", listed, err)
+	}
+	if listed, err := prefixed.List(ctx, "images/", "images/a.png", 10); err != nil || len(listed) != 0 {
+		t.Fatalf("prefixed List after its only key = %+v, %v; want nothing", listed, err)
+	}
 }
 
 func TestPresignedURL(t *testing.T) {

@@ -52,22 +52,29 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 	return img, nil
 }
 
-// DeleteImage removes the tenant's record; ENotFound when absent. Tasks of the image are kept.
+// DeleteImage removes the tenant's record and, in the same transaction, expires the results
+// made from it (their blobs go to the trash); ENotFound when absent. The tasks are kept.
 func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
 		return err
 	}
-	res, err := s.w.ExecContext(ctx, `DELETE FROM images WHERE `+cond, args...)
-	if err != nil {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM images WHERE `+cond, args...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+		}
+		return expireDerived(ctx, tx, []string{id}, now())
+	})
+	if err != nil && imaged.ErrorCode(err) == imaged.EInternal {
 		return fmt.Errorf("sqlite: delete image: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: delete image: %w", err)
-	} else if n == 0 {
-		return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
-	}
-	return nil
+	return err
 }
 
 // ListImages returns one page of the tenant's images, newest first (ties broken by id,

@@ -32,6 +32,12 @@ func TestStoreContract(t *testing.T) {
 	})
 }
 
+func TestRetentionContract(t *testing.T) {
+	storetest.RunRetention(t, func(t *testing.T) storetest.RetentionTaskStore {
+		return open(t, filepath.Join(t.TempDir(), "imaged.db"))
+	})
+}
+
 func TestOpenCreatesParentDirectory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "imaged.db")
 	s := open(t, path)

@@ -37,7 +37,8 @@ func scanTask(sc sqlstore.Scanner) (*imaged.Task, error) {
 	)
 	err := sc.Scan(sqlstore.TaskDest(&t, sqlstore.TaskRaw{Ops: &ops, RunAfter: storedTime{&t.RunAfter},
 		LeaseUntil: storedTimePtr{&t.LeaseUntil}, Created: storedTime{&t.CreatedAt}, Started: storedTimePtr{&t.StartedAt},
-		Finished: storedTimePtr{&t.FinishedAt}, Result: &result, ErrorCode: &errCode, ErrorMessage: &errMessage})...)
+		Finished: storedTimePtr{&t.FinishedAt}, Result: &result, ErrorCode: &errCode, ErrorMessage: &errMessage,
+		ResultExpired: storedTimePtr{&t.ResultExpiredAt}})...)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +423,7 @@ func (s *Store) RequeueExpired(ctx context.Context, at time.Time, all bool) ([]s
 		query += ` AND lease_until <= ?`
 		args = append(args, formatTime(at))
 	}
-	ids, err := queryAll(ctx, s.w, scanID,
+	ids, err := queryAll(ctx, s.w, sqlstore.ScanString,
 		query+` RETURNING id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: requeue expired: %w", err)
@@ -443,10 +444,4 @@ func (s *Store) CountQueued(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("sqlite: count queued: %w", err)
 	}
 	return out, nil
-}
-
-func scanID(sc sqlstore.Scanner) (string, error) {
-	var id string
-	err := sc.Scan(&id)
-	return id, err
 }

@@ -18,7 +18,8 @@ import (
 const (
 	TaskColumns = `id, type, status, image_id, ops, COALESCE(batch_id, ''), attempts, max_attempts,
 	worker_id, correlation_id, callback_url, COALESCE(idempotency_key, ''), run_after, lease_until,
-	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant`
+	created_at, started_at, finished_at, result, error_code, error_message, trace_parent, tenant,
+	result_expired_at, COALESCE(result_expired_reason, '')`
 	BatchColumns  = `id, tenant, total, correlation_id, callback_url, COALESCE(idempotency_key, ''), created_at`
 	ImageColumns  = `id, tenant, key, format, content_type, width, height, bytes, sha256, filename, created_at`
 	APIKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at, tenant`
@@ -30,7 +31,7 @@ const (
 // JSON, NULLs). The *Dest functions below pair each column list with the record's fields,
 // taking such destinations from the store for the rest.
 type TaskRaw struct {
-	Ops, RunAfter, LeaseUntil, Created, Started, Finished, Result, ErrorCode, ErrorMessage any
+	Ops, RunAfter, LeaseUntil, Created, Started, Finished, Result, ErrorCode, ErrorMessage, ResultExpired any
 }
 
 // TaskDest is where a row of TaskColumns goes.
@@ -38,7 +39,7 @@ func TaskDest(t *imaged.Task, raw TaskRaw) []any {
 	return []any{&t.ID, &t.Type, &t.Status, &t.ImageID, raw.Ops, &t.BatchID, &t.Attempts,
 		&t.MaxAttempts, &t.WorkerID, &t.CorrelationID, &t.CallbackURL, &t.IdempotencyKey,
 		raw.RunAfter, raw.LeaseUntil, raw.Created, raw.Started, raw.Finished, raw.Result,
-		raw.ErrorCode, raw.ErrorMessage, &t.TraceParent, &t.Tenant}
+		raw.ErrorCode, raw.ErrorMessage, &t.TraceParent, &t.Tenant, raw.ResultExpired, &t.ResultExpiredReason}
 }
 
 // BatchDest is where a row of BatchColumns goes.
@@ -244,4 +245,44 @@ func NotQueued(cur *imaged.Task) error {
 func NotProcessing(cur *imaged.Task, attempt int, verb string) error {
 	return imaged.Errorf(imaged.EConflict,
 		"task %s is %s at attempt %d; attempt %d cannot %s it", cur.ID, cur.Status, cur.Attempts, attempt, verb)
+}
+
+// ScanTrashed reads a row of key, kind from the blob trash.
+func ScanTrashed(sc Scanner) (imaged.TrashedBlob, error) {
+	var b imaged.TrashedBlob
+	err := sc.Scan(&b.Key, &b.Kind)
+	return b, err
+}
+
+// ScanString reads a row of one text column (an id, a key).
+func ScanString(sc Scanner) (string, error) {
+	var v string
+	err := sc.Scan(&v)
+	return v, err
+}
+
+// ScanPair reads a row of two text columns (an id and a key).
+func ScanPair(sc Scanner) ([2]string, error) {
+	var v [2]string
+	err := sc.Scan(&v[0], &v[1])
+	return v, err
+}
+
+// Unzip splits rows of ScanPair into their first and second columns.
+func Unzip(rows [][2]string) (firsts, seconds []string) {
+	for _, r := range rows {
+		firsts, seconds = append(firsts, r[0]), append(seconds, r[1])
+	}
+	return firsts, seconds
+}
+
+// NonEmpty returns the strings of ss that are not "".
+func NonEmpty(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

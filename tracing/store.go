@@ -204,6 +204,12 @@ func (b *blobs) URL(ctx context.Context, key string, expiry time.Duration) (_ st
 	return b.next.URL(ctx, key, expiry)
 }
 
+func (b *blobs) List(ctx context.Context, prefix, after string, limit int) (_ []imaged.BlobInfo, err error) {
+	ctx, span := b.start(ctx, "List", prefix)
+	defer func() { End(span, err) }()
+	return b.next.List(ctx, prefix, after, limit)
+}
+
 // Ping is not traced (see store.Ping).
 func (b *blobs) Ping(ctx context.Context) error { return b.next.Ping(ctx) }
 

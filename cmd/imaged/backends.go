@@ -38,6 +38,8 @@ type adapters struct {
 
 	cache *redis.Client
 	keys  imaged.APIKeyStore // the database's API keys; nil when it keeps none
+	// retention is the database's side of the retention sweep; nil when it has none.
+	retention imaged.RetentionStore
 
 	databaseURL, queueURL, storageURL, redisURL string
 	closers                                     []io.Closer
@@ -83,6 +85,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 	}
 	a.closers = append(a.closers, store)
 	a.keys, _ = store.(imaged.APIKeyStore)
+	a.retention, _ = store.(imaged.RetentionStore)
 	rm := resilience.NewMetrics(metrics.Registry)
 	retry := resilience.RetryConfig{MaxAttempts: cfg.StoreRetries, Initial: cfg.StoreRetryWait}
 	store = resilience.Store(store, resilience.StoreConfig{Retry: retry,

@@ -201,6 +201,13 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 		defer wg.Done()
 		metrics.GaugeQueueDepth(workCtx, a.queue, log)
 	}()
+	if a.retention != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			worker.NewRetention(cfg.Retention, a.retention, a.blobs, metrics, log).Run(workCtx)
+		}()
+	}
 	fail := func(err error) error {
 		stopWork()
 		wg.Wait()
