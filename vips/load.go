@@ -76,11 +76,11 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	if fr != nil {
 		s.lead = 1
 		if s.src.pages > 1 && (format == "gif" || format == "webp") {
-			// An animation: every frame is loaded and no op is prescaled.
-			if err := p.checkFrames(fr, s.src); err != nil {
+			// An animation: its frames are loaded and no op is prescaled.
+			if s.frames, err = p.keptFrames(fr, s.src); err != nil {
 				return nil, err
 			}
-			s.frames, s.lead = s.src.pages, -1
+			s.lead = -1
 		}
 	}
 	tw, th, shrinks := 0, 0, false
