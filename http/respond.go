@@ -82,6 +82,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func (s *Server) handleNotFound() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, imaged.Errorf(imaged.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+		s.writeError(w, r, imaged.Errorf(imaged.ENotFound, "no route for %s %s", imaged.EchoID(r.Method), imaged.EchoID(r.URL.Path)))
 	})
 }

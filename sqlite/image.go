@@ -44,7 +44,7 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 	}
 	img, err := scanImage(s.r.QueryRowContext(ctx, `SELECT `+sqlstore.ImageColumns+` FROM images WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", imaged.EchoID(id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: image: %w", err)
@@ -65,7 +65,7 @@ func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("sqlite: delete image: %w", err)
 	} else if n == 0 {
-		return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+		return imaged.Errorf(imaged.ENotFound, "image %s not found", imaged.EchoID(id))
 	}
 	return nil
 }

@@ -199,7 +199,7 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 		spec, ok := p.ops[name]
 		if !ok {
 			return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
-				name, strings.Join(p.Ops(), ", "))
+				imaged.EchoID(name), strings.Join(p.Ops(), ", "))
 		}
 		st, err := spec.parse(p, i, op)
 		if err != nil {

@@ -63,8 +63,10 @@ func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Proc
 	} else {
 		deps.Limiter = ratelimit.NewMemory()
 	}
+	out := newOutbound(cfg)
+	deps.URLs = out
 	if cfg.SourceURLs == "on" {
-		deps.Fetcher = newOutbound(cfg)
+		deps.Fetcher = out
 	}
 	var err error
 	if deps.Signer, err = newSigner(cfg); err != nil {
