@@ -174,13 +174,16 @@ func ready(cfg Config) bool {
 	return true
 }
 
+// vipsLog is where libvips' messages go: the structured log, one line per kind per 10 s.
+var vipsLog = &imaged.NativeLog{Library: "libvips"}
+
 func logToSlog(domain string, level govips.LogLevel, message string) {
 	switch level {
 	case govips.LogLevelError, govips.LogLevelCritical:
-		slog.Error("libvips", "domain", domain, "message", message)
+		vipsLog.Log(slog.LevelError, domain, message)
 	case govips.LogLevelWarning:
-		slog.Warn("libvips", "domain", domain, "message", message)
+		vipsLog.Log(slog.LevelWarn, domain, message)
 	default:
-		slog.Debug("libvips", "domain", domain, "message", message)
+		vipsLog.Log(slog.LevelDebug, domain, message)
 	}
 }
