@@ -63,10 +63,9 @@ func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Proc
 	} else {
 		deps.Limiter = ratelimit.NewMemory()
 	}
-	out := newOutbound(cfg)
-	deps.URLs = out
+	deps.URLs = newOutbound(cfg) // callback_url's checks at submit
 	if cfg.SourceURLs == "on" {
-		deps.Fetcher = out
+		deps.Fetcher = newOutbound(cfg)
 	}
 	var err error
 	if deps.Signer, err = newSigner(cfg); err != nil {

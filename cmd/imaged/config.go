@@ -156,7 +156,6 @@ func (c *Config) validate() error {
 		settings.Rule(c.MaxInflight > 0, "IMAGED_MAX_INFLIGHT", "must be positive"),
 		settings.Rule(c.MaxWaiting >= 0, "IMAGED_MAX_WAITING", "must not be negative"),
 		settings.Rule(c.MemoryBudget >= -1, "IMAGED_MEMORY_BUDGET", "must be -1 (unbounded), 0 (default) or a number of MiB"),
-		settings.Rule(c.MaxOutputBytes > 0, "IMAGED_MAX_OUTPUT_BYTES", "must be positive"),
 		settings.Rule(c.VipsConcurrency >= 1 && c.VipsConcurrency <= 64, "IMAGED_VIPS_CONCURRENCY", "must be between 1 and 64"),
 		settings.Rule(c.PollInterval >= 10*time.Millisecond, "IMAGED_POLL_INTERVAL", "must be at least 10ms"),
 		settings.Rule(c.URLExpiry >= time.Second && c.URLExpiry <= 7*24*time.Hour, "IMAGED_URL_EXPIRY", "must be between 1s and 168h"),
