@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Error codes. The HTTP layer maps each to one status code in one place.
@@ -86,3 +87,15 @@ func ErrorMessage(err error) string {
 
 // IsCode reports whether err carries the given code.
 func IsCode(err error, code string) bool { return ErrorCode(err) == code }
+
+// maxEcho is the most characters of a caller's id or value an error message repeats.
+const maxEcho = 64
+
+// EchoID is an id (or any value a caller sent) as an error message may repeat it: at most 64
+// characters, cut with "…", so that a megabyte of id never comes back in a 404.
+func EchoID(id string) string {
+	if utf8.RuneCountInString(id) <= maxEcho {
+		return id
+	}
+	return string([]rune(id)[:maxEcho]) + "…"
+}

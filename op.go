@@ -32,7 +32,8 @@ func (o *Op) UnmarshalJSON(b []byte) error {
 		return FieldErrorf("op", "each operation must be a JSON object")
 	}
 	if err := json.Unmarshal(trimmed, &head); err != nil {
-		return FieldErrorf("op", "operation is not valid JSON: %v", err)
+		_, problem := JSONProblem(err)
+		return FieldErrorf("op", "operation %s", problem)
 	}
 	if head.Op == nil || *head.Op == "" {
 		return FieldErrorf("op", `operation has no "op" field naming it`)
@@ -48,30 +49,21 @@ func (o Op) DecodeArgs(index int, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(o.Args))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		msg := err.Error()
+		name, problem := JSONProblem(err)
 		field := fmt.Sprintf("ops[%d]", index)
-		var te *json.UnmarshalTypeError
-		if asType(err, &te) {
-			field = fmt.Sprintf("ops[%d].%s", index, te.Field)
-			msg = fmt.Sprintf("%s.%s must be a %s", o.Name, te.Field, te.Type.String())
-		} else if strings.HasPrefix(msg, "json: unknown field ") {
-			name := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
-			field = fmt.Sprintf("ops[%d].%s", index, name)
+		if name != "" {
+			field += "." + name
+		}
+		msg := fmt.Sprintf("%s %s", o.Name, problem)
+		switch {
+		case problem == "is not a known field":
 			msg = fmt.Sprintf("%s has no parameter %q", o.Name, name)
-		} else {
-			msg = fmt.Sprintf("%s: %s", o.Name, msg)
+		case name != "":
+			msg = fmt.Sprintf("%s.%s %s", o.Name, name, problem)
 		}
 		return &Error{Code: EInvalid, Message: msg, Field: field}
 	}
 	return nil
-}
-
-func asType(err error, te **json.UnmarshalTypeError) bool {
-	t, ok := err.(*json.UnmarshalTypeError)
-	if ok {
-		*te = t
-	}
-	return ok
 }
 
 // MaxOps bounds the length of one pipeline.
@@ -89,7 +81,8 @@ func ParseOps(data []byte) ([]Op, error) {
 		if e, ok := err.(*Error); ok {
 			return nil, e
 		}
-		return nil, FieldErrorf("ops", "ops is not a valid JSON list of operations: %v", err)
+		_, problem := JSONProblem(err)
+		return nil, FieldErrorf("ops", "ops must be a JSON list of operations: it %s", problem)
 	}
 	if err := CheckOpsShape(ops); err != nil {
 		return nil, err

@@ -54,8 +54,8 @@ func SniffFormat(b []byte) string {
 }
 
 // Probe validates an image before decode: the format by magic bytes (never the file name or
-// Content-Type), the byte size, the dimensions from the header, and the structure of the file's
-// end (a truncated JPEG or PNG is refused). It reads headers only; no pixel is decoded.
+// Content-Type), the byte size, the dimensions from the header, and the file's structure (a
+// truncated JPEG, PNG, BMP, WebP or GIF is refused; see structure.go). No pixel is decoded.
 func Probe(b []byte, lim Limits) (*Header, error) {
 	if len(b) == 0 {
 		return nil, Errorf(EInvalid, "the image is empty")
@@ -84,19 +84,16 @@ func Probe(b []byte, lim Limits) (*Header, error) {
 	return &Header{Format: format, Width: cfg.Width, Height: cfg.Height}, nil
 }
 
-// checkEnd refuses files whose end is missing, so truncated uploads fail up front instead of
-// failing (or producing grey bands) later in a worker.
+// checkEnd refuses files whose end or data is missing (see structure.go), so truncated uploads
+// fail up front instead of failing (or producing grey bands) later in a worker.
 func checkEnd(format string, b []byte) error {
 	switch format {
 	case "jpeg":
-		end := bytes.TrimRight(b, "\x00\r\n ")
-		if len(end) < 2 || end[len(end)-2] != 0xFF || end[len(end)-1] != 0xD9 {
-			return Errorf(EInvalid, "the jpeg is truncated: it has no end-of-image marker")
-		}
+		return checkJPEG(b)
 	case "png":
-		if !bytes.Contains(b[max(0, len(b)-64):], []byte("IEND")) {
-			return Errorf(EInvalid, "the png is truncated: it has no IEND chunk")
-		}
+		return checkPNG(b)
+	case "bmp":
+		return checkBMP(b)
 	case "webp":
 		if len(b) >= 8 {
 			size := int64(binary.LittleEndian.Uint32(b[4:8])) + 8

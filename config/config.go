@@ -15,6 +15,7 @@ import (
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/onnx"
 	"github.com/imaged/imaged/settings"
+	"github.com/imaged/imaged/vips"
 	"github.com/imaged/imaged/worker"
 )
 
@@ -43,6 +44,7 @@ type Config struct {
 	MaxWaiting      int
 	VipsConcurrency int
 	MemoryBudget    int
+	MaxOutputBytes  int
 	PollInterval    time.Duration
 	LogLevel        string
 	LogFormat       string
@@ -91,6 +93,7 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*runtime.NumCPU())),
 		settings.New("vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", settings.Int(&c.VipsConcurrency, 1)),
 		settings.New("memory-budget", "IMAGED_MEMORY_BUDGET", "MiB the pipelines running at once may need for decoding; 0 = 64 per CPU, -1 = unbounded", settings.Int(&c.MemoryBudget, 0)),
+		settings.New("max-output-bytes", "IMAGED_MAX_OUTPUT_BYTES", "largest encoded result a pipeline may produce, in bytes", settings.Int(&c.MaxOutputBytes, vips.DefaultMaxOutputBytes)),
 		settings.New("poll-interval", "IMAGED_POLL_INTERVAL", "how often the database queue looks for tasks other processes queued", settings.Duration(&c.PollInterval, 500*time.Millisecond)),
 		settings.New("no-migrate", "IMAGED_NO_MIGRATE", "do not apply database migrations at start-up (run `imaged migrate up` instead)", settings.Bool(&c.NoMigrate, false)),
 		settings.New("redis-url", "IMAGED_REDIS_URL", "Redis for the result and metadata caches: redis://host:6379/0 (unset = no cache)", settings.String(&c.RedisURL, "")),
@@ -154,6 +157,7 @@ func (c *Config) validate() error {
 		settings.Rule(c.MaxHeight > 0 && c.MaxHeight <= 100000, "IMAGED_MAX_HEIGHT", "must be between 1 and 100000"),
 		settings.Rule(c.MaxFrames >= 1 && c.MaxFrames <= 10000, "IMAGED_MAX_FRAMES", "must be between 1 and 10000"),
 		settings.Rule(c.MaxInflight > 0, "IMAGED_MAX_INFLIGHT", "must be positive"),
+		settings.Rule(c.MaxOutputBytes > 0, "IMAGED_MAX_OUTPUT_BYTES", "must be positive"),
 		settings.Rule(c.MaxWaiting >= 0, "IMAGED_MAX_WAITING", "must not be negative"),
 		settings.Rule(c.MemoryBudget >= -1, "IMAGED_MEMORY_BUDGET", "must be -1 (unbounded), 0 (default) or a number of MiB"),
 		settings.Rule(c.VipsConcurrency >= 1 && c.VipsConcurrency <= 64, "IMAGED_VIPS_CONCURRENCY", "must be between 1 and 64"),

@@ -33,7 +33,7 @@ func BenchmarkDetect(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := sess.Run(in); err != nil {
+		if _, err := sess.Run(ctx, in); err != nil {
 			b.Fatal(err)
 		}
 		warm = append(warm, sess)

@@ -214,7 +214,7 @@ func TestValidate(t *testing.T) {
 		{`{"op":"detect","max_detections":0}`, "ops[3].max_detections", "detect.max_detections must be between 1 and 300"},
 		{`{"op":"detect","model":"nope"}`, "ops[3].model", `detect.model "nope" is not a configured model; choose one of: m1, m2`},
 		{`{"op":"detect","classes":["dog","kat"]}`, "ops[3].classes[1]", `detect.classes: "kat" is not a class of model m1`},
-		{`{"op":"detect","confidence":"high"}`, "ops[3].confidence", "detect.confidence must be a float64"},
+		{`{"op":"detect","confidence":"high"}`, "ops[3].confidence", "detect.confidence must be a number, not a string"},
 		{`{"op":"detect","threshold":0.5}`, "ops[3].threshold", `detect has no parameter "threshold"`},
 	} {
 		err := s.Validate(3, opFromJSON(t, tc.js))

@@ -106,6 +106,9 @@ func (s *Server) handleBatchCreate() http.Handler {
 		if err == nil {
 			err = opts.Validate(s.cfg.MaxAttempts)
 		}
+		if err == nil {
+			err = s.checkCallback(ctx, opts.CallbackURL)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -30,12 +31,29 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		if err == io.EOF {
 			return imaged.Errorf(imaged.EInvalid, "the request body is empty; send a JSON object")
 		}
-		return bodyError(err, "the request body is not valid JSON: "+err.Error())
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bodyError(err, "")
+		}
+		return bodyJSONError(err)
 	}
 	if dec.More() {
 		return imaged.Errorf(imaged.EInvalid, "the request body holds more than one JSON value")
 	}
 	return nil
+}
+
+// bodyJSONError is the error for a request body that does not decode, naming the field at
+// fault in JSON's terms, never Go's.
+func bodyJSONError(err error) error {
+	field, problem := imaged.JSONProblem(err)
+	switch {
+	case problem == "is not a known field":
+		return imaged.FieldErrorf(field, "the request body has no field %q", field)
+	case field != "":
+		return imaged.FieldErrorf(field, "%s %s", field, problem)
+	}
+	return imaged.Errorf(imaged.EInvalid, "the request body %s", problem)
 }
 
 // source is an image to run a pipeline over: bytes uploaded with the request or a stored image.
@@ -213,7 +231,8 @@ func (s *Server) handleAnalysis(opName string) http.Handler {
 			}
 			if o := up.fields["options"]; o != "" {
 				if err := json.Unmarshal([]byte(o), &params); err != nil {
-					s.writeError(w, r, imaged.FieldErrorf("options", "options must be a JSON object: %v", err))
+					_, problem := imaged.JSONProblem(err)
+					s.writeError(w, r, imaged.FieldErrorf("options", "options %s", problem))
 					return
 				}
 			}

@@ -98,9 +98,9 @@ func (s *Server) handleNotFound(mux *http.ServeMux) http.Handler {
 		if len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			s.writeError(w, r, imaged.Errorf(imaged.EMethodNotAllowed, "%s is not allowed on %s; allowed: %s",
-				r.Method, r.URL.Path, strings.Join(allow, ", ")))
+				imaged.EchoID(r.Method), imaged.EchoID(r.URL.Path), strings.Join(allow, ", ")))
 			return
 		}
-		s.writeError(w, r, imaged.Errorf(imaged.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+		s.writeError(w, r, imaged.Errorf(imaged.ENotFound, "no route for %s %s", imaged.EchoID(r.Method), imaged.EchoID(r.URL.Path)))
 	})
 }

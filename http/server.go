@@ -54,6 +54,7 @@ type Deps struct {
 	Auth    Authenticator      // nil: no key is required (authentication off); a KeyAdmin serves /v1/keys
 	Limiter imaged.RateLimiter // nil: no rate limits
 	Fetcher Fetcher            // nil: source_url is refused
+	URLs    URLChecker         // nil: callback_url is checked as a URL only, its host when it is called
 	Signer  *signedurl.Signer  // nil: signed image URLs are not served
 
 	// Shutdown, when set, is closed as the process begins shutting down: event streams end.

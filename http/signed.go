@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -29,6 +30,20 @@ func (s *Server) handleSignedImage() http.Handler {
 		sig, path, ok := signedurl.Split(r.URL.EscapedPath())
 		if !ok || len(path) > signedurl.MaxPath || !s.deps.Signer.Verify(sig, path) {
 			s.writeError(w, r, imaged.Errorf(imaged.EPermissionDenied, "the URL signature is invalid"))
+			return
+		}
+		if r.URL.RawQuery != "" {
+			// Nothing outside the signed path changes the answer; a query would only make
+			// caches keep copies of one image under many URLs.
+			names := make([]string, 0, 4)
+			for name := range r.URL.Query() {
+				names = append(names, strconv.Quote(imaged.EchoID(name)))
+			}
+			sort.Strings(names)
+			if len(names) > 4 {
+				names = append(names[:4], "…")
+			}
+			s.writeError(w, r, imaged.FieldErrorf("query", "signed image URLs take no query parameters; got %s", strings.Join(names, ", ")))
 			return
 		}
 		req, err := signedurl.Parse(path)

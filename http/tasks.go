@@ -59,6 +59,9 @@ func (s *Server) handleTaskCreate() http.Handler {
 			opts = imaged.TaskOptions{MaxAttempts: req.MaxAttempts, CallbackURL: req.CallbackURL}
 			err = opts.Validate(s.cfg.MaxAttempts)
 		}
+		if err == nil {
+			err = s.checkCallback(ctx, opts.CallbackURL)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -118,7 +118,7 @@ func (s *Server) handleTenantGet() http.Handler {
 			v, err = s.viewTenant(r.Context(), t)
 		}
 		if err == nil && missing && v.Usage.Images == 0 {
-			err = imaged.Errorf(imaged.ENotFound, "tenant %s not found", id)
+			err = imaged.Errorf(imaged.ENotFound, "tenant %s not found", imaged.EchoID(id))
 		}
 		if err != nil {
 			s.writeError(w, r, err)

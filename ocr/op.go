@@ -88,7 +88,7 @@ func (o *Op) Parse(index int, op imaged.Op) (Args, error) {
 		a.Engine = EngineTesseract
 	}
 	if _, ok := o.engines[a.Engine]; !ok {
-		return a, imaged.FieldErrorf(field("engine"), "ocr.engine must be one of tesseract, paddle, hybrid; got %q", a.Engine)
+		return a, imaged.FieldErrorf(field("engine"), "ocr.engine must be one of tesseract, paddle, hybrid; got %q", imaged.EchoID(a.Engine))
 	}
 	if len(a.Languages) == 0 {
 		a.Languages = []string{"eng"}

@@ -153,6 +153,9 @@ func (t *Tesseract) get(ctx context.Context, p *clientPool) (*gosseract.Client, 
 		c.SetTessdataPrefix(t.cfg.TessdataPrefix)
 	}
 	c.SetLanguage(p.langs...)
+	if tesseractDebugFile != "" {
+		_ = c.SetVariable("debug_file", tesseractDebugFile)
+	}
 	return c, nil
 }
 
@@ -191,6 +194,7 @@ func (t *Tesseract) Recognize(ctx context.Context, img Image, opts Options) (*Re
 		return nil, err
 	}
 	limitThreads()
+	routeNativeLogs()
 	res := &Result{Engine: EngineTesseract, Timings: map[string]float64{}, Lines: []Line{}}
 
 	start := time.Now()

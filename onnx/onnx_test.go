@@ -133,3 +133,31 @@ func TestRunClassifierModel(t *testing.T) {
 		t.Fatal("a tensor whose data does not fill its shape should fail")
 	}
 }
+
+// A run whose context ends is terminated by the runtime between kernels, not finished.
+func TestRunStopsWhenContextEnds(t *testing.T) {
+	rt := New(Config{})
+	const model = "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+	requireModels(t, rt, model)
+	p := rt.Pool(model, []string{"x"}, []string{"softmax_0.tmp_0"})
+	const batch = 768
+	in := Tensor{Shape: []int64{batch, 3, 48, 192}, Data: make([]float32, batch*3*48*192)}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := p.Run(ctx, in)
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v after %v, want the deadline's error", err, took)
+	}
+	// Uncancelled this batch runs for tens of seconds; the runtime checks its terminate flag
+	// between kernels, and one kernel over so large a batch takes a fraction of a second.
+	if took > 5*time.Second {
+		t.Errorf("the run returned %v after it started, %v after its deadline", took, took-300*time.Millisecond)
+	}
+	t.Logf("returned %v after its deadline", took-300*time.Millisecond)
+	// The session is whole: the next run works.
+	if _, err := p.Run(context.Background(), Tensor{Shape: []int64{1, 3, 48, 192}, Data: make([]float32, 3*48*192)}); err != nil {
+		t.Fatalf("the next run: %v", err)
+	}
+}

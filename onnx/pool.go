@@ -78,7 +78,7 @@ func (p *Pool) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
 		return nil, err
 	}
 	defer p.Put(s)
-	return s.Run(inputs...)
+	return s.Run(ctx, inputs...)
 }
 
 // Close destroys the idle sessions; sessions in use are destroyed when they come back.

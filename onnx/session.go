@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -59,8 +60,12 @@ func NewSession(path string, inputs, outputs []string) (*Session, error) {
 }
 
 // Run feeds one tensor per input name and returns one per output name, copied out of the
-// runtime's memory.
-func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
+// runtime's memory. When ctx ends first, the runtime is told to terminate the run, which it
+// does between kernels, and Run returns the context's error.
+func (s *Session) Run(ctx context.Context, inputs ...Tensor) ([]Tensor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if len(inputs) != len(s.inputs) {
 		return nil, fmt.Errorf("onnx: the model takes %d inputs, got %d", len(s.inputs), len(inputs))
 	}
@@ -90,8 +95,8 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 			}
 		}
 	}()
-	if err := s.s.Run(in, out); err != nil {
-		return nil, fmt.Errorf("onnx: run: %w", err)
+	if err := s.run(ctx, in, out); err != nil {
+		return nil, err
 	}
 	res := make([]Tensor, len(out))
 	for i, v := range out {
@@ -105,6 +110,37 @@ func (s *Session) Run(inputs ...Tensor) ([]Tensor, error) {
 		}
 	}
 	return res, nil
+}
+
+// run runs the model, terminating it when ctx ends.
+func (s *Session) run(ctx context.Context, in, out []ort.Value) error {
+	if ctx.Done() == nil {
+		if err := s.s.Run(in, out); err != nil {
+			return fmt.Errorf("onnx: run: %w", err)
+		}
+		return nil
+	}
+	opts, err := ort.NewRunOptions()
+	if err != nil {
+		return fmt.Errorf("onnx: run options: %w", err)
+	}
+	defer opts.Destroy()
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		opts.Terminate()
+		close(terminated)
+	})
+	err = s.s.RunWithOptions(in, out, opts)
+	if !stop() {
+		<-terminated
+	}
+	if cerr := ctx.Err(); cerr != nil && err != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("onnx: run: %w", err)
+	}
+	return nil
 }
 
 // Close frees the session.

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -246,6 +247,20 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 	return c.Check(req.URL)
 }
 
+// CheckURL applies the checks that need no connection to rawURL (scheme, host, credentials,
+// address notation, the host allow-list, an address written in the URL), for a URL kept to be
+// called later (a callback): EInvalid naming field when it could never be called.
+func (c *Client) CheckURL(ctx context.Context, rawURL, field string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil || !u.IsAbs() {
+		return imaged.FieldErrorf(field, "%s must be an absolute http or https URL", field)
+	}
+	if err := c.Check(u); err != nil {
+		return c.explain(ctx, field, err)
+	}
+	return nil
+}
+
 // Fetch GETs rawURL and returns its body, under the policy and within the timeout and byte
 // limit. Its errors are for the person who sent the URL and name field: EInvalid for a URL
 // that is refused or does not answer with 200, ETooLarge for a body over the limit.
@@ -255,7 +270,7 @@ func (c *Client) Fetch(ctx context.Context, rawURL, field string) ([]byte, error
 		return nil, imaged.FieldErrorf(field, "%s must be an absolute http or https URL", field)
 	}
 	if err := c.Check(u); err != nil {
-		return nil, c.explain(field, err)
+		return nil, c.explain(ctx, field, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
@@ -267,7 +282,7 @@ func (c *Client) Fetch(ctx context.Context, rawURL, field string) ([]byte, error
 	req.Header.Set("Accept", "image/*")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.explain(field, err)
+		return nil, c.explain(ctx, field, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -279,7 +294,7 @@ func (c *Client) Fetch(ctx context.Context, rawURL, field string) ([]byte, error
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBytes+1))
 	if err != nil {
-		return nil, c.explain(field, err)
+		return nil, c.explain(ctx, field, err)
 	}
 	if int64(len(b)) > c.cfg.MaxBytes {
 		return nil, &imaged.Error{Code: imaged.ETooLarge, Field: field,
@@ -288,14 +303,16 @@ func (c *Client) Fetch(ctx context.Context, rawURL, field string) ([]byte, error
 	return b, nil
 }
 
-// explain turns a failed fetch into a message that names the reason without internals.
-func (c *Client) explain(field string, err error) error {
+// explain turns a failed fetch into a message that names the reason without internals: a
+// refusal by its policy class, the address it concerned going to the server's log only.
+func (c *Client) explain(ctx context.Context, field string, err error) error {
 	var refused *RefusedError
 	var lookup *lookupError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &refused):
-		return &imaged.Error{Code: imaged.EInvalid, Field: field, Message: field + " is refused: " + refused.Error(), Err: err}
+		slog.WarnContext(ctx, "outbound URL refused", "field", field, "reason", refused.Error())
+		return &imaged.Error{Code: imaged.EInvalid, Field: field, Message: field + " is refused: " + refused.Public(), Err: err}
 	case errors.As(err, &lookup):
 		return &imaged.Error{Code: imaged.EInvalid, Field: field, Message: fmt.Sprintf("%s: the host %s does not resolve", field, lookup.host), Err: err}
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):

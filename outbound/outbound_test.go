@@ -136,7 +136,7 @@ func TestHostileURLsAreRefused(t *testing.T) {
 		{"http://240.0.0.1/", "reserved"},
 		{"http://192.0.2.10/", "documentation"},
 		{"http://198.18.0.1/", "benchmarking"},
-		{"http://rebind.test:" + port + "/", "resolves to 127.0.0.1, which is loopback"},
+		{"http://rebind.test:" + port + "/", "the host rebind.test resolves to an address that is loopback"},
 		{"http://both.test:" + port + "/", "private"},
 		{"http://v6only.test:" + port + "/", "loopback"},
 		{"http://metadata.test/", "link-local"},
@@ -164,6 +164,13 @@ func TestHostileURLsAreRefused(t *testing.T) {
 		}
 		if !strings.Contains(e.Message, h.reason) {
 			t.Errorf("Fetch(%s): %q does not name the reason %q", h.url, e.Message, h.reason)
+		}
+	}
+	// The address a name resolved to goes to the server's log, never to the client.
+	for _, h := range []struct{ url, addr string }{{"http://rebind.test:" + port + "/", "127.0.0.1"}, {"http://metadata.test/", "169.254.169.254"}} {
+		_, err := c.Fetch(t.Context(), h.url, "source_url")
+		if msg := imaged.ErrorMessage(err); strings.Contains(msg, h.addr) || !strings.Contains(msg, "resolves to an address that is") {
+			t.Errorf("Fetch(%s): %q", h.url, msg)
 		}
 	}
 	if n := hits.Load(); n != 0 {

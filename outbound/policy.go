@@ -135,6 +135,22 @@ type RefusedError struct {
 	Reason string
 }
 
+// Public is the refusal as the person who sent the URL may read it: the policy class, never an
+// address a host name resolved to (Error, for the server's log, names it).
+func (e *RefusedError) Public() string {
+	if !e.Addr.IsValid() {
+		return e.Error()
+	}
+	if e.Host == "" {
+		return fmt.Sprintf("the host resolves to an address that is %s", e.Reason)
+	}
+	if ip, err := netip.ParseAddr(e.Host); err == nil && ip.Unmap().WithZone("") == e.Addr {
+		// The caller wrote the address itself.
+		return fmt.Sprintf("the address %s is %s", e.Host, e.Reason)
+	}
+	return fmt.Sprintf("the host %s resolves to an address that is %s", e.Host, e.Reason)
+}
+
 func (e *RefusedError) Error() string {
 	if e.Addr.IsValid() {
 		if e.Host != "" && e.Host != e.Addr.String() {

@@ -110,7 +110,7 @@ func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (*imaged.APIK
 	defer cancel()
 	k, err := scanAPIKey(s.pool.QueryRow(ctx, `SELECT `+sqlstore.APIKeyColumns+` FROM api_keys WHERE prefix = $1`, prefix))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "no API key with prefix %s", prefix)
+		return nil, imaged.Errorf(imaged.ENotFound, "no API key with prefix %s", imaged.EchoID(prefix))
 	}
 	if err != nil {
 		return nil, s.wrap(ctx, "api key", err)
@@ -136,7 +136,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, idOrPrefix string) (*imaged.AP
 	k, err := scanAPIKey(s.pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
 		WHERE id = $1 OR prefix = $1 RETURNING `+sqlstore.APIKeyColumns, idOrPrefix))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "no API key with id or prefix %s", idOrPrefix)
+		return nil, imaged.Errorf(imaged.ENotFound, "no API key with id or prefix %s", imaged.EchoID(idOrPrefix))
 	}
 	if err != nil {
 		return nil, s.wrap(ctx, "revoke api key", err)

@@ -61,7 +61,7 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 	defer cancel()
 	img, err := scanImage(s.pool.QueryRow(ctx, `SELECT `+sqlstore.ImageColumns+` FROM images WHERE `+cond, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", imaged.EchoID(id))
 	}
 	if err != nil {
 		return nil, s.wrap(ctx, "image", err)
@@ -84,7 +84,7 @@ func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+			return imaged.Errorf(imaged.ENotFound, "image %s not found", imaged.EchoID(id))
 		}
 		return expireDerived(ctx, tx, []string{id}, nil)
 	})

@@ -254,7 +254,7 @@ func (s *Store) task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 		return nil, s.wrap(ctx, "task", err)
 	}
 	if t == nil {
-		return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", id)
+		return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", imaged.EchoID(id))
 	}
 	return t, nil
 }
@@ -325,7 +325,7 @@ func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch
 	}
 	b, err := scanBatch(q.QueryRow(ctx, `SELECT `+sqlstore.BatchColumns+` FROM batches WHERE `+cond, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
+		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", imaged.EchoID(id))
 	}
 	if err != nil {
 		return nil, nil, err

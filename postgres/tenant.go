@@ -28,7 +28,7 @@ func (s *Store) Tenant(ctx context.Context, id string) (*imaged.Tenant, error) {
 	defer cancel()
 	t, err := scanTenant(s.pool.QueryRow(ctx, `SELECT `+sqlstore.TenantColumns+` FROM tenants WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "tenant %s not found", id)
+		return nil, imaged.Errorf(imaged.ENotFound, "tenant %s not found", imaged.EchoID(id))
 	}
 	if err != nil {
 		return nil, s.wrap(ctx, "tenant", err)

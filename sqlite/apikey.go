@@ -61,7 +61,7 @@ func scanAPIKey(row sqlstore.Scanner) (*imaged.APIKey, error) {
 func (s *Store) APIKeyByPrefix(ctx context.Context, prefix string) (*imaged.APIKey, error) {
 	k, err := scanAPIKey(s.r.QueryRowContext(ctx, `SELECT `+sqlstore.APIKeyColumns+` FROM api_keys WHERE prefix = ?`, prefix))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "no API key with prefix %s", prefix)
+		return nil, imaged.Errorf(imaged.ENotFound, "no API key with prefix %s", imaged.EchoID(prefix))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: api key: %w", err)
@@ -83,7 +83,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, idOrPrefix string) (*imaged.AP
 	k, err := scanAPIKey(s.w.QueryRowContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?)
 		WHERE id = ? OR prefix = ? RETURNING `+sqlstore.APIKeyColumns, formatTime(now()), idOrPrefix, idOrPrefix))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "no API key with id or prefix %s", idOrPrefix)
+		return nil, imaged.Errorf(imaged.ENotFound, "no API key with id or prefix %s", imaged.EchoID(idOrPrefix))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: revoke api key: %w", err)

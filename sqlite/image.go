@@ -44,7 +44,7 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 	}
 	img, err := scanImage(s.r.QueryRowContext(ctx, `SELECT `+sqlstore.ImageColumns+` FROM images WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+		return nil, imaged.Errorf(imaged.ENotFound, "image %s not found", imaged.EchoID(id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: image: %w", err)
@@ -67,7 +67,7 @@ func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return imaged.Errorf(imaged.ENotFound, "image %s not found", id)
+			return imaged.Errorf(imaged.ENotFound, "image %s not found", imaged.EchoID(id))
 		}
 		return expireDerived(ctx, tx, []string{id}, now())
 	})

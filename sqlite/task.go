@@ -207,7 +207,7 @@ func (s *Store) Task(ctx context.Context, tenant, id string) (*imaged.Task, erro
 		return nil, fmt.Errorf("sqlite: task: %w", err)
 	}
 	if t == nil {
-		return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", id)
+		return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", imaged.EchoID(id))
 	}
 	return t, nil
 }
@@ -287,7 +287,7 @@ func loadBatch(ctx context.Context, q querier, tenant, id string) (*imaged.Batch
 	}
 	b, err := scanBatch(q.QueryRowContext(ctx, `SELECT `+sqlstore.BatchColumns+` FROM batches WHERE `+cond, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
+		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", imaged.EchoID(id))
 	}
 	if err != nil {
 		return nil, nil, err

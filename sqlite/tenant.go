@@ -24,7 +24,7 @@ func scanTenant(sc sqlstore.Scanner) (*imaged.Tenant, error) {
 func (s *Store) Tenant(ctx context.Context, id string) (*imaged.Tenant, error) {
 	t, err := scanTenant(s.r.QueryRowContext(ctx, `SELECT `+sqlstore.TenantColumns+` FROM tenants WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, imaged.Errorf(imaged.ENotFound, "tenant %s not found", id)
+		return nil, imaged.Errorf(imaged.ENotFound, "tenant %s not found", imaged.EchoID(id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: tenant: %w", err)

@@ -9,8 +9,7 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// output is how the result is encoded; the zero value keeps the input's format with the
-// format's default settings and strips metadata.
+// output is how the result is encoded; see defaultOutput.
 type output struct {
 	format      string // "" keeps the input's format
 	quality     int    // 0 is the format's default
@@ -22,6 +21,13 @@ type output struct {
 	palette     bool   // PNG: quantised to a palette of at most 2^bitdepth colours
 	bitdepth    int    // PNG palette depth 1, 2, 4 or 8; 0 is 8
 	effort      int    // WebP 0..6, AVIF 0..9; -1 is the default, 4
+}
+
+// defaultOutput is the output of a pipeline without convert, and what convert starts from:
+// the input's format with each format's default settings (PNG at zlib level 6, WebP and AVIF
+// at effort 4), metadata stripped.
+func defaultOutput() output {
+	return output{subsample: "auto", compression: -1, effort: -1}
 }
 
 // outputFormats are the formats convert accepts; auto picks from the request's Accept header.
@@ -75,8 +81,9 @@ func parseConvert(p *Processor, i int, op imaged.Op, a *convertArgs) (step, erro
 	if format != "auto" && !canSave(format) {
 		return nil, invalid(i, "format", "convert.format %s is not available on this server", format)
 	}
-	st := &convertStep{out: output{format: format, progressive: a.Progressive, lossless: a.Lossless, keepMeta: a.Strip != nil && !*a.Strip,
-		subsample: "auto", compression: -1, palette: a.Palette, effort: -1}}
+	st := &convertStep{out: defaultOutput()}
+	st.out.format, st.out.progressive, st.out.lossless = format, a.Progressive, a.Lossless
+	st.out.keepMeta, st.out.palette = a.Strip != nil && !*a.Strip, a.Palette
 	if err := optional(&st.out.quality, i, "convert", "quality", a.Quality, 1, 100); err != nil {
 		return nil, err
 	}

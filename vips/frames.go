@@ -10,14 +10,14 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// framesStep keeps every frame of an animated GIF or WebP through the pipeline: {"op":"frames"}
-// with max (1..Config.MaxFrames, default the server's limit) bounding the frames accepted. It
-// must be the first op, since it decides how the source is loaded. Without it only the first
-// frame is loaded and the result is a still image.
+// framesStep keeps the frames of an animated GIF or WebP through the pipeline: {"op":"frames"}
+// keeps every frame, and with max (1..Config.MaxFrames) the first max frames of a longer
+// animation. It must be the first op, since it decides how the source is loaded. Without it
+// only the first frame is loaded and the result is a still image.
 //
-// With it, an animation is refused when it has more frames than max, or more pixels over all
-// its frames than one image of the largest size (MaxWidth×MaxHeight); both are read from the
-// header before any frame is decoded. Each later op then runs on every frame as on a still
+// Without max, an animation of more frames than the server's limit is refused; either way the
+// frames kept may not hold more pixels together than one image of the largest size
+// (MaxWidth×MaxHeight). Both are read from the header before any frame is decoded. Each later op then runs on every frame as on a still
 // image (see eachFrame), so the frames keep one size, and their delays and loop count are
 // written back on output. Ops that would treat frames differently (smart crop, trim) or read
 // the pixels elsewhere (ocr, detect, annotate) are refused at validation. The result is
@@ -72,21 +72,22 @@ func animatable(i int, c compiled) error {
 // maxPixels is the most pixels an image may have: one of the largest size.
 func maxPixels(l imaged.Limits) int64 { return int64(l.MaxWidth) * int64(l.MaxHeight) }
 
-// checkFrames refuses, from the header alone, an animation with more frames than fr allows or
-// more pixels over all frames than the limits.
-func (p *Processor) checkFrames(fr *framesStep, src source) error {
-	limit := min(fr.max, p.cfg.maxFrames())
-	if src.pages > limit {
-		if fr.explicit && fr.max < p.cfg.maxFrames() {
-			return invalid(0, "max", "the animation has %d frames; frames.max allows %d", src.pages, fr.max)
-		}
-		return invalid(0, "max", "the animation has %d frames; this server takes at most %d", src.pages, limit)
+// keptFrames is the number of frames of an animation of src.pages frames that fr keeps (the
+// first max when max was given), refusing from the header alone an animation over the
+// server's frame limit or whose kept frames hold more pixels than the limits allow.
+func (p *Processor) keptFrames(fr *framesStep, src source) (int, error) {
+	n := src.pages
+	if fr.explicit {
+		n = min(n, fr.max)
 	}
-	if total := int64(src.width) * int64(src.height) * int64(src.pages); total > maxPixels(p.limits) {
-		return imaged.Errorf(imaged.ETooLarge, "the animation is %d frames of %d×%d pixels, %d pixels in all; the limit is %d",
-			src.pages, src.width, src.height, total, maxPixels(p.limits))
+	if limit := p.cfg.maxFrames(); n > limit {
+		return 0, invalid(0, "max", "the animation has %d frames; this server takes at most %d (frames.max keeps the first ones)", src.pages, limit)
 	}
-	return nil
+	if total := int64(src.width) * int64(src.height) * int64(n); total > maxPixels(p.limits) {
+		return 0, imaged.Errorf(imaged.ETooLarge, "the animation is %d frames of %d×%d pixels, %d pixels in all; the limit is %d",
+			n, src.width, src.height, total, maxPixels(p.limits))
+	}
+	return n, nil
 }
 
 // animation is the timing of an animation: the delay of each frame in milliseconds and the
@@ -97,12 +98,12 @@ type animation struct {
 	hasLoop bool
 }
 
-// loadFrames replaces the first frame with every frame of the animation, stacked top to bottom
-// as libvips keeps them (page-height is the frame height), and keeps their timing.
+// loadFrames replaces the first frame with the first s.frames frames of the animation, stacked
+// top to bottom as libvips keeps them (page-height is the frame height), and keeps their timing.
 func (s *state) loadFrames(buf []byte) error {
 	params := govips.NewImportParams()
 	params.FailOnError.Set(false)
-	params.NumPages.Set(-1)
+	params.NumPages.Set(s.frames)
 	img, err := govips.LoadImageFromBuffer(buf, params)
 	if err != nil {
 		return undecodable(vipsMessage(err))
@@ -113,8 +114,8 @@ func (s *state) loadFrames(buf []byte) error {
 		return undecodable(fmt.Sprintf("the %d frames of the animation do not stack to one size (%d×%d, frame height %d)",
 			n, img.Width(), img.Height(), ph))
 	}
-	if delays, err := img.PageDelay(); err == nil && len(delays) == n {
-		s.anim.delays = delays
+	if delays, err := img.PageDelay(); err == nil && len(delays) >= n {
+		s.anim.delays = delays[:n]
 	}
 	if hasField(img, "loop") {
 		s.anim.loop, s.anim.hasLoop = img.GetInt("loop"), true

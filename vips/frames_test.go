@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -421,16 +422,34 @@ func TestFramesStillImage(t *testing.T) {
 func TestFramesLimits(t *testing.T) {
 	src := animated(t, "gif", false)
 	p := New(Config{})
-	e := processErr(t, p, src, `[{"op":"frames","max":2},{"op":"resize","width":30}]`, imaged.EInvalid)
-	if e.Field != "ops[0].max" || !strings.Contains(e.Message, "3 frames") || !strings.Contains(e.Message, "frames.max allows 2") {
-		t.Fatalf("max: %+v", e)
+	// max keeps the first max frames of a longer animation, with their timing.
+	for _, src := range [][]byte{src, animated(t, "webp", true)} {
+		whole := decodeFrames(t, process(t, p, src, `[{"op":"frames"},{"op":"resize","width":30},{"op":"convert","format":"gif"}]`).Data)
+		for _, keep := range []int{1, 2, 3} {
+			res := process(t, p, src, fmt.Sprintf(`[{"op":"frames","max":%d},{"op":"resize","width":30},{"op":"convert","format":"gif"}]`, keep))
+			got := decodeFrames(t, res.Data)
+			if len(got.frames) != keep {
+				t.Fatalf("max %d: %d frames", keep, len(got.frames))
+			}
+			for k := range got.frames {
+				// Compared by luma: a single kept frame is a still GIF, without the alpha band.
+				if d := math.Abs(mean(got.frames[k].luma()) - mean(whole.frames[k].luma())); d > 4 {
+					t.Errorf("max %d: frame %d differs from the animation's frame %d by %.1f", keep, k, k, d)
+				}
+			}
+			if keep > 1 && !slices.Equal(got.delays, animDelays[:keep]) {
+				t.Errorf("max %d: delays %v, want %v", keep, got.delays, animDelays[:keep])
+			}
+		}
 	}
-	process(t, p, src, `[{"op":"frames","max":3},{"op":"resize","width":30}]`)
 
 	small := New(Config{MaxFrames: 2})
-	e = processErr(t, small, src, `[{"op":"frames"},{"op":"resize","width":30}]`, imaged.EInvalid)
-	if e.Field != "ops[0].max" || !strings.Contains(e.Message, "at most 2") {
+	e := processErr(t, small, src, `[{"op":"frames"},{"op":"resize","width":30}]`, imaged.EInvalid)
+	if e.Field != "ops[0].max" || !strings.Contains(e.Message, "at most 2") || !strings.Contains(e.Message, "frames.max keeps the first") {
 		t.Fatalf("server limit: %+v", e)
+	}
+	if n := len(decodeFrames(t, process(t, small, src, `[{"op":"frames","max":2},{"op":"convert","format":"gif"}]`).Data).frames); n != 2 {
+		t.Fatalf("max within the server limit kept %d frames", n)
 	}
 	// Without frames the first frame is all that is loaded, whatever the count.
 	process(t, small, src, `[{"op":"resize","width":30}]`)

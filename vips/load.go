@@ -48,7 +48,8 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	if err != nil {
 		return nil, undecodable(vipsMessage(err))
 	}
-	s := &state{img: img, op: "decode", opts: opts, limits: p.limits, frames: 1, input: buf}
+	s := &state{img: img, op: "decode", opts: opts, limits: p.limits, maxOutput: p.cfg.maxOutputBytes(), frames: 1, input: buf,
+		out: defaultOutput()}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -75,11 +76,11 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	if fr != nil {
 		s.lead = 1
 		if s.src.pages > 1 && (format == "gif" || format == "webp") {
-			// An animation: every frame is loaded and no op is prescaled.
-			if err := p.checkFrames(fr, s.src); err != nil {
+			// An animation: its frames are loaded and no op is prescaled.
+			if s.frames, err = p.keptFrames(fr, s.src); err != nil {
 				return nil, err
 			}
-			s.frames, s.lead = s.src.pages, -1
+			s.lead = -1
 		}
 	}
 	tw, th, shrinks := 0, 0, false
@@ -107,7 +108,7 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 			return nil, err
 		}
 	case shrinks:
-		if err := s.loadScaled(buf, tw, th, !streamable(steps[s.lead:])); err != nil {
+		if err := s.loadScaled(ctx, buf, tw, th, !streamable(steps[s.lead:])); err != nil {
 			return nil, err
 		}
 	}
@@ -168,7 +169,7 @@ func (s *state) loadShrunk(buf []byte, k int) error {
 
 // loadScaled replaces the image with the source decoded at about tw×th by libvips' thumbnail
 // loader, which shrinks while decoding.
-func (s *state) loadScaled(buf []byte, tw, th int, hold bool) error {
+func (s *state) loadScaled(ctx context.Context, buf []byte, tw, th int, hold bool) error {
 	thumb, err := govips.LoadThumbnailFromBuffer(buf, tw, th, govips.InterestingNone, govips.SizeForce, nil)
 	if err != nil {
 		return undecodable(vipsMessage(err))
@@ -191,8 +192,8 @@ func (s *state) loadScaled(buf []byte, tw, th int, hold bool) error {
 	// libvips streams the thumbnail (sequential access, top to bottom, once), which ops such
 	// as rotate or smart crop cannot work on: hold it in memory instead.
 	defer thumb.Close()
-	held, err := inMemory(thumb)
-	if err != nil {
+	var held *govips.ImageRef
+	if err := evaluating(ctx, thumb, func() (err error) { held, err = inMemory(thumb); return err }); err != nil {
 		return s.fail(err)
 	}
 	s.replace(held)

@@ -137,7 +137,7 @@ func oneOf(i int, op, name, v string, allowed ...string) error {
 			return nil
 		}
 	}
-	return invalid(i, name, "%s.%s must be one of %s; got %q", op, name, strings.Join(allowed, ", "), v)
+	return invalid(i, name, "%s.%s must be one of %s; got %q", op, name, strings.Join(allowed, ", "), imaged.EchoID(v))
 }
 
 // rgba is a colour parameter: "#rgb", "#rrggbb", "#rrggbbaa", a name (black, white,

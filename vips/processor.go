@@ -199,7 +199,7 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 		spec, ok := p.ops[name]
 		if !ok {
 			return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
-				name, strings.Join(p.Ops(), ", "))
+				imaged.EchoID(name), strings.Join(p.Ops(), ", "))
 		}
 		st, err := spec.parse(p, i, op)
 		if err != nil {
@@ -258,7 +258,7 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 		}
 		s.index, s.op = i, st.name
 		if s.pending && st.rereads {
-			if err := s.hold(); err != nil {
+			if err := evaluating(ctx, s.img, s.hold); err != nil {
 				return nil, s.fail(err)
 			}
 		}
@@ -268,7 +268,7 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 			apply = eachFrame(st.step)
 		}
 		octx, ospan := tracer.Start(ctx, "op "+st.name, trace.WithAttributes(attribute.Int("imaged.op_index", i)))
-		err := apply(octx, s)
+		err := evaluating(octx, s.img, func() error { return apply(octx, s) })
 		endSpan(ospan, err)
 		if err != nil {
 			return nil, s.fail(err)
@@ -291,7 +291,11 @@ func (p *Processor) Process(ctx context.Context, src []byte, ops []imaged.Op, op
 	}
 	// libvips is lazy: most ops only build the graph, and the pixels are computed here.
 	_, espan := tracer.Start(ctx, "encode")
-	res, err := s.finish()
+	var res *imaged.Result
+	err = evaluating(ctx, s.img, func() (err error) {
+		res, err = s.finish()
+		return err
+	})
 	if res != nil {
 		espan.SetAttributes(attribute.String("imaged.output_format", res.Format), attribute.Int("imaged.output_bytes", len(res.Data)))
 	}
@@ -318,6 +322,7 @@ type state struct {
 	op        string // name of the running op
 	opts      imaged.ProcessOptions
 	limits    imaged.Limits
+	maxOutput int    // the most bytes an encoded result may have
 	out       output // set by convert
 	changed   bool
 	prescaled bool // the loader already applied the resize of op lead
@@ -457,6 +462,10 @@ func (s *state) finish() (*imaged.Result, error) {
 	data, format, err := s.encode()
 	if err != nil {
 		return nil, s.fail(err)
+	}
+	if len(data) > s.maxOutput {
+		return nil, imaged.Errorf(imaged.ETooLarge, "the result would be %d bytes of %s; the limit is %d bytes: make it smaller (resize) or compress it more (convert)",
+			len(data), format, s.maxOutput)
 	}
 	res.Data = data
 	res.Format = format

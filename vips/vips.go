@@ -41,6 +41,9 @@ type Config struct {
 	// MaxFrames bounds the frames the frames op loads from an animated GIF or WebP; 100 where
 	// zero or less. frames.max may only lower it.
 	MaxFrames int
+	// MaxOutputBytes bounds the size of an encoded result: a larger one is refused (ETooLarge)
+	// before anyone stores or sends it. 100 MB where zero or less.
+	MaxOutputBytes int
 	// Images reads uploaded images for watermark image=<id>; without it (and until
 	// Processor.SetImages gives one) image watermarks are refused.
 	Images ImageSource
@@ -59,6 +62,17 @@ func (c Config) maxFrames() int {
 		return defaultMaxFrames
 	}
 	return c.MaxFrames
+}
+
+// DefaultMaxOutputBytes is the size limit of an encoded result when Config.MaxOutputBytes is
+// not set.
+const DefaultMaxOutputBytes = 100 << 20
+
+func (c Config) maxOutputBytes() int {
+	if c.MaxOutputBytes <= 0 {
+		return DefaultMaxOutputBytes
+	}
+	return c.MaxOutputBytes
 }
 
 func (c Config) budget() *budget {
@@ -160,13 +174,16 @@ func ready(cfg Config) bool {
 	return true
 }
 
+// vipsLog is where libvips' messages go: the structured log, one line per kind per 10 s.
+var vipsLog = &imaged.NativeLog{Library: "libvips"}
+
 func logToSlog(domain string, level govips.LogLevel, message string) {
 	switch level {
 	case govips.LogLevelError, govips.LogLevelCritical:
-		slog.Error("libvips", "domain", domain, "message", message)
+		vipsLog.Log(slog.LevelError, domain, message)
 	case govips.LogLevelWarning:
-		slog.Warn("libvips", "domain", domain, "message", message)
+		vipsLog.Log(slog.LevelWarn, domain, message)
 	default:
-		slog.Debug("libvips", "domain", domain, "message", message)
+		vipsLog.Log(slog.LevelDebug, domain, message)
 	}
 }

@@ -285,7 +285,7 @@ func (wm *watermarkStep) makeImage(ctx context.Context, s *state, w, h int) erro
 		if data, err = wm.upload(ctx, wm.image); err != nil {
 			if imaged.ErrorCode(err) == imaged.ENotFound {
 				return &imaged.Error{Code: imaged.ENotFound, Field: fieldPath(wm.index, "image"), Err: err,
-					Message: fmt.Sprintf("watermark.image: there is no uploaded image with id %q", wm.image)}
+					Message: fmt.Sprintf("watermark.image: there is no uploaded image with id %q", imaged.EchoID(wm.image))}
 			}
 			return err
 		}
@@ -324,16 +324,16 @@ func (wm *watermarkStep) decodeOverlay(data []byte, lim imaged.Limits, w, availW
 	case "bmp":
 		var err error
 		if data, err = bmpToPNG(data); err != nil {
-			return nil, invalid(wm.index, "image", "watermark.image %q is a damaged bmp: %v", wm.image, err)
+			return nil, invalid(wm.index, "image", "watermark.image %q is a damaged bmp: %v", imaged.EchoID(wm.image), err)
 		}
 	default:
-		return nil, invalid(wm.index, "image", "watermark.image %q is not a jpeg, png, webp, tiff, bmp or gif image", wm.image)
+		return nil, invalid(wm.index, "image", "watermark.image %q is not a jpeg, png, webp, tiff, bmp or gif image", imaged.EchoID(wm.image))
 	}
 	params := govips.NewImportParams()
 	params.FailOnError.Set(false)
 	head, err := govips.LoadImageFromBuffer(data, params)
 	if err != nil {
-		return nil, invalid(wm.index, "image", "watermark.image %q could not be decoded: %s", wm.image, vipsMessage(err))
+		return nil, invalid(wm.index, "image", "watermark.image %q could not be decoded: %s", imaged.EchoID(wm.image), vipsMessage(err))
 	}
 	ow, oh := head.Width(), head.Height()
 	if o := head.Orientation(); o >= 5 && o <= 8 {
@@ -355,7 +355,7 @@ func (wm *watermarkStep) decodeOverlay(data []byte, lim imaged.Limits, w, availW
 	}
 	ov, err := govips.LoadThumbnailFromBuffer(data, tw, th, govips.InterestingNone, govips.SizeForce, nil)
 	if err != nil {
-		return nil, invalid(wm.index, "image", "watermark.image %q could not be decoded: %s", wm.image, vipsMessage(err))
+		return nil, invalid(wm.index, "image", "watermark.image %q could not be decoded: %s", imaged.EchoID(wm.image), vipsMessage(err))
 	}
 	// The thumbnail is upright already; its colours are not managed yet.
 	err = ov.SetOrientation(1)

@@ -63,6 +63,7 @@ func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Proc
 	} else {
 		deps.Limiter = ratelimit.NewMemory()
 	}
+	deps.URLs = newOutbound(cfg) // callback_url's checks at submit
 	if cfg.SourceURLs == "on" {
 		deps.Fetcher = newOutbound(cfg)
 	}

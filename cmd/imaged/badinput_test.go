@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
+	"image"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/image/bmp"
 )
 
 // pngChunk encodes one PNG chunk with its CRC.
@@ -84,6 +88,8 @@ func TestBadInputIsRefusedAndNothingIsKept(t *testing.T) {
 		{"empty ops", jsonTask(`{"image_id":"` + goodID + `","ops":[]}`), 400, "ops"},
 		{"missing image", jsonTask(`{"image_id":"nope","ops":` + validOps + `}`), 404, "not found"},
 		{"truncated jpeg in a task", multi(photo[:len(photo)/3], validOps), 400, "truncated"},
+		{"png whose pixel data stops short", upload(shortPNG(t)), 400, "shorter than its header promises"},
+		{"bmp cut short", upload(shortBMP(t)), 400, "the bmp is truncated"},
 		{"huge header in sync process", func() *response {
 			return s.postMultipart("/v1/process", "x.png", hugeHeaderPNG(50000, 50000), map[string]string{"ops": validOps})
 		}, 413, "50000×50000"},
@@ -117,6 +123,38 @@ func TestBadInputIsRefusedAndNothingIsKept(t *testing.T) {
 	if r := s.get("/v1/nothing-here"); r.status != 404 || r.json(t)["error"] == nil {
 		t.Fatalf("unknown route: %d %s", r.status, r.body)
 	}
+	// Data after a JPEG's end-of-image marker (metadata some tools append) is no damage.
+	trailer := append(bytes.Clone(photo), []byte("\x00\x00appended metadata block")...)
+	if r := s.postMultipart("/v1/images", "x.jpg", trailer, nil); r.status != 201 {
+		t.Fatalf("a JPEG with a trailer: %d %s", r.status, r.body)
+	}
+}
+
+// shortPNG is a 3000×3000 PNG whose every chunk is well-formed, IEND included, but whose
+// pixel stream holds a tenth of the rows its header promises.
+func shortPNG(t *testing.T) []byte {
+	var ihdr bytes.Buffer
+	binary.Write(&ihdr, binary.BigEndian, []uint32{3000, 3000})
+	ihdr.Write([]byte{8, 0, 0, 0, 0})
+	var idat bytes.Buffer
+	zw := zlib.NewWriter(&idat)
+	zw.Write(make([]byte, 300*(3000+1)))
+	zw.Close()
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	b.Write(pngChunk("IHDR", ihdr.Bytes()))
+	b.Write(pngChunk("IDAT", idat.Bytes()))
+	b.Write(pngChunk("IEND", nil))
+	return b.Bytes()
+}
+
+// shortBMP is a real BMP with the last rows of its pixels cut off.
+func shortBMP(t *testing.T) []byte {
+	var b bytes.Buffer
+	if err := bmp.Encode(&b, image.NewRGBA(image.Rect(0, 0, 200, 100))); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()[:b.Len()-2000]
 }
 
 func str(v any) string {

@@ -36,7 +36,7 @@ func newEngines(cfg *Config, metrics *prom.Metrics) (*engines, error) {
 		e.close()
 		return nil, fmt.Errorf("setting IMAGED_DETECT_MODEL: %w", err)
 	}
-	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.Limits(), MemoryBudget: cfg.MemoryBudget, MaxFrames: cfg.MaxFrames,
+	vcfg := vips.Config{Concurrency: cfg.VipsConcurrency, Limits: cfg.Limits(), MemoryBudget: cfg.MemoryBudget, MaxFrames: cfg.MaxFrames, MaxOutputBytes: cfg.MaxOutputBytes,
 		Analyzers: []imaged.Analyzer{e.ocr, e.detector},
 		Painters:  []imaged.Painter{e.detector.Annotator()},
 		Locator:   e.detector}
