@@ -383,7 +383,7 @@ func TestMigrationStatus(t *testing.T) {
 		t.Fatalf("tables: %v", err)
 	}
 	slices.Sort(tables)
-	if want := []string{"api_keys", "batches", "imaged_migrations", "images", "tasks", "tenants"}; !slices.Equal(tables, want) {
+	if want := []string{"api_keys", "batches", "deliveries", "imaged_migrations", "images", "tasks", "tenants"}; !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s = %v, want %v", schema, tables, want)
 	}
 
