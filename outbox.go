@@ -166,3 +166,9 @@ func EventItem(e Event) (*OutboxItem, error) {
 	return &OutboxItem{Kind: OutboxEvent, Event: e.Type, TaskID: e.TaskID, BatchID: e.BatchID, WebhookID: e.ID,
 		Payload: body, CorrelationID: e.CorrelationID}, nil
 }
+
+// EventSender publishes an event to the broker and returns once the broker has it (a publisher
+// confirm, acks=all); the outbox sender sends the events that waited through it.
+type EventSender interface {
+	SendEvent(ctx context.Context, e Event) error
+}

@@ -30,6 +30,11 @@ type Metrics struct {
 	ImagesUploaded      prometheus.Counter
 	InflightSyncRequest prometheus.Gauge
 
+	// The outbox (outbox.go).
+	OutboxAttempts      *prometheus.CounterVec // kind, outcome
+	OutboxOldestPending *prometheus.GaugeVec   // kind
+	dropped             droppedEvents
+
 	tenants *tenantLabels
 }
 
@@ -75,6 +80,7 @@ func New() *Metrics {
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
 		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest)
+	m.registerOutbox()
 	return m
 }
 

@@ -36,8 +36,9 @@ type adapters struct {
 	// process's): webhooks are sent from them, once per event.
 	localEvents imaged.Events
 
-	cache *redis.Client
-	keys  imaged.APIKeyStore // the database's API keys; nil when it keeps none
+	cache  *redis.Client
+	keys   imaged.APIKeyStore // the database's API keys; nil when it keeps none
+	outbox imaged.Outbox      // the database's outbox
 
 	databaseURL, queueURL, storageURL, redisURL string
 	closers                                     []io.Closer
@@ -83,6 +84,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 	}
 	a.closers = append(a.closers, store)
 	a.keys, _ = store.(imaged.APIKeyStore)
+	a.outbox, _ = store.(imaged.Outbox)
 	rm := resilience.NewMetrics(metrics.Registry)
 	retry := resilience.RetryConfig{MaxAttempts: cfg.StoreRetries, Initial: cfg.StoreRetryWait}
 	store = resilience.Store(store, resilience.StoreConfig{Retry: retry,
@@ -132,10 +134,11 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 		a.queue = q
 		a.closers = append(a.closers, q)
 	case "amqp", "amqps", "kafka":
-		q, ev, closers, err := openBroker(ctx, qu.Scheme, a.queueURL, log)
+		q, ev, closers, err := openBroker(ctx, qu.Scheme, a.queueURL, a.outbox, log)
 		if err != nil {
 			return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: %w", err)
 		}
+		metrics.CountDroppedEvents(ev.Dropped)
 		a.queue, a.events, a.localEvents = q, ev, ev.Local()
 		a.closers = append(a.closers, closers...)
 	default:

@@ -10,20 +10,22 @@ import (
 // brokerConfig is the settings of the message brokers' side of imaged: the lease sweep of
 // broker queues, webhooks and the periodic health event. It is part of Config.
 type brokerConfig struct {
-	LeaseSweep      time.Duration
-	WebhookSecret   string
-	WebhookAttempts int
-	WebhookBackoff  time.Duration
-	WebhookTimeout  time.Duration
-	HealthInterval  time.Duration
+	LeaseSweep     time.Duration
+	WebhookSecret  string
+	WebhookMaxAge  time.Duration
+	WebhookBackoff time.Duration
+	WebhookMaxWait time.Duration
+	WebhookTimeout time.Duration
+	HealthInterval time.Duration
 }
 
 func brokerSettings(c *Config) []settings.Setting {
 	return []settings.Setting{
 		settings.New("lease-sweep", "IMAGED_LEASE_SWEEP", "how often workers queue again the tasks whose worker died (lease run out)", settings.Duration(&c.LeaseSweep, 10*time.Second)),
 		settings.New("webhook-secret", "IMAGED_WEBHOOK_SECRET", "key of the HMAC-SHA256 signature of webhooks; default: generated once into DATA_DIR (set it when processes do not share one)", settings.String(&c.WebhookSecret, "")),
-		settings.New("webhook-attempts", "IMAGED_WEBHOOK_ATTEMPTS", "tries of a webhook delivery", settings.Int(&c.WebhookAttempts, webhook.DefaultAttempts)),
+		settings.New("webhook-max-age", "IMAGED_WEBHOOK_MAX_AGE", "how long a webhook delivery is tried before it is given up", settings.Duration(&c.WebhookMaxAge, webhook.DefaultMaxAge)),
 		settings.New("webhook-backoff", "IMAGED_WEBHOOK_BACKOFF", "wait before the second try of a webhook; doubles for each later one", settings.Duration(&c.WebhookBackoff, webhook.DefaultBackoff)),
+		settings.New("webhook-backoff-max", "IMAGED_WEBHOOK_BACKOFF_MAX", "longest wait between two tries of a webhook", settings.Duration(&c.WebhookMaxWait, webhook.DefaultMaxBackoff)),
 		settings.New("webhook-timeout", "IMAGED_WEBHOOK_TIMEOUT", "longest try of a webhook delivery", settings.Duration(&c.WebhookTimeout, webhook.DefaultTimeout)),
 		settings.New("health-event-interval", "IMAGED_HEALTH_EVENT_INTERVAL", "how often a health event (status and key figures) is published; 0 = never", settings.Duration(&c.HealthInterval, 30*time.Second)),
 	}
@@ -32,8 +34,8 @@ func brokerSettings(c *Config) []settings.Setting {
 func (c *Config) validateBrokers() error {
 	return settings.FirstFailure([]settings.Check{
 		settings.Rule(c.LeaseSweep >= 100*time.Millisecond, "IMAGED_LEASE_SWEEP", "must be at least 100ms"),
-		settings.Rule(c.WebhookAttempts >= 1 && c.WebhookAttempts <= 20, "IMAGED_WEBHOOK_ATTEMPTS", "must be between 1 and 20"),
-		settings.Rule(c.WebhookBackoff > 0, "IMAGED_WEBHOOK_BACKOFF", "must be positive"),
+		settings.Rule(c.WebhookMaxAge > 0, "IMAGED_WEBHOOK_MAX_AGE", "must be positive"),
+		settings.Rule(c.WebhookBackoff > 0 && c.WebhookMaxWait >= c.WebhookBackoff, "IMAGED_WEBHOOK_BACKOFF", "must be positive and at most IMAGED_WEBHOOK_BACKOFF_MAX"),
 		settings.Rule(c.WebhookTimeout > 0, "IMAGED_WEBHOOK_TIMEOUT", "must be positive"),
 		settings.Rule(c.HealthInterval == 0 || c.HealthInterval >= time.Second, "IMAGED_HEALTH_EVENT_INTERVAL", "must be 0 or at least 1s"),
 	})
