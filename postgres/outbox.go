@@ -33,65 +33,34 @@ func scanOutbox(sc sqlstore.Scanner) (*imaged.OutboxItem, error) {
 }
 
 // writeOutcome adds, in the transaction that made t terminal, the callbacks its outcome calls
-// for: t's own, and its batch's when t was the batch's last task to finish. The batch's row is
-// locked first, so that of two transactions finishing a batch's last two tasks at once the
-// second waits for the first and then counts its outcome: one of them writes the callback.
+// for. The batch's row is locked before its unfinished tasks are counted (see sqlstore.Outcome).
 func writeOutcome(ctx context.Context, tx pgx.Tx, t *imaged.Task) error {
-	at := time.Now().UTC()
-	var items []*imaged.OutboxItem
-	hook, err := imaged.TaskWebhook(t, at)
-	if err != nil {
-		return err
-	}
-	if hook != nil {
-		items = append(items, hook)
-	}
-	if t.BatchID != "" {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM batches WHERE id = $1 AND callback_url <> '' FOR UPDATE`, t.BatchID).Scan(&one)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return err
-		default:
-			q := dialect.BatchUnfinished(t.BatchID)
-			var left int
-			if err := tx.QueryRow(ctx, q.SQL, q.Args...).Scan(&left); err != nil {
-				return err
-			}
-			if left == 0 {
-				b, tasks, err := loadBatch(ctx, tx, imaged.AnyTenant, t.BatchID)
-				if err != nil {
-					return err
-				}
-				hook, err := imaged.BatchWebhook(b, tasks, at)
-				if err != nil {
-					return err
-				}
-				if hook != nil {
-					items = append(items, hook)
-				}
-			}
-		}
-	}
-	return addOutbox(ctx, tx, at, items)
+	return dialect.WriteOutcome(sqlstore.Outcome{
+		Row:    func(query string, args ...any) sqlstore.Scanner { return tx.QueryRow(ctx, query, args...) },
+		NoRows: func(err error) bool { return errors.Is(err, pgx.ErrNoRows) },
+		Lock:   ` FOR UPDATE`,
+		Batch: func(id string) (*imaged.Batch, []*imaged.Task, error) {
+			return loadBatch(ctx, tx, imaged.AnyTenant, id)
+		},
+		Exec: execIn(ctx, tx),
+	}, t, time.Now())
 }
 
-func addOutbox(ctx context.Context, q querier, at time.Time, items []*imaged.OutboxItem) error {
-	for _, item := range items {
-		st := dialect.OutboxInsert(item, at)
-		if _, err := q.Exec(ctx, st.SQL, st.Args...); err != nil {
-			return err
-		}
+// execIn runs statements in q.
+func execIn(ctx context.Context, q querier) func(query string, args ...any) error {
+	return func(query string, args ...any) error {
+		_, err := q.Exec(ctx, query, args...)
+		return err
 	}
-	return nil
 }
 
 // AddToOutbox records pending items; one whose WebhookID is stored already is skipped.
 func (s *Store) AddToOutbox(ctx context.Context, items ...*imaged.OutboxItem) error {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return addOutbox(ctx, tx, time.Now(), items) })
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return dialect.AddOutbox(execIn(ctx, tx), time.Now(), items)
+	})
 	return s.wrap(ctx, "add to outbox", err)
 }
 

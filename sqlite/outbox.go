@@ -28,61 +28,32 @@ func scanOutbox(sc sqlstore.Scanner) (*imaged.OutboxItem, error) {
 }
 
 // writeOutcome adds, in the transaction that made t terminal, the callbacks its outcome calls
-// for: t's own, and its batch's when t was the batch's last task to finish. Writes are
-// serialised in SQLite, so the count of unfinished tasks sees every other outcome.
+// for. Writes are serialised in SQLite, so the count of a batch's unfinished tasks sees every
+// other outcome.
 func writeOutcome(ctx context.Context, tx *sql.Tx, t *imaged.Task) error {
-	at := now()
-	var items []*imaged.OutboxItem
-	hook, err := imaged.TaskWebhook(t, at)
-	if err != nil {
-		return err
-	}
-	if hook != nil {
-		items = append(items, hook)
-	}
-	if t.BatchID != "" {
-		var url string
-		if err := tx.QueryRowContext(ctx, `SELECT callback_url FROM batches WHERE id = ?`, t.BatchID).Scan(&url); err != nil &&
-			!errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if url != "" {
-			q := dialect.BatchUnfinished(t.BatchID)
-			var left int
-			if err := tx.QueryRowContext(ctx, q.SQL, q.Args...).Scan(&left); err != nil {
-				return err
-			}
-			if left == 0 {
-				b, tasks, err := loadBatch(ctx, tx, imaged.AnyTenant, t.BatchID)
-				if err != nil {
-					return err
-				}
-				hook, err := imaged.BatchWebhook(b, tasks, at)
-				if err != nil {
-					return err
-				}
-				if hook != nil {
-					items = append(items, hook)
-				}
-			}
-		}
-	}
-	return addOutbox(ctx, tx, at, items)
+	return dialect.WriteOutcome(sqlstore.Outcome{
+		Row:    func(query string, args ...any) sqlstore.Scanner { return tx.QueryRowContext(ctx, query, args...) },
+		NoRows: func(err error) bool { return errors.Is(err, sql.ErrNoRows) },
+		Batch: func(id string) (*imaged.Batch, []*imaged.Task, error) {
+			return loadBatch(ctx, tx, imaged.AnyTenant, id)
+		},
+		Exec: execIn(ctx, tx),
+	}, t, now())
 }
 
-func addOutbox(ctx context.Context, q querier, at time.Time, items []*imaged.OutboxItem) error {
-	for _, item := range items {
-		st := dialect.OutboxInsert(item, at)
-		if _, err := q.ExecContext(ctx, st.SQL, st.Args...); err != nil {
-			return err
-		}
+// execIn runs statements in q.
+func execIn(ctx context.Context, q querier) func(query string, args ...any) error {
+	return func(query string, args ...any) error {
+		_, err := q.ExecContext(ctx, query, args...)
+		return err
 	}
-	return nil
 }
 
 // AddToOutbox records pending items; one whose WebhookID is stored already is skipped.
 func (s *Store) AddToOutbox(ctx context.Context, items ...*imaged.OutboxItem) error {
-	if err := s.inTx(ctx, func(tx *sql.Tx) error { return addOutbox(ctx, tx, now(), items) }); err != nil {
+	if err := s.inTx(ctx, func(tx *sql.Tx) error {
+		return dialect.AddOutbox(execIn(ctx, tx), now(), items)
+	}); err != nil {
 		return fmt.Errorf("sqlite: add to outbox: %w", err)
 	}
 	return nil

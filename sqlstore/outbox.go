@@ -153,13 +153,6 @@ func (d Dialect) OutboxRedeliver(tenant, id string, now time.Time) (Statement, e
 // OutboxBacklog is the query of when the oldest pending item of each kind became pending.
 const OutboxBacklog = `SELECT kind, MIN(pending_since) FROM deliveries WHERE status = 'pending' GROUP BY kind`
 
-// BatchUnfinished is the query counting the tasks of a batch that are not terminal yet: when
-// a finishing task leaves none, the batch's callback is written.
-func (d Dialect) BatchUnfinished(batchID string) Statement {
-	return Statement{SQL: `SELECT count(*) FROM tasks WHERE batch_id = ` + d.Placeholder(1) +
-		` AND status IN ('queued', 'processing')`, Args: []any{batchID}}
-}
-
 // SortClaimed orders claimed items oldest first (RETURNING keeps no order).
 func SortClaimed(items []*imaged.OutboxItem) {
 	slices.SortFunc(items, func(a, b *imaged.OutboxItem) int {
@@ -168,4 +161,77 @@ func SortClaimed(items []*imaged.OutboxItem) {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
+}
+
+// Outcome is what writing the callbacks of a task's terminal transition needs of the store's
+// transaction.
+type Outcome struct {
+	// Row runs a query yielding one row; NoRows tells its error when there was none.
+	Row    func(query string, args ...any) Scanner
+	NoRows func(error) bool
+	// Lock follows the query of the task's batch (FOR UPDATE where the database has it), so
+	// that of two transactions finishing a batch's last two tasks at once the second waits for
+	// the first and then counts its outcome: one of them writes the batch's callback.
+	Lock string
+	// Batch reads the batch and its tasks.
+	Batch func(id string) (*imaged.Batch, []*imaged.Task, error)
+	// Exec runs a statement.
+	Exec func(query string, args ...any) error
+}
+
+// AddOutbox adds items as pending at now through exec (see OutboxInsert).
+func (d Dialect) AddOutbox(exec func(query string, args ...any) error, now time.Time, items []*imaged.OutboxItem) error {
+	for _, item := range items {
+		st := d.OutboxInsert(item, now)
+		if err := exec(st.SQL, st.Args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteOutcome adds, in the transaction that made t terminal at now, the callbacks its outcome
+// calls for: t's own, and its batch's when t was the batch's last task to finish.
+func (d Dialect) WriteOutcome(o Outcome, t *imaged.Task, now time.Time) error {
+	items, err := d.outcomeItems(o, t, now)
+	if err != nil {
+		return err
+	}
+	return d.AddOutbox(o.Exec, now, items)
+}
+
+func (d Dialect) outcomeItems(o Outcome, t *imaged.Task, now time.Time) ([]*imaged.OutboxItem, error) {
+	var items []*imaged.OutboxItem
+	hook, err := imaged.TaskWebhook(t, now)
+	if err != nil {
+		return nil, err
+	}
+	if hook != nil {
+		items = append(items, hook)
+	}
+	if t.BatchID == "" {
+		return items, nil
+	}
+	var one int
+	err = o.Row(`SELECT 1 FROM batches WHERE id = `+d.Placeholder(1)+` AND callback_url <> ''`+o.Lock, t.BatchID).Scan(&one)
+	if o.NoRows(err) {
+		return items, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var left int
+	if err := o.Row(`SELECT count(*) FROM tasks WHERE batch_id = `+d.Placeholder(1)+
+		` AND status IN ('queued', 'processing')`, t.BatchID).Scan(&left); err != nil || left > 0 {
+		return items, err
+	}
+	b, tasks, err := o.Batch(t.BatchID)
+	if err != nil {
+		return nil, err
+	}
+	hook, err = imaged.BatchWebhook(b, tasks, now)
+	if hook != nil {
+		items = append(items, hook)
+	}
+	return items, err
 }
