@@ -145,25 +145,41 @@ const eventSendTimeout = 5 * time.Second
 // maxEventBatch is how many queued events are published before their confirms are awaited.
 const maxEventBatch = 256
 
-// send publishes queued events, a batch at a time; what the broker does not confirm goes to
-// the outbox. When Close begins it sends what is still queued, for at most flushTimeout.
+// send publishes queued events, a batch at a time. What the broker does not confirm goes to
+// the outbox; without one, the events wait in memory for the broker, as long as it takes. When
+// Close begins it sends what is still queued, for at most flushTimeout.
 func (e *Events) send() {
 	defer e.sendWG.Done()
-	for {
-		select {
-		case ev := <-e.out:
-			e.sendBatch(context.Background(), e.batch(ev))
-			continue
-		case <-e.stopCtx.Done():
-		}
-		break
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	normal, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stop := context.AfterFunc(e.stopCtx, cancel)
+	defer stop()
+	var pending []imaged.Event
+	for normal.Err() == nil && pending == nil {
+		select {
+		case ev := <-e.out:
+			evs := e.batch(ev)
+			for len(evs) > 0 {
+				evs = e.sendBatch(normal, evs)
+				if e.outbox != nil {
+					e.keep(normal, evs)
+					break
+				}
+				if normal.Err() != nil {
+					pending = evs
+					break
+				}
+			}
+		case <-normal.Done():
+		}
+	}
+	ctx, cancelFlush := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancelFlush()
+	e.keep(ctx, e.sendBatch(ctx, pending))
 	for {
 		select {
 		case ev := <-e.out:
-			e.sendBatch(ctx, e.batch(ev))
+			e.keep(ctx, e.sendBatch(ctx, e.batch(ev)))
 		default:
 			return
 		}
@@ -194,26 +210,31 @@ func (e *Events) message(ev imaged.Event) (amqp.Publishing, error) {
 		Headers: amqp.Table{"correlation_id": ev.CorrelationID, "origin": e.relay.Origin(), "event_type": ev.Type}, Body: body}, nil
 }
 
-// sendBatch publishes evs persistent and waits for the broker's confirms; the events it did
-// not confirm go to the outbox. While the connection is known to be down they go there at
-// once, so a broker outage never holds up the queue behind it.
-func (e *Events) sendBatch(ctx context.Context, evs []imaged.Event) {
-	if e.outbox != nil && !e.b.connected() {
-		e.keep(ctx, evs)
-		return
+// sendBatch publishes evs persistent, waits for the broker's confirms and returns the events
+// it did not confirm. With an outbox to keep them, a batch waits for the broker at most
+// eventSendTimeout, and not at all while the connection is known to be down, so that a broker
+// outage never holds up the queue behind it.
+func (e *Events) sendBatch(ctx context.Context, evs []imaged.Event) []imaged.Event {
+	if len(evs) == 0 {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, eventSendTimeout)
-	defer cancel()
+	if e.outbox != nil {
+		if !e.b.connected() {
+			return evs
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, eventSendTimeout)
+		defer cancel()
+	}
 	_, pub, gen, err := e.b.current(ctx)
 	if err != nil {
-		e.keep(ctx, evs)
-		return
+		return evs
 	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(evs))
 	for _, ev := range evs {
 		msg, err := e.message(ev)
 		if err != nil {
-			confirms = append(confirms, nil) // unreadable: nothing to keep either
+			confirms = append(confirms, nil) // unreadable: nothing to send again either
 			continue
 		}
 		dc, err := pub.PublishWithDeferredConfirmWithContext(ctx, e.b.cfg.Exchange, ev.Type, false, false, msg)
@@ -232,8 +253,7 @@ func (e *Events) sendBatch(ctx context.Context, evs []imaged.Event) {
 			lost = append(lost, evs[i])
 		}
 	}
-	lost = append(lost, evs[len(confirms):]...)
-	e.keep(ctx, lost)
+	return append(lost, evs[len(confirms):]...)
 }
 
 // receive consumes other processes' events into the local bus, reconnecting as needed.
