@@ -46,7 +46,6 @@ const (
 	DefaultTimeout     = 10 * time.Second
 	DefaultConcurrency = 4
 	DefaultPoll        = time.Second
-	DefaultClaim       = 16
 )
 
 // Config tunes a Sender.
@@ -65,9 +64,9 @@ type Config struct {
 	MaxAge     time.Duration
 	// Timeout bounds one try.
 	Timeout time.Duration
-	// Concurrency is how many tries run at once; Claim how many items one claim takes.
+	// Concurrency is how many tries run at once, and how many items one claim takes: every
+	// item claimed is tried at once, so that it ends within Timeout, well inside its lease.
 	Concurrency int
-	Claim       int
 	// Poll is how often the outbox is looked at for due items.
 	Poll time.Duration
 	// Lease is how long a claimed item stays this sender's; 3·Timeout and at least a minute
@@ -100,7 +99,6 @@ func New(cfg Config) (*Sender, error) {
 		MaxAge:      DefaultMaxAge,
 		Timeout:     DefaultTimeout,
 		Concurrency: DefaultConcurrency,
-		Claim:       DefaultClaim,
 		Poll:        DefaultPoll,
 		Lease:       max(3*cfg.Timeout, time.Minute),
 		Logger:      slog.Default(),
@@ -126,7 +124,7 @@ func (s *Sender) round(ctx context.Context) {
 	}
 	for _, kind := range kinds {
 		for ctx.Err() == nil {
-			items, err := s.cfg.Outbox.ClaimOutbox(ctx, kind, s.cfg.Claim, s.cfg.Lease)
+			items, err := s.cfg.Outbox.ClaimOutbox(ctx, kind, s.cfg.Concurrency, s.cfg.Lease)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.WarnContext(ctx, "claiming outbox items failed", "kind", kind, "error", err.Error())
@@ -134,7 +132,7 @@ func (s *Sender) round(ctx context.Context) {
 				break
 			}
 			s.sendAll(ctx, items)
-			if len(items) < s.cfg.Claim {
+			if len(items) < s.cfg.Concurrency {
 				break
 			}
 		}
@@ -143,14 +141,9 @@ func (s *Sender) round(ctx context.Context) {
 }
 
 func (s *Sender) sendAll(ctx context.Context, items []*imaged.OutboxItem) {
-	slots := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, it := range items {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			s.try(ctx, it)
-		})
+		wg.Go(func() { s.try(ctx, it) })
 	}
 	wg.Wait()
 }

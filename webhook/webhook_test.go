@@ -420,8 +420,8 @@ func TestTwoSendersNeverDeliverOneRowAtOnce(t *testing.T) {
 	for range 40 {
 		ids = append(ids, finished(t, a, r.srv.URL, nil, nil).ID)
 	}
-	start(t, a, Config{Concurrency: 8, Claim: 4})
-	start(t, b, Config{Concurrency: 8, Claim: 4})
+	start(t, a, Config{Concurrency: 4})
+	start(t, b, Config{Concurrency: 4})
 	for _, id := range ids {
 		waitFor(t, 20*time.Second, "delivery of "+id, status(t, a, id, imaged.DeliveryDelivered))
 	}
