@@ -21,8 +21,7 @@ type brokerEvents interface {
 }
 
 // openBroker opens the queue and event stream of an amqp://, amqps:// or kafka:// queue URL.
-// The closers are in opening order (closed in reverse: events before the connection). Events
-// the broker does not take wait in outbox.
+// The closers are in opening order (closed in reverse: events before the connection).
 func openBroker(ctx context.Context, scheme, raw string, outbox imaged.Outbox, log *slog.Logger) (
 	imaged.Queue, brokerEvents, []io.Closer, error) {
 	switch scheme {

@@ -159,14 +159,12 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	workerID := ""
-	// The outbox (webhooks, events that waited for the broker) is sent by every process; it
-	// stops a moment after the workers, so the last tasks' callbacks still go out.
+	// Every process sends the outbox; a moment after the workers stop, so the last callbacks go out.
 	hookCtx, stopHooks := context.WithCancel(context.WithoutCancel(ctx))
-	context.AfterFunc(workCtx, func() {
-		if cfg.Workers == 0 {
-			stopHooks()
-		}
-	})
+	defer stopHooks()
+	if cfg.Workers == 0 {
+		context.AfterFunc(workCtx, stopHooks)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
