@@ -2,6 +2,8 @@ package imaged
 
 import (
 	"context"
+	"math"
+	"math/rand/v2"
 	"time"
 )
 
@@ -23,4 +25,14 @@ func Every(ctx context.Context, interval time.Duration, fn func()) {
 		}
 		fn()
 	}
+}
+
+// Backoff is the wait before try attempt+1 of something that failed attempt times: base·2^(attempt-1),
+// capped at maxWait, with ±25 % jitter so that retries of many things that failed together do not
+// arrive together.
+func Backoff(base, maxWait time.Duration, attempt int) time.Duration {
+	d := float64(base) * math.Pow(2, float64(min(max(attempt-1, 0), 62)))
+	d = math.Min(d, float64(maxWait))
+	d *= 0.75 + rand.Float64()*0.5
+	return time.Duration(d)
 }

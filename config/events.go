@@ -12,21 +12,23 @@ import (
 // broker queues, webhooks, the periodic health event and the retention sweep. It is part of
 // Config.
 type brokerConfig struct {
-	LeaseSweep      time.Duration
-	WebhookSecret   string
-	WebhookAttempts int
-	WebhookBackoff  time.Duration
-	WebhookTimeout  time.Duration
-	HealthInterval  time.Duration
-	Retention       worker.RetentionConfig
+	LeaseSweep     time.Duration
+	WebhookSecret  string
+	WebhookMaxAge  time.Duration
+	WebhookBackoff time.Duration
+	WebhookMaxWait time.Duration
+	WebhookTimeout time.Duration
+	HealthInterval time.Duration
+	Retention      worker.RetentionConfig
 }
 
 func brokerSettings(c *Config) []settings.Setting {
 	return []settings.Setting{
 		settings.New("lease-sweep", "IMAGED_LEASE_SWEEP", "how often workers queue again the tasks whose worker died (lease run out)", settings.Duration(&c.LeaseSweep, 10*time.Second)),
 		settings.New("webhook-secret", "IMAGED_WEBHOOK_SECRET", "key of the HMAC-SHA256 signature of webhooks; default: generated once into DATA_DIR (set it when processes do not share one)", settings.String(&c.WebhookSecret, "")),
-		settings.New("webhook-attempts", "IMAGED_WEBHOOK_ATTEMPTS", "tries of a webhook delivery", settings.Int(&c.WebhookAttempts, webhook.DefaultAttempts)),
+		settings.New("webhook-max-age", "IMAGED_WEBHOOK_MAX_AGE", "how long a webhook delivery is tried before it is given up", settings.Duration(&c.WebhookMaxAge, webhook.DefaultMaxAge)),
 		settings.New("webhook-backoff", "IMAGED_WEBHOOK_BACKOFF", "wait before the second try of a webhook; doubles for each later one", settings.Duration(&c.WebhookBackoff, webhook.DefaultBackoff)),
+		settings.New("webhook-backoff-max", "IMAGED_WEBHOOK_BACKOFF_MAX", "longest wait between two tries of a webhook", settings.Duration(&c.WebhookMaxWait, webhook.DefaultMaxBackoff)),
 		settings.New("webhook-timeout", "IMAGED_WEBHOOK_TIMEOUT", "longest try of a webhook delivery", settings.Duration(&c.WebhookTimeout, webhook.DefaultTimeout)),
 		settings.New("retention-tasks", "IMAGED_RETENTION_TASKS", "how long finished tasks are kept; 0 = forever", settings.Duration(&c.Retention.Tasks, worker.DefaultRetentionTasks)),
 		settings.New("retention-results", "IMAGED_RETENTION_RESULTS", "how long result images are kept (then the task's result answers 404); 0 = forever", settings.Duration(&c.Retention.Results, worker.DefaultRetentionResults)),
@@ -40,8 +42,8 @@ func brokerSettings(c *Config) []settings.Setting {
 func (c *Config) validateBrokers() error {
 	return settings.FirstFailure([]settings.Check{
 		settings.Rule(c.LeaseSweep >= 100*time.Millisecond, "IMAGED_LEASE_SWEEP", "must be at least 100ms"),
-		settings.Rule(c.WebhookAttempts >= 1 && c.WebhookAttempts <= 20, "IMAGED_WEBHOOK_ATTEMPTS", "must be between 1 and 20"),
-		settings.Rule(c.WebhookBackoff > 0, "IMAGED_WEBHOOK_BACKOFF", "must be positive"),
+		settings.Rule(c.WebhookMaxAge > 0, "IMAGED_WEBHOOK_MAX_AGE", "must be positive"),
+		settings.Rule(c.WebhookBackoff > 0 && c.WebhookMaxWait >= c.WebhookBackoff, "IMAGED_WEBHOOK_BACKOFF", "must be positive and at most IMAGED_WEBHOOK_BACKOFF_MAX"),
 		settings.Rule(c.WebhookTimeout > 0, "IMAGED_WEBHOOK_TIMEOUT", "must be positive"),
 		settings.Rule(c.Retention.Tasks >= 0, "IMAGED_RETENTION_TASKS", "must be 0 or positive"),
 		settings.Rule(c.Retention.Results >= 0, "IMAGED_RETENTION_RESULTS", "must be 0 or positive"),

@@ -27,6 +27,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/tasks/{id}", s.handleTaskCancel())
 	mux.Handle("GET /v1/tasks/{id}/result", s.handleTaskResult())
 	mux.Handle("GET /v1/tasks/{id}/events", s.handleTaskEvents())
+	mux.Handle("GET /v1/tasks/{id}/deliveries", s.handleTaskDeliveries())
+	mux.Handle("POST /v1/deliveries/{id}/redeliver", s.handleRedeliver())
 
 	mux.Handle("POST /v1/batches", s.handleBatchCreate())
 	mux.Handle("GET /v1/batches", s.handleBatchList())

@@ -43,6 +43,7 @@ type HealthCheck = imaged.HealthCheck
 // Deps are the adapters the API talks to. Events and Metrics may be nil.
 type Deps struct {
 	Store     imaged.TaskStore
+	Outbox    imaged.Outbox // the store's webhook deliveries; nil: none are shown
 	Queue     imaged.Queue
 	Blobs     imaged.BlobStore
 	Processor imaged.Processor

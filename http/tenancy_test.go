@@ -42,14 +42,15 @@ const (
 // backend is what a tenancy server stores into: the store the API uses (decorated as in
 // production), the key store and the blob store.
 type backend struct {
-	store imaged.TaskStore
-	keys  imaged.APIKeyStore
-	blobs imaged.BlobStore
+	store  imaged.TaskStore
+	keys   imaged.APIKeyStore
+	blobs  imaged.BlobStore
+	outbox imaged.Outbox
 }
 
 func sqliteBackend(t *testing.T) backend {
 	db, blobs := openSQLite(t)
-	return backend{store: db, keys: db, blobs: blobs}
+	return backend{store: db, keys: db, blobs: blobs, outbox: db}
 }
 
 // serviceMissing skips the test loudly, or fails it when IMAGED_TEST_REQUIRE_SERVICES=1.
@@ -111,7 +112,7 @@ func productionBackend(t *testing.T) backend {
 	if err != nil {
 		t.Fatalf("s3.New: %v", err)
 	}
-	return backend{store: redis.CachedStore(db, cache, quietLog()), keys: db, blobs: blobs}
+	return backend{store: redis.CachedStore(db, cache, quietLog()), keys: db, blobs: blobs, outbox: db}
 }
 
 // tenancyProcessor is the fake processor that also knows the analysis ops and the watermark,
@@ -173,7 +174,7 @@ func newTenancyEnv(t *testing.T, be backend) *tenancyEnv {
 	proc := &tenancyProcessor{store: be.store, blobs: be.blobs}
 	q := dbqueue.New(be.store, dbqueue.Options{})
 	t.Cleanup(func() { q.Close() })
-	api := NewServer(Config{}, Deps{Store: be.store, Blobs: be.blobs, Queue: q, Processor: proc, Log: quietLog(),
+	api := NewServer(Config{}, Deps{Store: be.store, Outbox: be.outbox, Blobs: be.blobs, Queue: q, Processor: proc, Log: quietLog(),
 		Auth: auth.New(be.keys, auth.Options{Log: quietLog()}), Signer: signer})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
@@ -236,14 +237,15 @@ func (e *tenancyEnv) post(key, path string, body any) map[string]any {
 	return out
 }
 
-// fixture is one tenant's image, a queued task, a completed task with an output image, and a
-// finished batch.
+// fixture is one tenant's image, a queued task, a completed task with an output image and a
+// webhook delivery, and a finished batch.
 type fixture struct {
-	tenant string
-	img    string
-	task   string
-	done   string
-	batch  string
+	tenant   string
+	img      string
+	task     string
+	done     string
+	delivery string
+	batch    string
 }
 
 var blurOps = []map[string]any{{"op": "blur"}}
@@ -253,7 +255,8 @@ func (e *tenancyEnv) fixture(key, tenant string) *fixture {
 	ctx := e.t.Context()
 	fx := &fixture{tenant: tenant, img: e.upload(key)}
 	fx.task = e.post(key, "/v1/tasks", map[string]any{"image_id": fx.img, "ops": blurOps})["id"].(string)
-	fx.done = e.post(key, "/v1/tasks", map[string]any{"image_id": fx.img, "ops": blurOps})["id"].(string)
+	fx.done = e.post(key, "/v1/tasks", map[string]any{"image_id": fx.img, "ops": blurOps,
+		"callback_url": "https://example.com/hook"})["id"].(string)
 	claimed, err := e.be.store.ClaimTask(ctx, fx.done, nil, "w", time.Minute)
 	if err != nil || claimed == nil {
 		e.t.Fatalf("ClaimTask: %v, %v", claimed, err)
@@ -265,6 +268,11 @@ func (e *tenancyEnv) fixture(key, tenant string) *fixture {
 	if _, err := e.be.store.CompleteTask(ctx, fx.done, claimed.Attempts, &imaged.TaskResult{Output: out}); err != nil {
 		e.t.Fatalf("CompleteTask: %v", err)
 	}
+	ds, err := e.be.outbox.Deliveries(ctx, tenant, fx.done)
+	if err != nil || len(ds) != 1 {
+		e.t.Fatalf("Deliveries: %d, %v", len(ds), err)
+	}
+	fx.delivery = ds[0].ID
 	b := e.post(key, "/v1/batches", map[string]any{"items": []map[string]any{{"image_id": fx.img, "ops": blurOps}}})
 	fx.batch = b["batch_id"].(string)
 	// A finished batch, so that its event stream ends at once.
@@ -281,6 +289,7 @@ func (e *tenancyEnv) fixture(key, tenant string) *fixture {
 type state struct {
 	Image, Blob       bool
 	Task, Done        string
+	Delivery          string // status and next try
 	Batch             string
 	BatchCounts       map[string]int
 	Queued            map[string]int
@@ -304,6 +313,9 @@ func (e *tenancyEnv) state(fx *fixture) state {
 	}
 	if t, err := s.Task(ctx, fx.tenant, fx.done); err == nil {
 		st.Done = t.Status
+	}
+	if d, err := e.be.outbox.Delivery(ctx, fx.tenant, fx.delivery); err == nil {
+		st.Delivery = d.Status + " " + d.NextAttemptAt.String()
 	}
 	if b, _, err := s.Batch(ctx, fx.tenant, fx.batch); err == nil {
 		st.Batch, st.BatchCounts = b.Status, b.Counts
@@ -354,7 +366,7 @@ func tenancyRows() []row {
 	get := func(path string) func(*tenancyEnv, *fixture, *fixture) request {
 		return func(_ *tenancyEnv, target, _ *fixture) request {
 			return request{"GET", strings.NewReplacer("{img}", target.img, "{task}", target.task, "{done}", target.done,
-				"{batch}", target.batch).Replace(path), nil}
+				"{batch}", target.batch, "{delivery}", target.delivery).Replace(path), nil}
 		}
 	}
 	withImage := func(path string, extra map[string]any) func(*tenancyEnv, *fixture, *fixture) request {
@@ -412,6 +424,10 @@ func tenancyRows() []row {
 		}},
 		{pattern: "GET /v1/tasks/{id}/result", id: get("/v1/tasks/{done}/result"), ok: 200},
 		{pattern: "GET /v1/tasks/{id}/events", id: get("/v1/tasks/{done}/events"), ok: 200},
+		{pattern: "GET /v1/tasks/{id}/deliveries", id: get("/v1/tasks/{done}/deliveries"), ok: 200},
+		{pattern: "POST /v1/deliveries/{id}/redeliver", ok: 202, id: func(_ *tenancyEnv, target, _ *fixture) request {
+			return request{"POST", "/v1/deliveries/" + target.delivery + "/redeliver", nil}
+		}},
 
 		{pattern: "POST /v1/batches", ok: 202, id: func(_ *tenancyEnv, target, _ *fixture) request {
 			return request{"POST", "/v1/batches", jsonBody(map[string]any{"items": []map[string]any{{"image_id": target.img, "ops": blurOps}}})}

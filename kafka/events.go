@@ -16,6 +16,9 @@ import (
 type EventsOptions struct {
 	// Origin names this process in the events it sends; random when empty.
 	Origin string
+	// Outbox keeps the events Kafka did not take (it is away), to be sent when it is back
+	// (SendEvent); nil drops them, counted.
+	Outbox imaged.Outbox
 }
 
 // Events is the event stream over Kafka, on the topic <prefix>.events: records keyed by task
@@ -25,9 +28,10 @@ type EventsOptions struct {
 // So SSE streams see every event, wherever it happened, and in-process readers keep working
 // while Kafka is away.
 type Events struct {
-	b     *Broker
-	relay *inmem.Relay
-	cl    *kgo.Client
+	b      *Broker
+	relay  *inmem.Relay
+	cl     *kgo.Client
+	outbox imaged.Outbox
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -46,20 +50,34 @@ func (b *Broker) Events(opts EventsOptions) (*Events, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Events{b: b, relay: inmem.NewRelay(opts.Origin), cl: cl, ctx: ctx, cancel: cancel}
+	e := &Events{b: b, relay: inmem.NewRelay(opts.Origin), cl: cl, outbox: opts.Outbox, ctx: ctx, cancel: cancel}
 	e.wg.Add(1)
 	go e.receive()
 	return e, nil
 }
 
 // Publish stamps e with an ID and time where they are empty, hands it to this process's
-// subscribers and produces it to Kafka without waiting. It never blocks: when the producer's
-// buffer is full (Kafka away for long), Kafka misses the event (see Dropped).
+// subscribers and produces it to Kafka (acks from every in-sync replica) without waiting. It
+// never blocks: a record Kafka does not take (its buffer full, Kafka away for long) goes to the
+// outbox; only without one, or when the outbox cannot take it, is it dropped (see Dropped).
 func (e *Events) Publish(_ context.Context, ev imaged.Event) error {
 	ev = e.relay.Publish(ev)
-	body, err := json.Marshal(ev)
+	r, err := e.record(ev)
 	if err != nil {
 		return nil
+	}
+	e.b.prod.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
+		if err != nil {
+			e.keep(ev)
+		}
+	})
+	return nil
+}
+
+func (e *Events) record(ev imaged.Event) (*kgo.Record, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
 	}
 	key := ev.TaskID
 	if key == "" {
@@ -68,17 +86,36 @@ func (e *Events) Publish(_ context.Context, ev imaged.Event) error {
 	if key == "" {
 		key = ev.ImageID
 	}
-	r := &kgo.Record{Topic: e.b.EventsTopic(), Key: []byte(key), Value: body, Timestamp: ev.Time, Headers: []kgo.RecordHeader{
+	return &kgo.Record{Topic: e.b.EventsTopic(), Key: []byte(key), Value: body, Timestamp: ev.Time, Headers: []kgo.RecordHeader{
 		{Key: headerEventType, Value: []byte(ev.Type)},
 		{Key: headerCorrelationID, Value: []byte(ev.CorrelationID)},
 		{Key: headerOrigin, Value: []byte(e.relay.Origin())},
-	}}
-	e.b.prod.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
-		if err != nil {
-			e.relay.Drop()
+	}}, nil
+}
+
+// SendEvent produces ev (an event that waited in the outbox) and returns once Kafka took it.
+func (e *Events) SendEvent(ctx context.Context, ev imaged.Event) error {
+	r, err := e.record(ev)
+	if err != nil {
+		return err
+	}
+	return e.b.produce(ctx, r)
+}
+
+// keep puts an event Kafka did not take in the outbox; without one, or when it fails, the event
+// is dropped and counted.
+func (e *Events) keep(ev imaged.Event) {
+	if e.outbox != nil {
+		if it, err := imaged.EventItem(ev); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = e.outbox.AddToOutbox(ctx, it)
+			cancel()
+			if err == nil {
+				return
+			}
 		}
-	})
-	return nil
+	}
+	e.relay.Drop()
 }
 
 // Subscribe returns the events of every process from now on.
@@ -88,7 +125,7 @@ func (e *Events) Subscribe() (<-chan imaged.Event, func()) { return e.relay.Subs
 // per event across processes (webhook deliveries).
 func (e *Events) Local() imaged.Events { return e.relay.Local() }
 
-// Dropped returns how many events did not reach Kafka.
+// Dropped returns how many events reached neither Kafka nor the outbox.
 func (e *Events) Dropped() uint64 { return e.relay.Dropped() }
 
 func (e *Events) receive() {

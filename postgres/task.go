@@ -286,10 +286,18 @@ func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task
 	}
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	t, err := queryTask(ctx, s.pool, `
-		UPDATE tasks SET status = 'cancelled', finished_at = now(), lease_until = NULL
-		WHERE `+cond+` AND status = 'queued'
-		RETURNING `+sqlstore.TaskColumns, args...)
+	var t *imaged.Task
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		t, err = queryTask(ctx, tx, `
+			UPDATE tasks SET status = 'cancelled', finished_at = now(), lease_until = NULL
+			WHERE `+cond+` AND status = 'queued'
+			RETURNING `+sqlstore.TaskColumns, args...)
+		if err != nil || t == nil {
+			return err
+		}
+		return writeOutcome(ctx, tx, t)
+	})
 	if err != nil {
 		return nil, s.wrap(ctx, "cancel task", err)
 	}
@@ -381,10 +389,19 @@ func (s *Store) ClaimTask(ctx context.Context, id string, types []string, worker
 func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set string, args ...any) (*imaged.Task, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
-	t, err := queryTask(ctx, s.pool, `
-		UPDATE tasks SET `+set+`
-		WHERE id = $1 AND status = 'processing' AND attempts = $2
-		RETURNING `+sqlstore.TaskColumns, append([]any{id, attempt}, args...)...)
+	var t *imaged.Task
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		t, err = queryTask(ctx, tx, `
+			UPDATE tasks SET `+set+`
+			WHERE id = $1 AND status = 'processing' AND attempts = $2
+			RETURNING `+sqlstore.TaskColumns, append([]any{id, attempt}, args...)...)
+		if err != nil || t == nil || !imaged.IsTerminal(t.Status) {
+			return err
+		}
+		// The callbacks of the outcome are written with it, so none is lost to a crash.
+		return writeOutcome(ctx, tx, t)
+	})
 	if err != nil {
 		return nil, s.wrap(ctx, verb+" task", err)
 	}

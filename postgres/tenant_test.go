@@ -39,3 +39,11 @@ func TestTenantMigrationKeepsExistingRows(t *testing.T) {
 	}
 	storetest.CheckLegacyRows(t, s)
 }
+
+// Migration 00005 (the outbox) can be rolled back and applied again.
+func TestOutboxMigrationRollsBack(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t, postgres.Config{})
+	storetest.CheckOutboxRollback(t, s, func() error { return postgres.MigrateTo(ctx, s, 4) },
+		func() error { return s.MigrateUp(ctx) })
+}

@@ -35,6 +35,11 @@ type Metrics struct {
 	RetentionBlobsDeleted   *prometheus.CounterVec // kind: image, result, orphan
 	RetentionErrors         prometheus.Counter
 
+	// The outbox (outbox.go).
+	OutboxAttempts      *prometheus.CounterVec // kind, outcome
+	OutboxOldestPending *prometheus.GaugeVec   // kind
+	dropped             droppedEvents
+
 	tenants *tenantLabels
 }
 
@@ -93,6 +98,7 @@ func New() *Metrics {
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
 		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest,
 		m.RetentionRowsDeleted, m.RetentionResultsExpired, m.RetentionBlobsDeleted, m.RetentionErrors)
+	m.registerOutbox()
 	return m
 }
 

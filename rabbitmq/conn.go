@@ -156,6 +156,13 @@ func errString(err *amqp.Error) string {
 
 var errClosed = imaged.Errorf(imaged.EUnavailable, "the queue is closed")
 
+// connected reports whether the connection is up now.
+func (b *Broker) connected() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.up && !b.closed
+}
+
 // current waits until a connection is up and returns it with its publishing channel.
 func (b *Broker) current(ctx context.Context) (*amqp.Connection, *amqp.Channel, uint64, error) {
 	for {

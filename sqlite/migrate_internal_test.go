@@ -106,3 +106,21 @@ func TestRetentionMigrationKeepsExistingRows(t *testing.T) {
 	}
 	check()
 }
+
+// Migration 00005 (the outbox) can be rolled back and applied again.
+func TestOutboxMigrationRollsBack(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "imaged.db"), OpenOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := s.migrator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckOutboxRollback(t, s, func() error {
+		_, err := p.DownTo(ctx, 4)
+		return err
+	}, func() error { return s.MigrateUp(ctx) })
+}

@@ -235,10 +235,18 @@ func (s *Store) CancelTask(ctx context.Context, tenant, id string) (*imaged.Task
 	if err != nil {
 		return nil, err
 	}
-	t, err := queryTask(ctx, s.w, `
-		UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
-		WHERE `+cond+` AND status = 'queued'
-		RETURNING `+sqlstore.TaskColumns, append([]any{formatTime(now())}, args...)...)
+	var t *imaged.Task
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = queryTask(ctx, tx, `
+			UPDATE tasks SET status = 'cancelled', finished_at = ?, lease_until = NULL
+			WHERE `+cond+` AND status = 'queued'
+			RETURNING `+sqlstore.TaskColumns, append([]any{formatTime(now())}, args...)...)
+		if err != nil || t == nil {
+			return err
+		}
+		return writeOutcome(ctx, tx, t)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: cancel task: %w", err)
 	}
@@ -351,10 +359,19 @@ func (s *Store) ClaimTask(ctx context.Context, id string, types []string, worker
 // processing at that attempt, ENotFound when absent.
 func (s *Store) finish(ctx context.Context, verb, id string, attempt int, set string, args ...any) (*imaged.Task, error) {
 	args = append(args, id, attempt)
-	t, err := queryTask(ctx, s.w, `
-		UPDATE tasks SET `+set+`
-		WHERE id = ? AND status = 'processing' AND attempts = ?
-		RETURNING `+sqlstore.TaskColumns, args...)
+	var t *imaged.Task
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = queryTask(ctx, tx, `
+			UPDATE tasks SET `+set+`
+			WHERE id = ? AND status = 'processing' AND attempts = ?
+			RETURNING `+sqlstore.TaskColumns, args...)
+		if err != nil || t == nil || !imaged.IsTerminal(t.Status) {
+			return err
+		}
+		// The callbacks of the outcome are written with it, so none is lost to a crash.
+		return writeOutcome(ctx, tx, t)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %s task: %w", verb, err)
 	}

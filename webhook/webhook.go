@@ -1,25 +1,28 @@
-// Package webhook delivers completion callbacks. A task or batch created with a callback_url
-// gets, when it finishes, a POST of its JSON (the task with its result or error, or the batch
-// with its tasks), signed so the receiver can check it came from imaged:
+// Package webhook sends what waits in the outbox: the completion callbacks of tasks and
+// batches, and the events that could not reach the broker when they were published.
 //
+// A task or batch created with a callback_url gets, when it finishes, a POST of its JSON (the
+// task with its result or error, or the batch with its tasks). The delivery is a row of the
+// task store written in the transaction that records the outcome, so it survives restarts and
+// kill -9, and whichever imaged process is alive sends it. Each request is signed twice, so the
+// receiver can check it came from imaged with a stock Standard Webhooks library or with Verify:
+//
+//	webhook-id:         <the same on every try; receivers deduplicate on it>
+//	webhook-timestamp:  <unix seconds>
+//	webhook-signature:  v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>." + body)>
 //	X-Imaged-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
-//	X-Imaged-Delivery:  <delivery id, the same on every try; receivers deduplicate on it>
-//	X-Imaged-Event:     task.completed | task.failed | batch.completed
+//	X-Imaged-Delivery:  <the webhook id>
+//	X-Imaged-Event:     task.completed | task.failed | task.cancelled | batch.completed
 //
-// A delivery is tried up to Attempts times, waiting Backoff, 2·Backoff, … between tries, until
-// the receiver answers 2xx. Every try is recorded. Requests go through the outbound client, so
-// callback URLs obey the same address policy as URL sources.
-//
-// The dispatcher reads the event stream of its own process: the process that finished a task
-// sends its callback, so with many processes each callback is sent once.
+// A delivery is tried until the receiver answers 2xx, waiting Backoff, 2·Backoff, … (with
+// jitter, at most MaxBackoff) between tries, for up to MaxAge. Requests go through the outbound
+// client, so callback URLs obey the same address policy as URL sources; a refused URL is not
+// tried again.
 package webhook
 
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,346 +30,214 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/outbound"
+	"github.com/imaged/imaged/prom"
 )
 
 // Defaults for Config fields left zero.
 const (
-	DefaultAttempts    = 3
 	DefaultBackoff     = time.Second
+	DefaultMaxBackoff  = time.Hour
+	DefaultMaxAge      = 24 * time.Hour
 	DefaultTimeout     = 10 * time.Second
 	DefaultConcurrency = 4
-	DefaultQueue       = 1024
-	// DefaultTolerance is how old a signature Verify accepts.
-	DefaultTolerance = 5 * time.Minute
+	DefaultPoll        = time.Second
 )
 
-// Headers.
-const (
-	HeaderSignature = "X-Imaged-Signature"
-	HeaderDelivery  = "X-Imaged-Delivery"
-	HeaderEvent     = "X-Imaged-Event"
-)
-
-// Config tunes a Dispatcher.
+// Config tunes a Sender.
 type Config struct {
 	// Secret keys the signatures. Required.
 	Secret []byte
-	// Attempts is how many times a delivery is tried; Backoff the wait before the second try,
-	// doubling for each later one.
-	Attempts int
-	Backoff  time.Duration
+	// Outbox holds the deliveries. Required.
+	Outbox imaged.Outbox
+	// Events publishes the events that waited for the broker; nil leaves them to a process
+	// that has a broker.
+	Events imaged.EventSender
+	// Backoff is the wait after the first failed try, doubling after each later one up to
+	// MaxBackoff; a delivery still failing MaxAge after it became pending is given up.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	MaxAge     time.Duration
 	// Timeout bounds one try.
 	Timeout time.Duration
-	// Concurrency is how many deliveries run at once; Queue how many may wait (more are
-	// dropped, logged and recorded).
+	// Concurrency is how many tries run at once, and how many items one claim takes: every
+	// item claimed is tried at once, so that it ends within Timeout, well inside its lease.
 	Concurrency int
-	Queue       int
+	// Poll is how often the outbox is looked at for due items.
+	Poll time.Duration
+	// Lease is how long a claimed item stays this sender's; 3·Timeout and at least a minute
+	// when zero. An item whose sender died is tried again after it.
+	Lease time.Duration
 	// Client sends the requests; it must enforce the outbound address policy. The policy's
 	// default client (no private or loopback peers) when nil.
-	Client *http.Client
-	// Store finds the callback URL and the body of a finished task or batch.
-	Store imaged.TaskStore
-	// Recorder records every try; a MemoryRecorder when nil.
-	Recorder Recorder
-	Logger   *slog.Logger
+	Client  *http.Client
+	Metrics *prom.Metrics // nil: none
+	Logger  *slog.Logger
 }
 
-// Attempt is one try of a delivery.
-type Attempt struct {
-	DeliveryID string        `json:"delivery_id"`
-	Event      string        `json:"event"`
-	TaskID     string        `json:"task_id,omitempty"`
-	BatchID    string        `json:"batch_id,omitempty"`
-	URL        string        `json:"url"`
-	Try        int           `json:"try"`
-	StatusCode int           `json:"status_code,omitempty"`
-	Error      string        `json:"error,omitempty"`
-	Duration   time.Duration `json:"duration"`
-	At         time.Time     `json:"at"`
-	// Outcome is "delivered", "retrying" or "failed" (no more tries).
-	Outcome string `json:"outcome"`
+// Sender sends due outbox items until its context ends.
+type Sender struct {
+	cfg Config
+	log *slog.Logger
 }
 
-// Outcomes of an attempt.
-const (
-	OutcomeDelivered = "delivered"
-	OutcomeRetrying  = "retrying"
-	OutcomeFailed    = "failed"
-)
-
-// Recorder keeps delivery attempts.
-type Recorder interface {
-	RecordAttempt(ctx context.Context, a Attempt) error
-}
-
-// MemoryRecorder keeps the latest attempts in memory.
-type MemoryRecorder struct {
-	mu    sync.Mutex
-	max   int
-	items []Attempt
-}
-
-// NewMemoryRecorder keeps up to max attempts (10000 when max ≤ 0).
-func NewMemoryRecorder(max int) *MemoryRecorder {
-	if max <= 0 {
-		max = 10000
-	}
-	return &MemoryRecorder{max: max}
-}
-
-// RecordAttempt implements Recorder.
-func (m *MemoryRecorder) RecordAttempt(_ context.Context, a Attempt) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.items) >= m.max {
-		m.items = append(m.items[:0], m.items[len(m.items)-m.max+1:]...)
-	}
-	m.items = append(m.items, a)
-	return nil
-}
-
-// Attempts returns the recorded attempts, oldest first.
-func (m *MemoryRecorder) Attempts() []Attempt {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]Attempt(nil), m.items...)
-}
-
-// Dispatcher sends callbacks for the events it reads.
-type Dispatcher struct {
-	cfg   Config
-	log   *slog.Logger
-	queue chan job
-}
-
-type job struct {
-	id, event, taskID, batchID, url, correlationID string
-	body                                           []byte
-}
-
-// New returns a dispatcher; Run starts it.
-func New(cfg Config) (*Dispatcher, error) {
+// New returns a sender; Run starts it.
+func New(cfg Config) (*Sender, error) {
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("webhook: a signing secret is required")
 	}
-	if cfg.Store == nil {
-		return nil, errors.New("webhook: a task store is required")
+	if cfg.Outbox == nil {
+		return nil, errors.New("webhook: an outbox is required")
 	}
 	cfg = imaged.WithDefaults(cfg, Config{
-		Attempts:    DefaultAttempts,
 		Backoff:     DefaultBackoff,
+		MaxBackoff:  DefaultMaxBackoff,
+		MaxAge:      DefaultMaxAge,
 		Timeout:     DefaultTimeout,
 		Concurrency: DefaultConcurrency,
-		Queue:       DefaultQueue,
+		Poll:        DefaultPoll,
+		Lease:       max(3*cfg.Timeout, time.Minute),
 		Logger:      slog.Default(),
 	})
 	if cfg.Client == nil {
 		cfg.Client = outbound.New(outbound.Config{Timeout: cfg.Timeout, MaxRedirects: -1}).HTTPClient()
 	}
-	if cfg.Recorder == nil {
-		cfg.Recorder = NewMemoryRecorder(0)
-	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger.With("component", "webhook"), queue: make(chan job, cfg.Queue)}, nil
+	return &Sender{cfg: cfg, log: cfg.Logger.With("component", "outbox")}, nil
 }
 
-// Recorder returns where attempts are recorded.
-func (d *Dispatcher) Recorder() Recorder { return d.cfg.Recorder }
+// Run sends due items every Poll until ctx is cancelled. A try in progress finishes (within
+// Timeout); items not tried stay in the outbox for the next process.
+func (s *Sender) Run(ctx context.Context) {
+	s.round(ctx)
+	imaged.Every(ctx, s.cfg.Poll, func() { s.round(ctx) })
+}
 
-// Run reads events until ctx is cancelled, sending the callbacks they call for. On cancel, a
-// try in progress finishes (within Timeout); deliveries waiting for a retry are given up and
-// recorded so.
-func (d *Dispatcher) Run(ctx context.Context, events imaged.Events) error {
-	ch, unsubscribe := events.Subscribe()
-	defer unsubscribe()
-	var wg sync.WaitGroup
-	for range d.cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case j := <-d.queue:
-					d.deliver(ctx, j)
+// round sends what is due now, claim after claim, and updates the backlog gauge.
+func (s *Sender) round(ctx context.Context) {
+	kinds := []string{imaged.OutboxWebhook}
+	if s.cfg.Events != nil {
+		kinds = append(kinds, imaged.OutboxEvent)
+	}
+	for _, kind := range kinds {
+		for ctx.Err() == nil {
+			items, err := s.cfg.Outbox.ClaimOutbox(ctx, kind, s.cfg.Concurrency, s.cfg.Lease)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.WarnContext(ctx, "claiming outbox items failed", "kind", kind, "error", err.Error())
 				}
+				break
 			}
-		}()
-	}
-	defer wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-ch:
-			if !ok {
-				<-ctx.Done()
-				return nil
+			s.sendAll(ctx, items)
+			if len(items) < s.cfg.Concurrency {
+				break
 			}
-			d.handle(ctx, e)
 		}
 	}
+	s.gaugeBacklog(ctx)
 }
 
-// handle turns a finishing event into a delivery when its task or batch has a callback.
-func (d *Dispatcher) handle(ctx context.Context, e imaged.Event) {
-	var j job
-	switch e.Type {
-	case imaged.EventTaskCompleted, imaged.EventTaskFailed, imaged.EventTaskCancelled:
-		if e.TaskID == "" {
-			return
-		}
-		t, err := d.cfg.Store.Task(ctx, imaged.AnyTenant, e.TaskID)
-		if err != nil {
-			d.log.WarnContext(ctx, "reading a finished task for its callback failed", "task_id", e.TaskID, "error", err.Error())
-			return
-		}
-		if t.CallbackURL == "" {
-			return
-		}
-		body, err := json.Marshal(taskPayload{ID: DeliveryID(e.Type, t.ID), Event: e.Type, Time: time.Now().UTC(),
-			Task: taskView{Task: t, TaskID: t.ID}})
-		if err != nil {
-			return
-		}
-		j = job{id: DeliveryID(e.Type, t.ID), event: e.Type, taskID: t.ID, batchID: t.BatchID, url: t.CallbackURL,
-			correlationID: t.CorrelationID, body: body}
-	case imaged.EventBatchCompleted:
-		if e.BatchID == "" {
-			return
-		}
-		b, tasks, err := d.cfg.Store.Batch(ctx, imaged.AnyTenant, e.BatchID)
-		if err != nil {
-			d.log.WarnContext(ctx, "reading a finished batch for its callback failed", "batch_id", e.BatchID, "error", err.Error())
-			return
-		}
-		if b.CallbackURL == "" {
-			return
-		}
-		items := make([]taskView, len(tasks))
-		for i, t := range tasks {
-			items[i] = taskView{Task: t, TaskID: t.ID}
-		}
-		body, err := json.Marshal(batchPayload{ID: DeliveryID(e.Type, b.ID), Event: e.Type, Time: time.Now().UTC(),
-			Batch: batchView{Batch: b, BatchID: b.ID, Items: items}})
-		if err != nil {
-			return
-		}
-		j = job{id: DeliveryID(e.Type, b.ID), event: e.Type, batchID: b.ID, url: b.CallbackURL,
-			correlationID: b.CorrelationID, body: body}
-	default:
+func (s *Sender) sendAll(ctx context.Context, items []*imaged.OutboxItem) {
+	var wg sync.WaitGroup
+	for _, it := range items {
+		wg.Go(func() { s.try(ctx, it) })
+	}
+	wg.Wait()
+}
+
+func (s *Sender) gaugeBacklog(ctx context.Context) {
+	if s.cfg.Metrics == nil {
 		return
 	}
-	select {
-	case d.queue <- j:
-	default:
-		d.log.ErrorContext(ctx, "webhook queue full; delivery dropped", "delivery_id", j.id, "url", j.url)
-		_ = d.cfg.Recorder.RecordAttempt(ctx, Attempt{DeliveryID: j.id, Event: j.event, TaskID: j.taskID, BatchID: j.batchID,
-			URL: j.url, Error: "the webhook queue was full", At: time.Now().UTC(), Outcome: OutcomeFailed})
+	backlog, err := s.cfg.Outbox.OutboxBacklog(ctx)
+	if err != nil {
+		return
+	}
+	for _, kind := range []string{imaged.OutboxWebhook, imaged.OutboxEvent} {
+		age := 0.0
+		if since, ok := backlog[kind]; ok {
+			age = max(time.Since(since).Seconds(), 0)
+		}
+		s.cfg.Metrics.OutboxOldestPending.WithLabelValues(kind).Set(age)
 	}
 }
 
-type taskView struct {
-	*imaged.Task
-	TaskID string `json:"task_id"`
-}
-
-type taskPayload struct {
-	ID    string    `json:"id"`
-	Event string    `json:"event"`
-	Time  time.Time `json:"created_at"`
-	Task  taskView  `json:"task"`
-}
-
-type batchView struct {
-	*imaged.Batch
-	BatchID string     `json:"batch_id"`
-	Items   []taskView `json:"items"`
-}
-
-type batchPayload struct {
-	ID    string    `json:"id"`
-	Event string    `json:"event"`
-	Time  time.Time `json:"created_at"`
-	Batch batchView `json:"batch"`
-}
-
-// DeliveryID is the id of the callback for an event about a task or batch: the same for every
-// try, and for the same event sent twice.
-func DeliveryID(event, id string) string {
-	sum := sha256.Sum256([]byte(event + ":" + id))
-	return hex.EncodeToString(sum[:16])
-}
-
-// deliver tries j until the receiver takes it, the tries run out or ctx ends.
-func (d *Dispatcher) deliver(ctx context.Context, j job) {
-	log := d.log.With("delivery_id", j.id, "event", j.event, "url", j.url, "task_id", j.taskID, "batch_id", j.batchID)
-	wait := d.cfg.Backoff
-	for try := 1; ; try++ {
-		start := time.Now()
-		// A try in progress is not cut short by shutdown; it is bounded by Timeout.
-		status, err := d.send(context.WithoutCancel(ctx), j)
-		a := Attempt{DeliveryID: j.id, Event: j.event, TaskID: j.taskID, BatchID: j.batchID, URL: j.url, Try: try,
-			StatusCode: status, Duration: time.Since(start), At: start.UTC()}
+// try sends one claimed item once and records the outcome.
+func (s *Sender) try(ctx context.Context, it *imaged.OutboxItem) {
+	log := s.log.With("delivery_id", it.ID, "webhook_id", it.WebhookID, "kind", it.Kind, "event", it.Event,
+		"task_id", it.TaskID, "batch_id", it.BatchID, "try", it.Attempts)
+	// A try in progress is not cut short by shutdown; it is bounded by Timeout.
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+	status, err := s.send(tctx, it)
+	cancel()
+	o := imaged.OutboxOutcome{StatusCode: status, Delivered: err == nil}
+	outcome := prom.OutboxDelivered
+	if err != nil {
+		o.Error = err.Error()
 		var refused *outbound.RefusedError
-		permanent := errors.As(err, &refused)
+		deadline := it.PendingSince.Add(s.cfg.MaxAge)
+		next := time.Now().Add(imaged.Backoff(s.cfg.Backoff, s.cfg.MaxBackoff, it.Attempts))
 		switch {
-		case err == nil:
-			a.Outcome = OutcomeDelivered
-		case permanent || try >= d.cfg.Attempts || ctx.Err() != nil:
-			a.Outcome = OutcomeFailed
+		case errors.As(err, &refused), !time.Now().Before(deadline):
+			o.GiveUp, outcome = true, prom.OutboxFailed
 		default:
-			a.Outcome = OutcomeRetrying
+			// The last try falls at the end of MaxAge rather than past it.
+			o.NextAttemptAt, outcome = minTime(next, deadline), prom.OutboxRetrying
 		}
-		if err != nil {
-			a.Error = err.Error()
-		}
-		if rerr := d.cfg.Recorder.RecordAttempt(context.WithoutCancel(ctx), a); rerr != nil {
-			log.Warn("recording a webhook attempt failed", "error", rerr.Error())
-		}
-		switch a.Outcome {
-		case OutcomeDelivered:
-			log.Info("webhook delivered", "try", try, "status", status)
-			return
-		case OutcomeFailed:
-			log.Error("webhook delivery failed; giving up", "try", try, "status", status, "error", a.Error)
-			return
-		}
-		log.Warn("webhook delivery failed; trying again", "try", try, "status", status, "error", a.Error, "retry_in", wait.String())
-		select {
-		case <-ctx.Done():
-			_ = d.cfg.Recorder.RecordAttempt(context.WithoutCancel(ctx), Attempt{DeliveryID: j.id, Event: j.event,
-				TaskID: j.taskID, BatchID: j.batchID, URL: j.url, Try: try, Error: "shutting down", At: time.Now().UTC(),
-				Outcome: OutcomeFailed})
-			return
-		case <-time.After(wait):
-		}
-		wait *= 2
+	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.OutboxAttempts.WithLabelValues(it.Kind, outcome).Inc()
+	}
+	if ferr := s.cfg.Outbox.FinishOutbox(context.WithoutCancel(ctx), it.ID, it.Claim, o); ferr != nil {
+		log.Warn("recording an outbox try failed; the item comes back when its lease ends", "error", ferr.Error())
+	}
+	switch outcome {
+	case prom.OutboxDelivered:
+		log.Info("outbox item delivered", "status", status)
+	case prom.OutboxFailed:
+		log.Error("outbox item failed; giving up", "status", status, "error", o.Error)
+	default:
+		log.Warn("outbox item failed; trying again", "status", status, "error", o.Error,
+			"retry_in", time.Until(o.NextAttemptAt).Round(time.Millisecond).String())
 	}
 }
 
-// send makes one signed POST; it returns the status and an error unless the answer was 2xx.
-func (d *Dispatcher) send(ctx context.Context, j job) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.url, bytes.NewReader(j.body))
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// send makes one try: an event to the broker, or a signed POST to the callback URL. It
+// returns the receiver's status and an error unless it took the item.
+func (s *Sender) send(ctx context.Context, it *imaged.OutboxItem) (int, error) {
+	if it.Kind == imaged.OutboxEvent {
+		var ev imaged.Event
+		if err := json.Unmarshal(it.Payload, &ev); err != nil {
+			return 0, &outbound.RefusedError{Reason: "the stored event is unreadable: " + err.Error()}
+		}
+		return 0, s.cfg.Events.SendEvent(ctx, ev)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, it.URL, bytes.NewReader(it.Payload))
 	if err != nil {
 		return 0, &outbound.RefusedError{Reason: "the callback URL is not valid: " + err.Error()}
 	}
+	now := time.Now()
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderDelivery, j.id)
-	req.Header.Set(HeaderEvent, j.event)
-	req.Header.Set(HeaderSignature, Sign(d.cfg.Secret, time.Now(), j.body))
-	if j.correlationID != "" {
-		req.Header.Set("X-Correlation-ID", j.correlationID)
+	req.Header.Set(HeaderWebhookID, it.WebhookID)
+	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderWebhookSignature, SignStandard(s.cfg.Secret, it.WebhookID, now, it.Payload))
+	req.Header.Set(HeaderDelivery, it.WebhookID)
+	req.Header.Set(HeaderEvent, it.Event)
+	req.Header.Set(HeaderSignature, Sign(s.cfg.Secret, now, it.Payload))
+	if it.CorrelationID != "" {
+		req.Header.Set("X-Correlation-ID", it.CorrelationID)
 	}
-	resp, err := d.cfg.Client.Do(req)
+	resp, err := s.cfg.Client.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -376,51 +247,4 @@ func (d *Dispatcher) send(ctx context.Context, j job) (int, error) {
 		return resp.StatusCode, fmt.Errorf("the receiver answered %s", resp.Status)
 	}
 	return resp.StatusCode, nil
-}
-
-// Sign returns the X-Imaged-Signature value of body sent at t.
-func Sign(secret []byte, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + mac(secret, ts, body)
-}
-
-func mac(secret []byte, ts string, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts))
-	m.Write([]byte("."))
-	m.Write(body)
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-// Verify checks an X-Imaged-Signature header against body: a v1 signature made with secret,
-// at most tolerance old (DefaultTolerance when zero). Receivers written in Go can use it.
-func Verify(secret []byte, header string, body []byte, tolerance time.Duration) error {
-	if tolerance <= 0 {
-		tolerance = DefaultTolerance
-	}
-	var ts string
-	var sigs []string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			sigs = append(sigs, v)
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || len(sigs) == 0 {
-		return errors.New("malformed signature header")
-	}
-	if age := time.Since(time.Unix(sec, 0)); age > tolerance || age < -tolerance {
-		return fmt.Errorf("signature timestamp is %s off", age.Round(time.Second))
-	}
-	want := mac(secret, ts, body)
-	for _, s := range sigs {
-		if hmac.Equal([]byte(s), []byte(want)) {
-			return nil
-		}
-	}
-	return errors.New("signature does not match")
 }

@@ -2,55 +2,27 @@ package webhook
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/imaged/imaged"
-	"github.com/imaged/imaged/inmem"
 	"github.com/imaged/imaged/outbound"
+	"github.com/imaged/imaged/prom"
+	"github.com/imaged/imaged/sqlite"
 )
 
 var secret = []byte("test-secret")
-
-// fakeStore answers Task and Batch from maps; the rest of TaskStore is not used.
-type fakeStore struct {
-	imaged.TaskStore
-	mu      sync.Mutex
-	tasks   map[string]*imaged.Task
-	batches map[string]*imaged.Batch
-}
-
-func (s *fakeStore) Task(_ context.Context, tenant, id string) (*imaged.Task, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t, ok := s.tasks[id]; ok {
-		return t, nil
-	}
-	return nil, imaged.Errorf(imaged.ENotFound, "task %s not found", id)
-}
-
-func (s *fakeStore) Batch(_ context.Context, tenant, id string) (*imaged.Batch, []*imaged.Task, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.batches[id]
-	if !ok {
-		return nil, nil, imaged.Errorf(imaged.ENotFound, "batch %s not found", id)
-	}
-	var ts []*imaged.Task
-	for _, t := range s.tasks {
-		if t.BatchID == id {
-			ts = append(ts, t)
-		}
-	}
-	return b, ts, nil
-}
 
 // received is one request the test receiver got.
 type received struct {
@@ -64,15 +36,30 @@ type receiver struct {
 	mu    sync.Mutex
 	got   []received
 	fails int // answer 500 this many times first
+	// inFlight counts requests being answered per webhook id; overlap records any id that
+	// had two at once.
+	inFlight map[string]int
+	overlap  []string
+	hold     time.Duration // how long each answer takes
 }
 
 func newReceiver(t *testing.T, fails int) *receiver {
-	r := &receiver{fails: fails}
+	r := &receiver{fails: fails, inFlight: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
+		id := req.Header.Get(HeaderWebhookID)
 		r.mu.Lock()
 		r.got = append(r.got, received{header: req.Header.Clone(), body: body, at: time.Now()})
 		fail := len(r.got) <= r.fails
+		r.inFlight[id]++
+		if r.inFlight[id] > 1 {
+			r.overlap = append(r.overlap, id)
+		}
+		hold := r.hold
+		r.mu.Unlock()
+		time.Sleep(hold) // a slow receiver, so that a second sender of the same row would overlap
+		r.mu.Lock()
+		r.inFlight[id]--
 		r.mu.Unlock()
 		if fail {
 			http.Error(w, "not now", http.StatusInternalServerError)
@@ -95,26 +82,40 @@ func loopbackClient() *http.Client {
 	return outbound.New(outbound.Config{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}).HTTPClient()
 }
 
-func start(t *testing.T, cfg Config) (*Dispatcher, *inmem.Events, *MemoryRecorder) {
+func openStore(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
-	rec := NewMemoryRecorder(0)
-	cfg.Secret = secret
-	cfg.Recorder = rec
-	if cfg.Client == nil {
-		cfg.Client = loopbackClient()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "imaged.db")
 	}
-	d, err := New(cfg)
+	s, err := sqlite.Open(t.Context(), path, sqlite.OpenOptions{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus := inmem.NewEvents(inmem.EventsOptions{})
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// start runs a sender over store until the test ends.
+func start(t *testing.T, store *sqlite.Store, cfg Config) *Sender {
+	t.Helper()
+	cfg.Secret = secret
+	cfg.Outbox = store
+	if cfg.Client == nil {
+		cfg.Client = loopbackClient()
+	}
+	if cfg.Poll == 0 {
+		cfg.Poll = 20 * time.Millisecond
+	}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = d.Run(ctx, bus) }()
-	t.Cleanup(func() { cancel(); <-done; bus.Close() })
-	// Run subscribes asynchronously: wait until it has.
-	waitFor(t, 2*time.Second, "the subscription", func() bool { return bus.Subscribers() == 1 })
-	return d, bus, rec
+	go func() { defer close(done); s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -128,31 +129,78 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func completedTask(url string) *imaged.Task {
-	now := time.Now().UTC()
-	return &imaged.Task{ID: imaged.NewID(), Type: imaged.TaskTypeTransform, Status: imaged.StatusCompleted, ImageID: "img",
-		Attempts: 1, MaxAttempts: 3, CorrelationID: "corr-1", CallbackURL: url, CreatedAt: now, FinishedAt: &now,
-		Result: &imaged.TaskResult{ProcessingSeconds: 0.01, Output: &imaged.Output{Key: "results/x.png", Format: "png"}}}
+// finished creates a task with callback url (none when "") and records its outcome: completed,
+// or failed with f.
+func finished(t *testing.T, s *sqlite.Store, url string, f *imaged.TaskFailure, batch *imaged.Batch) *imaged.Task {
+	t.Helper()
+	ctx := t.Context()
+	img := &imaged.Image{Key: "images/x.png", Format: "png", ContentType: "image/png", Width: 1, Height: 1, Bytes: 1}
+	if err := s.CreateImage(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	ops, _ := imaged.ParseOps([]byte(`[{"op":"blur","sigma":1}]`))
+	task := &imaged.Task{ImageID: img.ID, Ops: ops, MaxAttempts: 3, CorrelationID: "corr-1", CallbackURL: url}
+	if batch == nil {
+		if _, err := s.CreateTasks(ctx, []*imaged.Task{task}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if batch != nil {
+		task.CallbackURL = ""
+		if _, err := s.CreateTasks(ctx, []*imaged.Task{task}, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return finish(t, s, task.ID, f)
 }
 
-func TestEachCompletionIsDeliveredOnceWithAValidSignature(t *testing.T) {
+func finish(t *testing.T, s *sqlite.Store, id string, f *imaged.TaskFailure) *imaged.Task {
+	t.Helper()
+	ctx := t.Context()
+	c, err := s.ClaimTask(ctx, id, nil, "w", time.Minute)
+	if err != nil || c == nil {
+		t.Fatalf("ClaimTask: %v, %v", c, err)
+	}
+	var done *imaged.Task
+	if f != nil {
+		done, err = s.FailTask(ctx, c.ID, c.Attempts, f)
+	} else {
+		done, err = s.CompleteTask(ctx, c.ID, c.Attempts, &imaged.TaskResult{ProcessingSeconds: 0.01,
+			Output: &imaged.Output{Key: "results/x.png", Format: "png"}})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return done
+}
+
+// delivery returns the one webhook delivery of task.
+func delivery(t *testing.T, s *sqlite.Store, taskID string) *imaged.OutboxItem {
+	t.Helper()
+	ds, err := s.Deliveries(t.Context(), imaged.DefaultTenant, taskID)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("Deliveries(%s) = %d, %v; want 1", taskID, len(ds), err)
+	}
+	return ds[0]
+}
+
+func status(t *testing.T, s *sqlite.Store, taskID, want string) func() bool {
+	return func() bool { return delivery(t, s, taskID).Status == want }
+}
+
+func TestEachCompletionIsDeliveredOnceWithValidSignatures(t *testing.T) {
 	r := newReceiver(t, 0)
-	store := &fakeStore{tasks: map[string]*imaged.Task{}}
+	store := openStore(t, "")
 	var ids []string
 	for range 5 {
-		tk := completedTask(r.srv.URL + "/hook")
-		store.tasks[tk.ID] = tk
-		ids = append(ids, tk.ID)
+		ids = append(ids, finished(t, store, r.srv.URL+"/hook", nil, nil).ID)
 	}
-	silent := completedTask("") // no callback: nothing is sent
-	store.tasks[silent.ID] = silent
-	_, bus, rec := start(t, Config{Store: store})
-	for _, id := range append(ids, silent.ID) {
-		_ = bus.Publish(context.Background(), imaged.Event{Type: imaged.EventTaskStarted, TaskID: id})
-		_ = bus.Publish(context.Background(), imaged.Event{Type: imaged.EventTaskCompleted, TaskID: id})
+	silent := finished(t, store, "", nil, nil) // no callback: nothing is sent
+	metrics := prom.New()
+	start(t, store, Config{Metrics: metrics})
+	for _, id := range ids {
+		waitFor(t, 5*time.Second, "delivery of "+id, status(t, store, id, imaged.DeliveryDelivered))
 	}
-	waitFor(t, 5*time.Second, "5 deliveries", func() bool { return len(r.requests()) >= 5 })
-	time.Sleep(200 * time.Millisecond) // a duplicate would arrive now
 	got := r.requests()
 	if len(got) != 5 {
 		t.Fatalf("receiver got %d requests, want 5", len(got))
@@ -164,6 +212,13 @@ func TestEachCompletionIsDeliveredOnceWithAValidSignature(t *testing.T) {
 		}
 		if err := Verify([]byte("other"), req.header.Get(HeaderSignature), req.body, 0); err == nil {
 			t.Error("a signature verified with the wrong secret")
+		}
+		h := req.header
+		if err := VerifyStandard(secret, h.Get(HeaderWebhookID), h.Get(HeaderWebhookTimestamp), h.Get(HeaderWebhookSignature), req.body, 0); err != nil {
+			t.Errorf("Standard Webhooks signature does not verify: %v (%v)", err, h)
+		}
+		if err := VerifyStandard([]byte("other"), h.Get(HeaderWebhookID), h.Get(HeaderWebhookTimestamp), h.Get(HeaderWebhookSignature), req.body, 0); err == nil {
+			t.Error("a Standard Webhooks signature verified with the wrong secret")
 		}
 		var p struct {
 			ID    string `json:"id"`
@@ -181,12 +236,13 @@ func TestEachCompletionIsDeliveredOnceWithAValidSignature(t *testing.T) {
 			p.Task.Result.Output.Key != "results/x.png" {
 			t.Errorf("payload %s", req.body)
 		}
-		if req.header.Get(HeaderDelivery) != DeliveryID(imaged.EventTaskCompleted, p.Task.TaskID) || p.ID != req.header.Get(HeaderDelivery) {
-			t.Errorf("delivery id %q, payload id %q", req.header.Get(HeaderDelivery), p.ID)
+		want := imaged.WebhookID(imaged.EventTaskCompleted, p.Task.TaskID)
+		if h.Get(HeaderDelivery) != want || h.Get(HeaderWebhookID) != want || p.ID != want {
+			t.Errorf("delivery id %q, webhook-id %q, payload id %q; want %q", h.Get(HeaderDelivery), h.Get(HeaderWebhookID), p.ID, want)
 		}
-		if req.header.Get(HeaderEvent) != imaged.EventTaskCompleted || req.header.Get("X-Correlation-ID") != "corr-1" ||
-			req.header.Get("Content-Type") != "application/json" {
-			t.Errorf("headers %v", req.header)
+		if h.Get(HeaderEvent) != imaged.EventTaskCompleted || h.Get("X-Correlation-ID") != "corr-1" ||
+			h.Get("Content-Type") != "application/json" {
+			t.Errorf("headers %v", h)
 		}
 		seen[p.Task.TaskID] = true
 	}
@@ -194,90 +250,125 @@ func TestEachCompletionIsDeliveredOnceWithAValidSignature(t *testing.T) {
 		if !seen[id] {
 			t.Errorf("task %s got no callback", id)
 		}
-	}
-	delivered := 0
-	for _, a := range rec.Attempts() {
-		if a.Outcome == OutcomeDelivered && a.StatusCode == http.StatusNoContent && a.Try == 1 {
-			delivered++
+		if d := delivery(t, store, id); d.Attempts != 1 || d.LastStatus != http.StatusNoContent || d.DeliveredAt == nil {
+			t.Errorf("delivery %+v", d)
 		}
 	}
-	if delivered != 5 {
-		t.Errorf("recorded %d delivered attempts, want 5: %+v", delivered, rec.Attempts())
+	if ds, _ := store.Deliveries(t.Context(), imaged.DefaultTenant, silent.ID); len(ds) != 0 {
+		t.Errorf("a task without a callback has %d deliveries", len(ds))
 	}
+	if n := counter(t, metrics, "outbox_attempts_total", "webhook", prom.OutboxDelivered); n != 5 {
+		t.Errorf("outbox_attempts_total{delivered} = %v, want 5", n)
+	}
+}
+
+// counter reads a value of a metric with labels kind and outcome.
+func counter(t *testing.T, m *prom.Metrics, name, kind, outcome string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range metric.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == kind && (outcome == "" || labels["outcome"] == outcome) {
+				if metric.GetCounter() != nil {
+					return metric.GetCounter().GetValue()
+				}
+				return metric.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func TestAReceiverThatFailsTwiceGetsItOnTheThirdTry(t *testing.T) {
 	r := newReceiver(t, 2)
-	store := &fakeStore{tasks: map[string]*imaged.Task{}}
-	tk := completedTask(r.srv.URL)
-	store.tasks[tk.ID] = tk
-	_, bus, rec := start(t, Config{Store: store, Backoff: 100 * time.Millisecond})
-	_ = bus.Publish(context.Background(), imaged.Event{Type: imaged.EventTaskCompleted, TaskID: tk.ID})
-	waitFor(t, 5*time.Second, "3 requests", func() bool { return len(r.requests()) >= 3 })
-	time.Sleep(400 * time.Millisecond)
+	store := openStore(t, "")
+	tk := finished(t, store, r.srv.URL, nil, nil)
+	start(t, store, Config{Backoff: 100 * time.Millisecond})
+	waitFor(t, 10*time.Second, "the delivery", status(t, store, tk.ID, imaged.DeliveryDelivered))
 	got := r.requests()
 	if len(got) != 3 {
 		t.Fatalf("receiver got %d requests, want 3", len(got))
 	}
-	if gap := got[1].at.Sub(got[0].at); gap < 100*time.Millisecond {
-		t.Errorf("second try after %s, want ≥ 100ms", gap)
+	// Backoff 100ms, then 200ms, each with ±25 % jitter.
+	if gap := got[1].at.Sub(got[0].at); gap < 75*time.Millisecond {
+		t.Errorf("second try after %s, want ≥ 75ms", gap)
 	}
-	if gap := got[2].at.Sub(got[1].at); gap < 200*time.Millisecond {
-		t.Errorf("third try after %s, want ≥ 200ms (backoff doubles)", gap)
+	if gap := got[2].at.Sub(got[1].at); gap < 150*time.Millisecond {
+		t.Errorf("third try after %s, want ≥ 150ms (backoff doubles)", gap)
 	}
-	id := got[0].header.Get(HeaderDelivery)
+	id := got[0].header.Get(HeaderWebhookID)
 	for _, req := range got {
-		if req.header.Get(HeaderDelivery) != id {
-			t.Error("the delivery id changed between tries")
+		if req.header.Get(HeaderWebhookID) != id || req.header.Get(HeaderDelivery) != id {
+			t.Error("the webhook id changed between tries")
 		}
 		if err := Verify(secret, req.header.Get(HeaderSignature), req.body, 0); err != nil {
 			t.Error(err)
 		}
 	}
-	var outcomes []string
-	for _, a := range rec.Attempts() {
-		outcomes = append(outcomes, a.Outcome+"/"+http.StatusText(a.StatusCode))
-	}
-	want := "retrying/Internal Server Error retrying/Internal Server Error delivered/No Content"
-	if strings.Join(outcomes, " ") != want {
-		t.Errorf("recorded %v, want %s", outcomes, want)
+	if d := delivery(t, store, tk.ID); d.Attempts != 3 || d.LastStatus != http.StatusNoContent || d.LastError != "" {
+		t.Errorf("delivery %+v, want 3 attempts, the last 204", d)
 	}
 }
 
-func TestDeliveryGivesUpAfterTheLastTry(t *testing.T) {
-	r := newReceiver(t, 100)
-	store := &fakeStore{tasks: map[string]*imaged.Task{}}
-	tk := completedTask(r.srv.URL)
-	tk.Status = imaged.StatusFailed
-	tk.Error = &imaged.TaskFailure{Code: imaged.EInvalid, Message: "bad op"}
-	store.tasks[tk.ID] = tk
-	_, bus, rec := start(t, Config{Store: store, Backoff: 20 * time.Millisecond, Attempts: 2})
-	_ = bus.Publish(context.Background(), imaged.Event{Type: imaged.EventTaskFailed, TaskID: tk.ID})
-	waitFor(t, 5*time.Second, "a final outcome", func() bool {
-		as := rec.Attempts()
-		return len(as) > 0 && as[len(as)-1].Outcome == OutcomeFailed
-	})
-	time.Sleep(200 * time.Millisecond)
-	if n := len(r.requests()); n != 2 {
-		t.Fatalf("receiver got %d requests, want 2", n)
+func TestDeliveryGivesUpAfterMaxAge(t *testing.T) {
+	r := newReceiver(t, 1000)
+	store := openStore(t, "")
+	tk := finished(t, store, r.srv.URL, &imaged.TaskFailure{Code: imaged.EInvalid, Message: "bad op"}, nil)
+	metrics := prom.New()
+	start(t, store, Config{Backoff: 20 * time.Millisecond, MaxAge: 300 * time.Millisecond, Metrics: metrics})
+	waitFor(t, 10*time.Second, "giving up", status(t, store, tk.ID, imaged.DeliveryFailed))
+	d := delivery(t, store, tk.ID)
+	n := len(r.requests())
+	if n < 2 || d.Attempts != n || d.LastStatus != http.StatusInternalServerError || !strings.Contains(d.LastError, "500") {
+		t.Fatalf("after %d requests the delivery is %+v", n, d)
 	}
-	if !strings.Contains(string(r.requests()[0].body), `"bad op"`) {
+	if !strings.Contains(string(r.requests()[0].body), `"bad op"`) || d.Event != imaged.EventTaskFailed {
 		t.Errorf("failure payload lacks the error: %s", r.requests()[0].body)
 	}
+	if got := counter(t, metrics, "outbox_attempts_total", "webhook", prom.OutboxFailed); got != 1 {
+		t.Errorf("outbox_attempts_total{failed} = %v, want 1", got)
+	}
+	if got := counter(t, metrics, "outbox_attempts_total", "webhook", prom.OutboxRetrying); int(got) != n-1 {
+		t.Errorf("outbox_attempts_total{retrying} = %v, want %d", got, n-1)
+	}
+	// A redelivery asked for by the tenant is tried again.
+	if _, err := store.Redeliver(t.Context(), imaged.DefaultTenant, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the redelivery's try", func() bool { return len(r.requests()) > n })
+}
+
+func TestBacklogGaugeShowsTheOldestPendingDelivery(t *testing.T) {
+	r := newReceiver(t, 1000)
+	store := openStore(t, "")
+	finished(t, store, r.srv.URL, nil, nil)
+	metrics := prom.New()
+	start(t, store, Config{Backoff: time.Hour, Metrics: metrics})
+	waitFor(t, 5*time.Second, "a try", func() bool { return len(r.requests()) > 0 })
+	waitFor(t, 5*time.Second, "the gauge to pass 100ms", func() bool {
+		return counter(t, metrics, "outbox_oldest_pending_seconds", "webhook", "") > 0.1
+	})
 }
 
 func TestLoopbackCallbackIsRefusedWithoutTheAllowList(t *testing.T) {
 	r := newReceiver(t, 0)
-	store := &fakeStore{tasks: map[string]*imaged.Task{}}
-	tk := completedTask(r.srv.URL)
-	store.tasks[tk.ID] = tk
-	_, bus, rec := start(t, Config{Store: store, Client: outbound.New(outbound.Config{}).HTTPClient(), Backoff: 10 * time.Millisecond})
-	_ = bus.Publish(context.Background(), imaged.Event{Type: imaged.EventTaskCompleted, TaskID: tk.ID})
-	waitFor(t, 5*time.Second, "an attempt", func() bool { return len(rec.Attempts()) > 0 })
-	time.Sleep(100 * time.Millisecond)
-	as := rec.Attempts()
-	if len(as) != 1 || as[0].Outcome != OutcomeFailed || !strings.Contains(as[0].Error, "refused") && !strings.Contains(as[0].Error, "loopback") {
-		t.Fatalf("attempts %+v, want one refused, not retried", as)
+	store := openStore(t, "")
+	tk := finished(t, store, r.srv.URL, nil, nil)
+	start(t, store, Config{Client: outbound.New(outbound.Config{}).HTTPClient(), Backoff: 10 * time.Millisecond})
+	waitFor(t, 5*time.Second, "the refusal", status(t, store, tk.ID, imaged.DeliveryFailed))
+	d := delivery(t, store, tk.ID)
+	if d.Attempts != 1 || !strings.Contains(d.LastError, "refused") && !strings.Contains(d.LastError, "loopback") {
+		t.Fatalf("delivery %+v, want one refused try, not retried", d)
 	}
 	if n := len(r.requests()); n != 0 {
 		t.Fatalf("the loopback receiver got %d requests", n)
@@ -286,23 +377,22 @@ func TestLoopbackCallbackIsRefusedWithoutTheAllowList(t *testing.T) {
 
 func TestBatchCallback(t *testing.T) {
 	r := newReceiver(t, 0)
-	store := &fakeStore{tasks: map[string]*imaged.Task{}, batches: map[string]*imaged.Batch{}}
-	b := &imaged.Batch{ID: imaged.NewID(), Status: imaged.StatusCompleted, Total: 2, CallbackURL: r.srv.URL, CreatedAt: time.Now().UTC()}
-	store.batches[b.ID] = b
-	for range 2 {
-		tk := completedTask("")
-		tk.BatchID = b.ID
-		store.tasks[tk.ID] = tk
+	store := openStore(t, "")
+	b := &imaged.Batch{CallbackURL: r.srv.URL}
+	img := &imaged.Image{Key: "images/x.png", Format: "png", ContentType: "image/png", Width: 1, Height: 1, Bytes: 1}
+	if err := store.CreateImage(t.Context(), img); err != nil {
+		t.Fatal(err)
 	}
-	_, bus, _ := start(t, Config{Store: store})
-	// The same batch finishing seen twice (two workers) has one delivery id.
-	_ = bus.Publish(context.Background(), imaged.Event{Type: imaged.EventBatchCompleted, BatchID: b.ID})
-	_ = bus.Publish(context.Background(), imaged.Event{Type: imaged.EventBatchCompleted, BatchID: b.ID})
-	waitFor(t, 5*time.Second, "2 requests", func() bool { return len(r.requests()) >= 2 })
+	ops, _ := imaged.ParseOps([]byte(`[{"op":"blur","sigma":1}]`))
+	tasks := []*imaged.Task{{ImageID: img.ID, Ops: ops, MaxAttempts: 1}, {ImageID: img.ID, Ops: ops, MaxAttempts: 1}}
+	if _, err := store.CreateTasks(t.Context(), tasks, b); err != nil {
+		t.Fatal(err)
+	}
+	start(t, store, Config{})
+	finish(t, store, tasks[0].ID, nil)
+	finish(t, store, tasks[1].ID, &imaged.TaskFailure{Code: imaged.EInvalid, Message: "x"})
+	waitFor(t, 5*time.Second, "the batch callback", func() bool { return len(r.requests()) >= 1 })
 	got := r.requests()
-	if got[0].header.Get(HeaderDelivery) != got[1].header.Get(HeaderDelivery) {
-		t.Error("the two sends of one batch completion have different delivery ids")
-	}
 	var p struct {
 		Event string `json:"event"`
 		Batch struct {
@@ -313,8 +403,39 @@ func TestBatchCallback(t *testing.T) {
 	if err := json.Unmarshal(got[0].body, &p); err != nil {
 		t.Fatal(err)
 	}
-	if p.Event != imaged.EventBatchCompleted || p.Batch.BatchID != b.ID || len(p.Batch.Items) != 2 {
-		t.Errorf("payload %s", got[0].body)
+	if p.Event != imaged.EventBatchCompleted || p.Batch.BatchID != b.ID || len(p.Batch.Items) != 2 ||
+		got[0].header.Get(HeaderWebhookID) != imaged.WebhookID(imaged.EventBatchCompleted, b.ID) {
+		t.Errorf("payload %s, headers %v", got[0].body, got[0].header)
+	}
+}
+
+// Two senders on one database (two processes sharing the data directory) never send one row at
+// once, and between them send each once.
+func TestTwoSendersNeverDeliverOneRowAtOnce(t *testing.T) {
+	r := newReceiver(t, 0)
+	r.hold = 20 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "imaged.db")
+	a, b := openStore(t, path), openStore(t, path)
+	var ids []string
+	for range 40 {
+		ids = append(ids, finished(t, a, r.srv.URL, nil, nil).ID)
+	}
+	start(t, a, Config{Concurrency: 4})
+	start(t, b, Config{Concurrency: 4})
+	for _, id := range ids {
+		waitFor(t, 20*time.Second, "delivery of "+id, status(t, a, id, imaged.DeliveryDelivered))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.overlap) != 0 {
+		t.Fatalf("rows sent by two senders at once: %v", r.overlap)
+	}
+	perID := map[string]int{}
+	for _, req := range r.got {
+		perID[req.header.Get(HeaderWebhookID)]++
+	}
+	if len(perID) != len(ids) || len(r.got) != len(ids) {
+		t.Fatalf("%d requests for %d webhook ids; want %d each once", len(r.got), len(perID), len(ids))
 	}
 }
 
@@ -335,5 +456,34 @@ func TestVerify(t *testing.T) {
 		if err := Verify(secret, bad, body, 0); err == nil {
 			t.Errorf("Verify(%q) passed", bad)
 		}
+	}
+}
+
+// The Standard Webhooks signature matches the specification's own test vector, so receivers can
+// verify with a stock library given StandardSecret.
+func TestStandardSignatureMatchesTheSpecification(t *testing.T) {
+	key, err := base64.StdEncoding.DecodeString("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := StandardSecret(key); got != "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" {
+		t.Errorf("StandardSecret = %s", got)
+	}
+	at := time.Unix(1614265330, 0)
+	got := SignStandard(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", at, []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Fatalf("SignStandard = %s, want %s", got, want)
+	}
+	now := time.Now()
+	sig := SignStandard(key, "msg_1", now, []byte("body"))
+	ts := strconv.FormatInt(now.Unix(), 10)
+	if err := VerifyStandard(key, "msg_1", ts, "v1,bm90IGl0 "+sig, []byte("body"), 0); err != nil {
+		t.Errorf("VerifyStandard with two signatures, one right: %v", err)
+	}
+	if err := VerifyStandard(key, "msg_2", ts, sig, []byte("body"), 0); err == nil {
+		t.Error("a signature verified for another webhook id")
+	}
+	if err := VerifyStandard(key, "msg_1", strconv.FormatInt(now.Add(-time.Hour).Unix(), 10), sig, []byte("body"), 0); err == nil {
+		t.Error("an hour-old timestamp verified")
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -355,10 +353,7 @@ func (w *Worker) giveUp(ctx context.Context, task *imaged.Task) error {
 // backoff returns BackoffBase·2^(attempt-1), capped, with ±25 % jitter so retries of many tasks
 // that failed together do not arrive together.
 func (w *Worker) backoff(attempt int) time.Duration {
-	d := float64(w.cfg.BackoffBase) * math.Pow(2, float64(max(attempt-1, 0)))
-	d = math.Min(d, float64(w.cfg.BackoffMax))
-	d *= 0.75 + rand.Float64()*0.5
-	return time.Duration(d)
+	return imaged.Backoff(w.cfg.BackoffBase, w.cfg.BackoffMax, attempt)
 }
 
 func (w *Worker) publish(ctx context.Context, e imaged.Event) {

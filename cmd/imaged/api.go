@@ -32,7 +32,7 @@ func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Proc
 		Concurrency: cfg.KeyConcurrency, TrustedProxies: cfg.TrustedPrefixes,
 		MetricsApart: cfg.MetricsAddr != "", SignedMaxAge: cfg.SignedMaxAge,
 	}
-	deps := imagedhttp.Deps{Store: a.store, Queue: a.queue, Blobs: a.blobs, Processor: processor,
+	deps := imagedhttp.Deps{Store: a.store, Outbox: a.outbox, Queue: a.queue, Blobs: a.blobs, Processor: processor,
 		Events: a.events, Metrics: metrics, Log: log, Health: a.health(), Shutdown: ctx.Done()}
 	if cfg.Auth == "off" {
 		log.Warn("AUTHENTICATION IS OFF (IMAGED_AUTH=off): anyone who reaches this port can use the API; never run this way where others can reach it")

@@ -40,6 +40,7 @@ type adapters struct {
 	keys  imaged.APIKeyStore // the database's API keys; nil when it keeps none
 	// retention is the database's side of the retention sweep; nil when it has none.
 	retention imaged.RetentionStore
+	outbox    imaged.Outbox // the database's outbox
 
 	databaseURL, queueURL, storageURL, redisURL string
 	closers                                     []io.Closer
@@ -86,6 +87,7 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 	a.closers = append(a.closers, store)
 	a.keys, _ = store.(imaged.APIKeyStore)
 	a.retention, _ = store.(imaged.RetentionStore)
+	a.outbox, _ = store.(imaged.Outbox)
 	rm := resilience.NewMetrics(metrics.Registry)
 	retry := resilience.RetryConfig{MaxAttempts: cfg.StoreRetries, Initial: cfg.StoreRetryWait}
 	store = resilience.Store(store, resilience.StoreConfig{Retry: retry,
@@ -135,10 +137,11 @@ func openAdapters(ctx context.Context, cfg *Config, log *slog.Logger, metrics *p
 		a.queue = q
 		a.closers = append(a.closers, q)
 	case "amqp", "amqps", "kafka":
-		q, ev, closers, err := openBroker(ctx, qu.Scheme, a.queueURL, log)
+		q, ev, closers, err := openBroker(ctx, qu.Scheme, a.queueURL, a.outbox, log)
 		if err != nil {
 			return nil, fmt.Errorf("setting IMAGED_QUEUE_URL: %w", err)
 		}
+		metrics.CountDroppedEvents(ev.Dropped)
 		a.queue, a.events, a.localEvents = q, ev, ev.Local()
 		a.closers = append(a.closers, closers...)
 	default:

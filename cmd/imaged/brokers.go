@@ -16,12 +16,13 @@ import (
 type brokerEvents interface {
 	imaged.Events
 	Local() imaged.Events
+	Dropped() uint64
 	io.Closer
 }
 
 // openBroker opens the queue and event stream of an amqp://, amqps:// or kafka:// queue URL.
 // The closers are in opening order (closed in reverse: events before the connection).
-func openBroker(ctx context.Context, scheme, raw string, log *slog.Logger) (
+func openBroker(ctx context.Context, scheme, raw string, outbox imaged.Outbox, log *slog.Logger) (
 	imaged.Queue, brokerEvents, []io.Closer, error) {
 	switch scheme {
 	case "amqp", "amqps":
@@ -34,7 +35,7 @@ func openBroker(ctx context.Context, scheme, raw string, log *slog.Logger) (
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		ev := b.Events(rabbitmq.EventsOptions{})
+		ev := b.Events(rabbitmq.EventsOptions{Outbox: outbox})
 		return b, ev, []io.Closer{b, ev}, nil
 	case "kafka":
 		kcfg, err := kafka.ParseURL(raw)
@@ -46,7 +47,7 @@ func openBroker(ctx context.Context, scheme, raw string, log *slog.Logger) (
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		ev, err := b.Events(kafka.EventsOptions{})
+		ev, err := b.Events(kafka.EventsOptions{Outbox: outbox})
 		if err != nil {
 			b.Close()
 			return nil, nil, nil, err

@@ -164,22 +164,26 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	workerID := ""
+	// Every process sends the outbox; a moment after the workers stop, so the last callbacks go out.
+	hookCtx, stopHooks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHooks()
+	if cfg.Workers == 0 {
+		context.AfterFunc(workCtx, stopHooks)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := runOutbox(hookCtx, cfg, a, metrics, log); err != nil {
+			log.Error("the outbox sender stopped with an error", "error", err.Error())
+		}
+	}()
 	if cfg.Workers > 0 {
 		w := worker.New(worker.Config{
 			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace, Lease: cfg.TaskLease,
 			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry, SweepInterval: cfg.LeaseSweep,
 		}, a.store, a.queue, a.blobs, processor, a.events, metrics, log)
 		workerID = w.ID()
-		// Webhooks of the tasks this process finishes; they stop a moment after the workers,
-		// so the last tasks' callbacks still go out.
-		hookCtx, stopHooks := context.WithCancel(context.WithoutCancel(ctx))
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if err := runWebhooks(hookCtx, cfg, a, log); err != nil {
-				log.Error("webhooks stopped with an error", "error", err.Error())
-			}
-		}()
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { time.AfterFunc(time.Second, stopHooks) }()

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/prom"
 	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/webhook"
 )
@@ -24,17 +26,20 @@ func webhookSecret(cfg *Config, log *slog.Logger) ([]byte, error) {
 	return secret, nil
 }
 
-// runWebhooks sends the callbacks of the tasks and batches this process finishes, until ctx
-// is cancelled.
-func runWebhooks(ctx context.Context, cfg *Config, a *adapters, log *slog.Logger) error {
+// runOutbox sends what waits in the outbox (webhooks, and events that waited for the broker)
+// until ctx is cancelled.
+func runOutbox(ctx context.Context, cfg *Config, a *adapters, metrics *prom.Metrics, log *slog.Logger) error {
 	secret, err := webhookSecret(cfg, log)
+	if err != nil || a.outbox == nil {
+		return err
+	}
+	events, _ := a.events.(imaged.EventSender)
+	s, err := webhook.New(webhook.Config{Secret: secret, Outbox: a.outbox, Events: events, Backoff: cfg.WebhookBackoff,
+		MaxBackoff: cfg.WebhookMaxWait, MaxAge: cfg.WebhookMaxAge, Timeout: cfg.WebhookTimeout,
+		Client: newOutbound(cfg).HTTPClient(), Metrics: metrics, Logger: log})
 	if err != nil {
 		return err
 	}
-	d, err := webhook.New(webhook.Config{Secret: secret, Attempts: cfg.WebhookAttempts, Backoff: cfg.WebhookBackoff,
-		Timeout: cfg.WebhookTimeout, Client: newOutbound(cfg).HTTPClient(), Store: a.store, Logger: log})
-	if err != nil {
-		return err
-	}
-	return d.Run(ctx, a.localEvents)
+	s.Run(ctx)
+	return nil
 }
