@@ -90,6 +90,13 @@ func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (i
 			DELETE FROM batches WHERE id IN (SELECT id FROM batches b WHERE created_at < $1
 				AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch_id = b.id) LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, limit)
 		batches = int(tag.RowsAffected())
+		if err != nil {
+			return err
+		}
+		// Settled outbox rows (delivered or given up) go with the tasks they told of.
+		_, err = tx.Exec(ctx, `
+			DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE created_at < $1
+				AND status <> 'pending' LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, limit)
 		return err
 	})
 	if err != nil {

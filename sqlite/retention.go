@@ -87,6 +87,13 @@ func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (i
 		}
 		n, err := res.RowsAffected()
 		batches = int(n)
+		if err != nil {
+			return err
+		}
+		// Settled outbox rows (delivered or given up) go with the tasks they told of.
+		_, err = tx.ExecContext(ctx, `
+			DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE created_at < ?
+				AND status <> 'pending' LIMIT ?)`, formatTime(cutoff), limit)
 		return err
 	})
 	if err != nil {

@@ -26,6 +26,7 @@ func RunRetention(t *testing.T, open func(t *testing.T) RetentionTaskStore) {
 		{"Lease", testLease},
 		{"ExpireResults", testExpireResults},
 		{"DeleteTasks", testDeleteTasks},
+		{"DeleteTasksTakesSettledDeliveries", testDeleteSettledDeliveries},
 		{"DeleteImages", testDeleteImages},
 		{"DeleteImageExpiresItsResults", testDeleteImageExpiresResults},
 		{"ConcurrentSweepsTakeEachRowOnce", testConcurrentSweeps},
@@ -364,6 +365,50 @@ func testConcurrentSweeps(t *testing.T, s RetentionTaskStore) {
 	for _, k := range taken {
 		if !want[k] {
 			t.Fatalf("took %s from the trash, which no task had", k)
+		}
+	}
+}
+
+// The sweep that deletes old tasks deletes the outbox rows that are settled (delivered or given
+// up) and as old; a delivery still pending stays whatever its age.
+func testDeleteSettledDeliveries(t *testing.T, s RetentionTaskStore) {
+	o, ok := s.(imaged.Outbox)
+	if !ok {
+		t.Skip("this store keeps no outbox")
+	}
+	ctx := t.Context()
+	items := make([]*imaged.OutboxItem, 3)
+	for i := range items {
+		items[i] = &imaged.OutboxItem{Kind: imaged.OutboxWebhook, Tenant: imaged.DefaultTenant, Event: imaged.EventTaskCompleted,
+			TaskID: uniq("task"), URL: "http://receiver.invalid/hook", WebhookID: uniq("msg"), Payload: []byte(`{}`)}
+	}
+	if err := o.AddToOutbox(ctx, items...); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := o.ClaimOutbox(ctx, imaged.OutboxWebhook, 10, time.Minute)
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("ClaimOutbox = %d items, %v", len(claimed), err)
+	}
+	outcomes := map[string]imaged.OutboxOutcome{
+		items[0].WebhookID: {Delivered: true, StatusCode: 200},
+		items[1].WebhookID: {GiveUp: true, Error: "refused"},
+		items[2].WebhookID: {NextAttemptAt: time.Now().Add(time.Hour), Error: "receiver down"},
+	}
+	ids := map[string]string{}
+	for _, c := range claimed {
+		ids[c.WebhookID] = c.ID
+		if err := o.FinishOutbox(ctx, c.ID, c.Claim, outcomes[c.WebhookID]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := complete(t, s, createTasks(t, s, 1, opsTransform)[0], "")
+	if _, _, err := s.DeleteTasks(ctx, later.FinishedAt.Add(time.Second), 10); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, false, true} {
+		_, err := o.Delivery(ctx, imaged.DefaultTenant, ids[items[i].WebhookID])
+		if kept := err == nil; kept != want {
+			t.Errorf("delivery %d (%+v) kept = %v, want %v (%v)", i, outcomes[items[i].WebhookID], kept, want, err)
 		}
 	}
 }
