@@ -112,7 +112,7 @@ func Percentile(xs []float64, p float64) float64 {
 // Window is a stretch of time in which answers may fail: from a worker's kill until its
 // successor is ready plus the task lease.
 type Window struct {
-	Worker         string
+	Worker          string
 	From, Ready, To time.Duration
 }
 

@@ -196,4 +196,3 @@ func readFile(t *testing.T, root, rel string) []byte {
 	}
 	return b
 }
-
