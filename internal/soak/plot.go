@@ -99,6 +99,9 @@ func Plot(path, title string, samples []Sample, kills []Window, warmup time.Dura
 			p.Add(l)
 		}
 		p.Y.Max = ymax
+		if len(samples) > 0 {
+			p.X.Min, p.X.Max = 0, minutes(samples[len(samples)-1].At)
+		}
 		rows[i] = []*plot.Plot{p}
 	}
 

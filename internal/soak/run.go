@@ -163,7 +163,7 @@ func (r *run) timeline(ctx context.Context) error {
 	loadEnd := loadStart.Add(top.Load - top.Warmup)
 	nextKill := loadStart.Add(30 * time.Second)
 	for time.Now().Before(loadEnd) {
-		if !nextKill.After(time.Now()) && nextKill.Before(loadEnd.Add(-30*time.Second)) {
+		if !nextKill.After(time.Now()) && !nextKill.After(loadEnd.Add(-30*time.Second)) {
 			if err := r.kill(ctx, r.workers[1]); err != nil {
 				return err
 			}
