@@ -137,6 +137,30 @@ func (c *Client) Seed(in Inputs) error {
 	return nil
 }
 
+// Prime submits every task pipeline n times, on the image each suits, so that every worker
+// very likely runs each engine (and loads its lazily opened models) during the warm-up: with
+// two workers taking tasks at random, one misses a given pipeline with probability 2^(1-n).
+func (c *Client) Prime(n int) {
+	for _, ops := range taskPipelines {
+		img := c.images[0] // the photo
+		switch ops[0]["op"] {
+		case "ocr":
+			img = c.images[3] // the line of text
+		case "detect":
+			img = c.images[1] // the cat
+		}
+		for i := 0; i < n; i++ {
+			status, b := c.call("task create (warm-up priming)", false, is(http.StatusAccepted), "POST", "/v1/tasks", "application/json",
+				jsonBody(map[string]any{"image_id": img, "ops": ops}))
+			if status == http.StatusAccepted {
+				var v struct{ ID string }
+				_ = json.Unmarshal(b, &v)
+				c.track(v.ID)
+			}
+		}
+	}
+}
+
 // Tasks returns every task id submitted so far.
 func (c *Client) Tasks() []string {
 	c.mu.Lock()

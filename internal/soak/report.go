@@ -121,6 +121,9 @@ func (r *run) markdown(res *Result) string {
 		p("| %s | %.1f / %.1f | %.0f → %.0f | %.0f → %.0f |\n", name, float64(lo)/(1<<20), float64(hi)/(1<<20), a[0], b2[0], a[1], b2[1])
 	}
 	p("\nworker-2 is the one killed: its figures restart with each life and are not judged.\n")
+	for _, name := range r.dumped {
+		p("\n%s held more goroutines at rest than after the warm-up: its goroutines are dumped at the end of %s.log.\n", name, name)
+	}
 
 	var probs []string
 	for _, pr := range r.rec.problems {

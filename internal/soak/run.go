@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -56,6 +57,7 @@ type run struct {
 	kills   []Window
 	tasks   taskOutcome
 	atRest  [2]map[string][2]float64 // end of warm-up, end: proc → goroutines, fds
+	dumped  []string                 // processes whose goroutines were dumped into their log
 }
 
 func (r *run) setPhase(p string) {
@@ -75,6 +77,10 @@ func (r *run) getPhase() string {
 func Run(ctx context.Context, top Topology) (*Result, error) {
 	if err := os.MkdirAll(top.Out, 0o755); err != nil {
 		return nil, err
+	}
+	old, _ := filepath.Glob(filepath.Join(top.Out, "*.log"))
+	for _, f := range old {
+		_ = os.Remove(f)
 	}
 	apiAddr, err := FreeAddr()
 	if err != nil {
@@ -120,6 +126,7 @@ func Run(ctx context.Context, top Topology) (*Result, error) {
 	r.rec = NewRecorder(time.Now()) // the clock starts with the load
 	r.client.Rec = r.rec
 	r.setPhase("warmup")
+	r.client.Prime(8)
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
@@ -179,7 +186,19 @@ func (r *run) timeline(ctx context.Context) error {
 		}
 	}
 	r.setPhase("drain")
-	return r.rest(ctx, 1)
+	if err := r.rest(ctx, 1); err != nil {
+		return err
+	}
+	// A process holding more goroutines at rest than after the warm-up dumps them all
+	// (SIGQUIT: the Go runtime writes every goroutine's stack to its log) for the report.
+	for _, p := range r.procs {
+		a, b := r.atRest[0][p.Name], r.atRest[1][p.Name]
+		if p != r.workers[1] && b[0] > a[0] {
+			p.signal(syscall.SIGQUIT, 10*time.Second)
+			r.dumped = append(r.dumped, p.Name)
+		}
+	}
+	return nil
 }
 
 // kill sends SIGKILL to a worker, starts it again and records the kill window.
