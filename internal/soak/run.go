@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/imaged/imaged"
 )
 
 // Topology is one way of running imaged under the soak: the environment every process shares
@@ -158,7 +160,7 @@ func Run(ctx context.Context, top Topology) (*Result, error) {
 // kills, and the drain that measures them at rest again.
 func (r *run) timeline(ctx context.Context) error {
 	top := r.top
-	if err := sleepCtx(ctx, top.Warmup); err != nil {
+	if err := sleepCtx(ctx, top.Warmup-r.rec.Since(time.Now())); err != nil { // the priming took some of it
 		return err
 	}
 	r.setPhase("pause")
@@ -266,14 +268,7 @@ func (r *run) rest(ctx context.Context, which int) error {
 
 // sample looks at every process every SampleEvery until ctx ends.
 func (r *run) sample(ctx context.Context) {
-	t := time.NewTicker(r.top.SampleEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	imaged.Every(ctx, r.top.SampleEvery, func() {
 		s := Sample{At: r.rec.Since(time.Now()), Phase: r.getPhase(),
 			RSS: map[string]int64{}, Goroutines: map[string]float64{}, FDs: map[string]float64{}}
 		for _, p := range r.procs {
@@ -292,7 +287,7 @@ func (r *run) sample(ctx context.Context) {
 		r.mu.Lock()
 		r.samples = append(r.samples, s)
 		r.mu.Unlock()
-	}
+	})
 }
 
 // taskOutcome is where every submitted task ended.
