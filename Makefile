@@ -9,7 +9,7 @@ export IMAGED_MODELS_DIR ?= $(HOME)/.cache/imaged/models
 # One OpenMP thread per Tesseract recognition: parallelism comes from concurrent requests.
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: deps deps-test deps-bench build run test test-isolated test-short bench bench-queues kfake fuzz lint tools models clean container-test
+.PHONY: deps deps-test deps-bench build run test test-isolated test-short bench bench-queues kfake fuzz lint tools models clean container-test soak
 
 # What building and serving need; the tests and the benchmarks add their own packages.
 deps:
@@ -58,6 +58,15 @@ test-short:
 # 100 MP JPEG's peak RSS, a backpressure run). scripts/bench.sh says what it reports.
 bench: build deps-bench
 	./scripts/bench.sh
+
+# Mixed load for SOAK_MINUTES (default 10) on the embedded defaults and on PostgreSQL + RabbitMQ +
+# versitygw + Redis (SOAK_TOPOLOGY=embedded|production|both), killing and restarting a worker every
+# 2 minutes; writes report.md and soak.png per topology under SOAK_OUT (default soak-out/) and fails
+# when a check does. Not part of `make test`. README: Soak.
+SOAK_MINUTES ?= 10
+soak: build models tools
+	SOAK_MINUTES=$(SOAK_MINUTES) SOAK_BIN=$(abspath $(BIN)) $(GO) test -tags soak -count=1 -v -run '^TestSoak$$' \
+		-timeout 3h ./internal/soak/
 
 # The Go benchmarks: each synchronous path through the service against the same call in process,
 # and the vips pipeline's own.
