@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -121,13 +122,18 @@ func runHelm(t *testing.T, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
+// TestHelmVersion: the helm found is the one the chart is tested with. A `go install` build
+// reports only "v4.3" itself, so the module version is read from the binary's build information.
 func TestHelmVersion(t *testing.T) {
-	out, err := runHelm(t, "version", "--short")
+	bi, err := buildinfo.ReadFile(requireHelm(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(strings.TrimSpace(string(out)), helmVersion) {
-		t.Errorf("helm version %q, want %s", out, helmVersion)
+	if bi.Main.Path != "helm.sh/helm/v4" || bi.Main.Version != helmVersion {
+		t.Errorf("helm is %s %s, want helm.sh/helm/v4 %s", bi.Main.Path, bi.Main.Version, helmVersion)
+	}
+	if _, err := runHelm(t, "version"); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -609,7 +615,8 @@ func TestChartFilesMatchSources(t *testing.T) {
 // overlay runs: the same settings, security contexts, probes, ports, volumes, resources and
 // autoscaling targets.
 func TestChartMirrorsKustomize(t *testing.T) {
-	chart := render(t)
+	// With the Secret imaged-backends the chart's defaults reference, as the overlay makes it.
+	chart := append(render(t), exampleSecret(t, "k8s/overlays/production/backends-secret.yaml"))
 	kust := built(build(t, "overlays/production"))
 
 	ccm, _ := chart.find("ConfigMap", "imaged-config")
@@ -677,8 +684,8 @@ func TestChartMirrorsKustomize(t *testing.T) {
 func TestChartSchemaRejectsBadValues(t *testing.T) {
 	for _, tc := range []struct{ values, want string }{
 		{"api: {replica: 3}", "replica"},
-		{"workers: {ml: {types: [ocr, video]}}", "video"},
-		{"autoscaling: {mode: kedaa}", "kedaa"},
+		{"workers: {ml: {types: [ocr, video]}}", "/workers/ml/types/1"},
+		{"autoscaling: {mode: kedaa}", "/autoscaling/mode"},
 		{"config: {LOG_LEVEL: debug}", "LOG_LEVEL"},
 		{"secrets: {databaseURL: {existingSecret: db, key: \"\"}}", "key"},
 		{"workers: {gpu: {concurrency: 1}}", "types"},
