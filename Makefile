@@ -29,6 +29,7 @@ run: build models
 
 tools:
 	./scripts/versitygw.sh
+	./scripts/helm.sh
 
 # ONNX Runtime and the model files (PaddleOCR, the COCO detector), sha256-verified.
 models: deps

@@ -19,8 +19,10 @@ import (
 	"strings"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -166,6 +168,15 @@ func newTyped(apiVersion, kind string) (any, bool) {
 		return &autoscalingv2.HorizontalPodAutoscaler{}, true
 	case "keda.sh/v1alpha1/ScaledObject":
 		return &scaledObject{}, true
+	// Kinds the Helm chart renders too (helm_test.go).
+	case "networking.k8s.io/v1/Ingress":
+		return &networkingv1.Ingress{}, true
+	case "batch/v1/Job":
+		return &batchv1.Job{}, true
+	case "monitoring.coreos.com/v1/ServiceMonitor":
+		return &monitoringv1.ServiceMonitor{}, true
+	case "monitoring.coreos.com/v1/PrometheusRule":
+		return &monitoringv1.PrometheusRule{}, true
 	}
 	return nil, false
 }
