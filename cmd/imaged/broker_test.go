@@ -835,8 +835,9 @@ func TestBrokerConnectionCutDeadLettersWebhooksAndEvents(t *testing.T) {
 			if err := c.db.QueryRow(context.Background(), `SELECT attempts, error_code FROM `+c.schema+`.tasks WHERE id = $1`, doomed).Scan(&attempts, &code); err != nil {
 				t.Fatal(err)
 			}
-			if attempts != 3 || code != imaged.EUnavailable {
-				t.Errorf("the doomed task: %d attempts, error %s; want 3 attempts, %s", attempts, code, imaged.EUnavailable)
+			// A model that is not installed fails the task at once: one attempt, dead-lettered.
+			if attempts != 1 || code != imaged.ENotInstalled {
+				t.Errorf("the doomed task: %d attempts, error %s; want 1 attempt, %s", attempts, code, imaged.ENotInstalled)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
