@@ -29,8 +29,8 @@ func init() {
 
 type rotateArgs struct {
 	opName
-	Angle      *float64        `json:"angle"`
-	Background json.RawMessage `json:"background"`
+	Angle      *float64        `json:"angle" doc:"degrees, clockwise" min:"-3600" max:"3600" required:"true"`
+	Background json.RawMessage `json:"background" type:"colour" doc:"colour of the new pixels"`
 }
 
 func parseRotate(p *Processor, i int, op imaged.Op, a *rotateArgs) (step, error) {
@@ -78,7 +78,7 @@ type flipStep struct{ dir govips.Direction }
 
 type flipArgs struct {
 	opName
-	Direction string `json:"direction"`
+	Direction string `json:"direction" doc:"horizontal mirrors left-right, vertical top-bottom" enum:"horizontal,vertical" default:"horizontal"`
 }
 
 func parseFlip(p *Processor, i int, op imaged.Op, a *flipArgs) (step, error) {
