@@ -147,10 +147,17 @@ func negotiates(ops []imaged.Op) bool {
 	return false
 }
 
-// signedETag names one output: the signed path over the image's content, and the Accept
-// header when the format is negotiated.
+// outputRevision changes when an op gives other output for the same parameters, so that the
+// ETags of signed URLs change with it and caches fetch the new output. 2: a bare flip mirrors
+// top to bottom (it mirrored left to right).
+const outputRevision = "2"
+
+// signedETag names one output: the signed path over the image's content, the output revision,
+// and the Accept header when the format is negotiated.
 func signedETag(path, contentSHA string, auto bool, accept string) string {
 	h := sha256.New()
+	h.Write([]byte(outputRevision))
+	h.Write([]byte{0})
 	h.Write([]byte(path))
 	h.Write([]byte{0})
 	h.Write([]byte(contentSHA))
