@@ -128,8 +128,10 @@ func (s *OpSpec) Schema() map[string]any {
 			required = append(required, p.Name)
 		}
 	}
+	// An op that declares nothing (Params nil, as a test's stand-in) takes any parameter;
+	// one that declares none (an empty list) refuses every other field.
 	return map[string]any{"type": "object", "title": s.Name, "description": s.Summary,
-		"properties": props, "required": required, "additionalProperties": false}
+		"properties": props, "required": required, "additionalProperties": s.Params == nil}
 }
 
 func (p Param) schema() map[string]any {

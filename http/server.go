@@ -68,6 +68,7 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	handler http.Handler
+	mux     *http.ServeMux // the routes, for looking up a request's pattern
 	slots   *slots
 	access  *accessState
 }
@@ -109,6 +110,7 @@ func NewServer(cfg Config, deps Deps) *Server {
 	s.access = newAccessState(deps.Metrics.Registry)
 	mux := http.NewServeMux()
 	s.routes(mux)
+	s.mux = mux
 	s.handler = s.withHeaderLimit(withSecurityHeaders(withCorrelationID(s.withRecover(s.withLogAndMetrics(s.withAccess(mux))))))
 	return s
 }

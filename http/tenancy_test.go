@@ -455,6 +455,8 @@ func tenancyRows() []row {
 		{pattern: "GET /v1/blobs/{key...}", free: "a signed capability URL for one blob key, made for whoever could read " +
 			"the task or image it belongs to; it names no tenant's record and its signature is checked before anything is read"},
 		{pattern: "GET /health", free: "the service's health; no tenant's data"},
+		{pattern: "GET /openapi.json", free: "the API's contract; no tenant's data"},
+		{pattern: "GET /v1/ops", free: "the ops the server runs; no tenant's data"},
 		{pattern: "GET /health/live", free: "the process's liveness; no tenant's data"},
 		{pattern: "GET /health/ready", free: "the service's readiness; no tenant's data"},
 		{pattern: "GET /metrics", free: "the process's metrics; no tenant's data"},
