@@ -125,7 +125,7 @@ func (s *Server) serverOps() []imaged.OpSpec {
 
 func viewOp(spec imaged.OpSpec) opView {
 	v := opView{Name: spec.Name, Summary: spec.Summary, Params: spec.Params,
-		Kind: [...]string{imaged.OpTransform: "transform", imaged.OpAnalysis: "analysis", imaged.OpSetting: "setting"}[spec.Kind],
+		Kind:     [...]string{imaged.OpTransform: "transform", imaged.OpAnalysis: "analysis", imaged.OpSetting: "setting"}[spec.Kind],
 		TaskType: imaged.TaskTypeOf([]imaged.Op{{Name: spec.Name}})}
 	if v.Params == nil {
 		v.Params = []imaged.Param{}
