@@ -15,7 +15,7 @@ import (
 )
 
 func paramFlag(fs *pflag.FlagSet, o *options) {
-	fs.StringArrayVarP(&o.params, "param", "p", nil, "an option of the op, `KEY=VALUE` (repeat); values as in --op")
+	fs.StringArrayVarP(&o.params, "param", "p", nil, "an option of the op, `KEY=VALUE` (repeat); values as in --op, or JSON")
 }
 
 var ocrCommand = command{
@@ -24,10 +24,11 @@ var ocrCommand = command{
 	flags:   paramFlag,
 	help: `Runs the ocr op (POST /v1/ocr) and prints the text; --json prints the whole answer: lines, words,
 boxes, confidences, engine, timings. Options (-p): engine tesseract|paddle|hybrid,
-languages (eng;deu), hocr, raw.
+languages (eng;deu, or one as JSON: '["deu"]'), hocr, raw, preprocess (JSON).
 
   imaged ocr scan.png
-  imaged ocr scan.png -p engine=hybrid -p languages=eng;deu --json`,
+  imaged ocr scan.png -p engine=hybrid -p 'languages=eng;deu' --json
+  imaged ocr scan.png -p 'languages=["deu"]' -p 'preprocess={"deskew":true}'`,
 	run: func(ctx context.Context, e *Env, o *options, args []string) error {
 		return analyse(ctx, e, o, args[0], (*client.Client).OCR, func(raw json.RawMessage) error {
 			var r struct {
@@ -55,7 +56,7 @@ var detectCommand = command{
 model, confidence (0–1), iou, classes (cat;dog), max_detections.
 
   imaged detect street.jpg
-  imaged detect street.jpg -p confidence=0.3 -p classes=person;car --json`,
+  imaged detect street.jpg -p confidence=0.3 -p 'classes=person;car' --json`,
 	run: func(ctx context.Context, e *Env, o *options, args []string) error {
 		return analyse(ctx, e, o, args[0], (*client.Client).Detect, func(raw json.RawMessage) error {
 			var r struct {
