@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/signedurl"
 )
@@ -20,6 +22,11 @@ a string. Short keys: w width,
 h height, q quality, f format, g gravity, s sigma, a angle, bg background. An op whose values
 hold commas is written as its JSON object instead: --op '{"op":"watermark","text":"Hello, world"}'.
 The ops and their parameters are listed in the README (Operations in a pipeline).`
+
+// opFlag is --op, of process and submit.
+func opFlag(fs *pflag.FlagSet, o *options) {
+	fs.StringArrayVar(&o.ops, "op", nil, "a step of the pipeline, `OP` = name:key=value,… (repeat, in order)")
+}
 
 // parseOps reads the --op values into a pipeline.
 func parseOps(specs []string) ([]imaged.Op, error) {

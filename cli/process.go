@@ -63,7 +63,7 @@ var processCommand = command{
 	name: "process", args: "[flags] FILE --op OP... -o OUT", minArgs: 1, maxArgs: 1,
 	summary: "run a pipeline over an image and write the result",
 	flags: func(fs *pflag.FlagSet, o *options) {
-		fs.StringArrayVar(&o.ops, "op", nil, "a step of the pipeline, `OP` = name:key=value,… (repeat, in order)")
+		opFlag(fs, o)
 		fs.StringVarP(&o.output, "output", "o", "", "the `FILE` the image goes to; - for stdout")
 		fs.BoolVar(&o.local, "local", false, "run the pipeline in this process, with no server (libvips here)")
 		fs.StringVar(&o.accept, "accept", "", "the `TYPES` convert:format=auto may choose from, e.g. image/avif,image/webp")

@@ -24,7 +24,7 @@ var submitCommand = command{
 	name: "submit", args: "[flags] DIR --op OP... [-o OUTDIR]", minArgs: 1, maxArgs: 1,
 	summary: "process every image of a folder as a batch; download the results",
 	flags: func(fs *pflag.FlagSet, o *options) {
-		fs.StringArrayVar(&o.ops, "op", nil, "a step of the pipeline, `OP` = name:key=value,… (repeat, in order)")
+		opFlag(fs, o)
 		fs.StringVarP(&o.output, "output", "o", "", "the folder (`DIR`) the results go to, made if missing; none: results stay on the server")
 		fs.IntVar(&o.concurrency, "concurrency", 4, "`N` uploads and downloads at once")
 	},

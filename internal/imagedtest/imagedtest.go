@@ -52,21 +52,51 @@ type Server struct {
 	Key  string // an admin API key
 }
 
-type logBuffer struct {
+// Log collects a process's output for a test: safe to write from the process's copier while
+// the test reads it.
+type Log struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
+func (l *Log) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *logBuffer) String() string {
+func (l *Log) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// StartProcess runs cmd until the test ends (then kills it), its output kept in the returned Log
+// and shown when the test failed; done closes when the process exits.
+func StartProcess(t testing.TB, name string, cmd *exec.Cmd) (*Log, <-chan struct{}) {
+	t.Helper()
+	logs := &Log{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("%s output (tail):\n%s", name, tail(logs.String(), 8000))
+		}
+	})
+	return logs, done
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 // Serve starts `imaged serve` on a free loopback port over a new data directory, with the extra
@@ -95,20 +125,7 @@ func Serve(t testing.TB, env ...string) *Server {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 	}
-	logs := &logBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("imaged serve log:\n%s", logs.String())
-		}
-	})
+	logs, done := StartProcess(t, "imaged serve", cmd)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
