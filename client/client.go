@@ -110,6 +110,7 @@ func (c *Client) routeURL(route string, params []string) (method, target string,
 func (c *Client) do(ctx context.Context, r request) (*http.Response, context.CancelFunc, error) {
 	method, target, err := c.routeURL(r.route, r.params)
 	if err != nil {
+		closeBody(r.body)
 		return nil, nil, err
 	}
 	if len(r.query) > 0 {
@@ -121,6 +122,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, context.Can
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, r.body)
 	if err != nil {
+		closeBody(r.body)
 		cancel()
 		return nil, nil, err
 	}
@@ -173,4 +175,11 @@ func (c *Client) callJSON(ctx context.Context, r request, v, out any) error {
 	}
 	r.body, r.contentType = bytes.NewReader(b), "application/json"
 	return c.call(ctx, r, out)
+}
+
+// closeBody closes a request body that will not be sent (the writer of a streamed form ends).
+func closeBody(body io.Reader) {
+	if c, ok := body.(io.Closer); ok {
+		_ = c.Close()
+	}
 }
