@@ -4,9 +4,10 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -129,7 +130,8 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 func ParseWith(name string, args []string, getenv func(string) string, extra func(*flag.FlagSet)) (*Config, []string, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	// The error comes back to the caller; the help only on -h, whole, as a *Help.
+	fs.SetOutput(io.Discard)
 	list := allSettings(c)
 	settings.Bind(fs, list)
 	if extra != nil {
@@ -139,9 +141,45 @@ func ParseWith(name string, args []string, getenv func(string) string, extra fun
 		return nil, nil, err
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, &Help{Text: helpText(name, fs)}
+		}
+		return nil, nil, fmt.Errorf("%w (see imaged %s -h)", err, name)
 	}
 	return c, fs.Args(), c.validate()
+}
+
+// Help is what Parse returns for -h or --help: the command's help, for stdout. It is no failure;
+// it wraps flag.ErrHelp.
+type Help struct{ Text string }
+
+func (h *Help) Error() string { return "help requested" }
+func (h *Help) Unwrap() error { return flag.ErrHelp }
+
+// helpText lists the flags of fs with their types and defaults. It does not let the flag package
+// read a back-quoted word of a help text as the flag's argument name, as PrintDefaults does.
+func helpText(name string, fs *flag.FlagSet) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: imaged %s [flags]\n\nEach flag can also be set by the IMAGED_* variable in brackets; the flag wins.\n\n", name)
+	fs.VisitAll(func(f *flag.Flag) {
+		plain := *f
+		plain.Usage = strings.ReplaceAll(f.Usage, "`", "'")
+		typ, usage := flag.UnquoteUsage(&plain)
+		fmt.Fprintf(&b, "  -%s", f.Name)
+		if typ != "" {
+			fmt.Fprintf(&b, " %s", typ)
+		}
+		fmt.Fprintf(&b, "\n    \t%s", usage)
+		switch {
+		case f.DefValue == "" || f.DefValue == "false" || f.DefValue == "0" || f.DefValue == "0s":
+		case typ == "string":
+			fmt.Fprintf(&b, " (default %q)", f.DefValue)
+		default:
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		b.WriteString("\n")
+	})
+	return b.String()
 }
 
 func (c *Config) validate() error {

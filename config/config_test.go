@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"flag"
 	"strings"
 	"testing"
 	"time"
@@ -45,5 +47,27 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s=%s: error %v does not name %s", env[0], env[1], err, want)
 		}
+	}
+}
+
+// -h answers the help as a *Help (no failure): every flag with its type, variable and default,
+// and a back-quoted word in a help text left in the text, not taken for the argument's name.
+func TestHelp(t *testing.T) {
+	_, err := Parse("serve", []string{"-h"}, envOf())
+	var h *Help
+	if !errors.As(err, &h) || !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, want := range []string{"usage: imaged serve [flags]\n", "  -no-migrate\n", "(run 'imaged migrate up' instead) [IMAGED_NO_MIGRATE]",
+		"  -addr string\n", `[IMAGED_ADDR] (default ":8000")`, "  -task-deadline duration\n", "(default 5m0s)"} {
+		if !strings.Contains(h.Text, want) {
+			t.Errorf("the help lacks %q", want)
+		}
+	}
+	if strings.Contains(h.Text, "`") {
+		t.Error("the help shows back quotes")
+	}
+	if _, err := Parse("serve", []string{"--nope"}, envOf()); err == nil || errors.As(err, &h) || !strings.Contains(err.Error(), "imaged serve -h") {
+		t.Fatalf("an unknown flag: %v", err)
 	}
 }

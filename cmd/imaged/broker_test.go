@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/imagedtest"
 	"github.com/imaged/imaged/internal/testenv"
 
 	"github.com/imaged/imaged/internal/tcpproxy"
@@ -256,24 +257,7 @@ var workerStarted = regexp.MustCompile(`"msg":"workers started","worker_id":"([^
 // brokerBinary builds (once per test binary, shared with the other tests) and returns imaged.
 func brokerBinary(tb testing.TB) string {
 	tb.Helper()
-	if t, ok := tb.(*testing.T); ok {
-		return imagedBinary(t)
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "imaged-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "imaged")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return binPath
+	return imagedtest.Binary(tb)
 }
 
 func startImaged(tb testing.TB, role string, env []string) *imagedProc {
