@@ -105,22 +105,25 @@ func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (i
 	return tasks, batches, nil
 }
 
-// DeleteImages deletes old images, trashes their blobs and expires their results; see
-// imaged.RetentionStore.
+// DeleteImages deletes old images, trashes their blobs, expires their results and removes the
+// cached outputs of content no image holds any more; see imaged.RetentionStore.
 func (s *Store) DeleteImages(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := queryAll(ctx, tx, sqlstore.ScanPair, `
+		deleted, err := queryAll(ctx, tx, sqlstore.ScanDeletedImage, `
 			DELETE FROM images WHERE id IN (SELECT id FROM images WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-			RETURNING id, key`, cutoff, limit)
+			RETURNING `+sqlstore.DeletedImageColumns, cutoff, limit)
 		if err != nil {
 			return err
 		}
-		ids, keys := sqlstore.Unzip(rows)
+		ids, keys := sqlstore.DeletedIDsAndKeys(deleted)
 		n = len(ids)
 		if err := trash(ctx, tx, imaged.BlobImage, keys); err != nil {
+			return err
+		}
+		if err := dropCachedOutputs(ctx, tx, deleted); err != nil {
 			return err
 		}
 		return expireDerived(ctx, tx, ids, at)
@@ -182,7 +185,8 @@ func (s *Store) Referenced(ctx context.Context, keys []string) (map[string]bool,
 	found, err := queryAll(ctx, s.pool, sqlstore.ScanString, `
 		SELECT key FROM images WHERE key = ANY($1)
 		UNION SELECT `+resultKey+` FROM tasks WHERE `+resultKey+` = ANY($1) AND result_expired_at IS NULL
-		UNION SELECT key FROM blob_trash WHERE key = ANY($1)`, keys)
+		UNION SELECT key FROM blob_trash WHERE key = ANY($1)
+		UNION SELECT blob_key FROM output_cache WHERE blob_key = ANY($1)`, keys)
 	if err != nil {
 		return nil, s.wrap(ctx, "referenced blobs", err)
 	}

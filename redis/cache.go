@@ -136,7 +136,7 @@ func read[T any](ctx context.Context, s *cachedStore, cache, key, unreadable str
 
 func errText(err error) string {
 	if err == nil {
-		return "not a terminal task of that id"
+		return "the entry is not the one asked for (another id or tenant, or a task not finished)"
 	}
 	return err.Error()
 }
