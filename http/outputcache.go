@@ -60,7 +60,7 @@ type outputCache struct {
 	// cache is on, too.
 	cacheable, use bool
 	mode           cacheMode
-	entry  *imaged.CachedOutput // the entry served or stored
+	entry          *imaged.CachedOutput // the entry served or stored
 }
 
 // outputOf is the cache's view of ops over the stored image img of tenant, as r asks for it.
