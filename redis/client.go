@@ -218,6 +218,11 @@ func (c *Client) outputKey(tenant, key string) string {
 	return c.prefix + "output:" + tenant + ":" + key
 }
 
+// outputsKey is the set of the output keys indexed for one content of tenant.
+func (c *Client) outputsKey(tenant, contentSHA256 string) string {
+	return c.prefix + "outputs:" + tenant + ":" + contentSHA256
+}
+
 // RouteLibraryLogs sends go-redis's own messages (one per failed dial, among others), which
 // it otherwise prints to stderr, to log at debug level: the cache reports its failures itself
 // at warn. It changes a process-wide setting of go-redis; call it once at start-up.

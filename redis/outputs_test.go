@@ -71,3 +71,29 @@ func TestCachedOutputsAreIndexed(t *testing.T) {
 		t.Fatalf("CachedOutput after the repair = %+v, %v, %d database reads; want 3 (tenant-b and the repair read it)", got, err, db.outputReads())
 	}
 }
+
+// Deleting an image drops the index entries of the outputs made from its content.
+func TestDeleteImageDropsIndexedOutputs(t *testing.T) {
+	c := openShared(t, Options{})
+	db := openDatabase(t)
+	s := CachedStore(db, c.Client, quietLog())
+	ctx := t.Context()
+	img, _ := seed(t, s)
+	e := cachedOutput(imaged.DefaultTenant)
+	e.ImageSHA256 = img.SHA256
+	if err := s.PutCachedOutput(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.rdb.Exists(ctx, c.outputKey(e.Tenant, e.Key), c.outputsKey(e.Tenant, img.SHA256)).Result(); n != 2 {
+		t.Fatalf("%d of the index entry and its content's set exist; want 2", n)
+	}
+	if err := s.DeleteImage(ctx, imaged.DefaultTenant, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.rdb.Exists(ctx, c.outputKey(e.Tenant, e.Key), c.outputsKey(e.Tenant, img.SHA256)).Result(); n != 0 {
+		t.Fatalf("%d of the index entry and its content's set remain after DeleteImage; want 0", n)
+	}
+	if _, err := s.CachedOutput(ctx, imaged.DefaultTenant, e.Key); !imaged.IsCode(err, imaged.ENotFound) {
+		t.Fatalf("CachedOutput after DeleteImage: %v; want ENotFound", err)
+	}
+}
