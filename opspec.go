@@ -30,6 +30,9 @@ type OpSpec struct {
 	// TaskTypeFor, when set, decides the task type from the op's parameters instead: a crop
 	// with gravity object:<class> runs the object detector.
 	TaskTypeFor func(Op) string
+	// Params are the op's parameters as clients see them (GET /v1/ops, the OpenAPI document),
+	// declared where the op validates them; see Param.
+	Params []Param
 }
 
 // OpKind is the nature of an op's effect on a pipeline.

@@ -24,6 +24,12 @@ import (
 // A request with Cache-Control: no-cache runs its pipeline and stores the output again;
 // no-store runs it and stores nothing. Hits take no pipeline slot.
 
+// outputRevision changes when an op gives other output for the same parameters, so that the
+// keys of outputs (and the ETags, the signed URLs' among them) change with it, and caches,
+// this one too, make the new output. 2: a bare flip mirrors top to bottom (it mirrored left to
+// right).
+const outputRevision = "2"
+
 // cacheMode is what a request's Cache-Control lets the cache do.
 type cacheMode int
 
@@ -73,7 +79,7 @@ func (s *Server) outputOf(r *http.Request, tenant string, img *imaged.Image, ops
 	if content == "" {
 		content = "image:" + img.ID // a row without a hash: an ETag of its own, never cached
 	}
-	key, err := imaged.OutputCacheKey(tenant, content, ops, negotiated, s.cfg.Engine)
+	key, err := imaged.OutputCacheKey(tenant, content, ops, negotiated, s.outputEngine())
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +88,10 @@ func (s *Server) outputOf(r *http.Request, tenant string, img *imaged.Image, ops
 	c.use = c.cacheable && s.cfg.OutputCache
 	return c, nil
 }
+
+// outputEngine is the engine part of every output's key: the processor's version and the
+// output revision.
+func (s *Server) outputEngine() string { return s.cfg.Engine + " output revision " + outputRevision }
 
 // etag is the strong ETag of the output: the same for a hit and a fresh run, since the key
 // names the content, the pipeline, what was negotiated and the engine's version.

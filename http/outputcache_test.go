@@ -188,7 +188,7 @@ func runOutputCache(t *testing.T, be backend) {
 
 	// Deleting the image removes its outputs: its blob goes to the trash, and the same content
 	// uploaded again is computed again.
-	key, err := imaged.OutputCacheKey(tenantA, sha256Hex(png), mustParseOps(t, ops), "", "test-engine 1")
+	key, err := imaged.OutputCacheKey(tenantA, sha256Hex(png), mustParseOps(t, ops), "", e.api.outputEngine())
 	if err != nil {
 		t.Fatal(err)
 	}

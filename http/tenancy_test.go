@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imaged/imaged"
@@ -67,10 +69,7 @@ func serviceMissing(t *testing.T, format string, args ...any) {
 // cache in front of the store (a key prefix of its own).
 func productionBackend(t *testing.T) backend {
 	ctx := t.Context()
-	pgURL := os.Getenv("IMAGED_TEST_POSTGRES_URL")
-	if pgURL == "" {
-		pgURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	pgURL := testenv.PostgresURL()
 	conn, err := pgx.Connect(ctx, pgURL)
 	if err != nil {
 		serviceMissing(t, "PostgreSQL is unreachable: %v", err)
@@ -94,7 +93,7 @@ func productionBackend(t *testing.T) backend {
 	}
 	t.Cleanup(func() { db.Close() })
 
-	cache, err := redis.Open(ctx, "redis://127.0.0.1:6379/0", redis.Options{KeyPrefix: "imaged-test-" + id + ":"})
+	cache, err := redis.Open(ctx, testenv.RedisURL(), redis.Options{KeyPrefix: "imaged-test-" + id + ":"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,10 +31,7 @@ func TestMain(m *testing.M) {
 
 // sharedURL is the Redis the tests use: IMAGED_TEST_REDIS_URL, else the local one.
 func sharedURL() string {
-	if u := os.Getenv("IMAGED_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
+	return testenv.RedisURL()
 }
 
 // missing skips the test when a service or program it needs is absent, or fails it when

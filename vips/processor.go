@@ -50,7 +50,7 @@ func New(cfg Config) *Processor {
 	p.SetImages(cfg.Images)
 	for _, a := range cfg.Analyzers {
 		// Analyzers stream: they take the pixels into memory themselves, in one pass.
-		p.addEngineOp("analyzer", imaged.OpAnalysis, a.Spec(), true, func(_ *Processor, i int, op imaged.Op) (step, error) {
+		p.addEngineOp("analyzer", imaged.OpAnalysis, a.Spec(), true, parseFunc{params: a.Spec().Params, run: func(_ *Processor, i int, op imaged.Op) (step, error) {
 			name := strings.ToLower(op.Name)
 			if err := a.Validate(i, op); err != nil {
 				var e *imaged.Error
@@ -60,15 +60,15 @@ func New(cfg Config) *Processor {
 				return nil, imaged.FieldErrorf(fieldPath(i, ""), "%s: %v", name, err)
 			}
 			return analyzerStep{name: name, a: a, op: op}, nil
-		})
+		}})
 	}
 	for _, pt := range cfg.Painters {
-		p.addEngineOp("painter", imaged.OpTransform, pt.Spec(), false, func(_ *Processor, i int, op imaged.Op) (step, error) {
+		p.addEngineOp("painter", imaged.OpTransform, pt.Spec(), false, parseFunc{params: pt.Spec().Params, run: func(_ *Processor, i int, op imaged.Op) (step, error) {
 			if err := pt.Validate(i, op); err != nil {
 				return nil, err
 			}
 			return painterStep{name: strings.ToLower(op.Name), p: pt, op: op}, nil
-		})
+		}})
 	}
 	return p
 }
@@ -121,19 +121,23 @@ type closer interface {
 	close()
 }
 
-// parseFunc checks the parameters of op i and compiles it into a step.
-type parseFunc func(p *Processor, i int, op imaged.Op) (step, error)
+// parseFunc checks the parameters of op i and compiles it into a step; params declares those
+// parameters for clients (imaged.Param), from the same place.
+type parseFunc struct {
+	run    func(p *Processor, i int, op imaged.Op) (step, error)
+	params []imaged.Param
+}
 
 // parseArgs is the parser of an op whose parameters decode into an A: check validates them and
-// compiles the step.
+// compiles the step. A's fields and tags declare the parameters (imaged.ParamsOf).
 func parseArgs[A any](check func(p *Processor, i int, op imaged.Op, a *A) (step, error)) parseFunc {
-	return func(p *Processor, i int, op imaged.Op) (step, error) {
+	return parseFunc{params: imaged.ParamsOf[A](), run: func(p *Processor, i int, op imaged.Op) (step, error) {
 		var a A
 		if err := op.DecodeArgs(i, &a); err != nil {
 			return nil, err
 		}
 		return check(p, i, op, &a)
-	}
+	}}
 }
 
 // opSpec is the registration of an op: everything the pipeline needs to know about it, so that
@@ -170,6 +174,9 @@ var builtins = map[string]*opSpec{}
 // register adds a built-in op to the pipeline and its domain traits to the root package's
 // registry.
 func register(spec opSpec) {
+	if spec.Params == nil {
+		spec.Params = spec.parse.params
+	}
 	imaged.RegisterOp(spec.OpSpec)
 	builtins[spec.Name] = &spec
 }
@@ -205,7 +212,7 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 			return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
 				imaged.EchoID(name), strings.Join(p.Ops(), ", "))
 		}
-		st, err := spec.parse(p, i, op)
+		st, err := spec.parse.run(p, i, op)
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -316,10 +318,7 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 }
 
 func pgURL() string {
-	if u := os.Getenv("IMAGED_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return testenv.PostgresURL()
 }
 
 // pgSchema returns a schema of the test's own, dropped when it ends, or skips (fails with

@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/imaged/imaged/internal/tcpproxy"
 
 	"github.com/jackc/pgx/v5"
@@ -50,23 +52,11 @@ const testWebhookSecret = "broker-test-webhook-secret"
 // answer.
 func requireService(tb testing.TB, what, addr string) {
 	tb.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err == nil {
-		c.Close()
-		return
-	}
-	msg := fmt.Sprintf("%s is not reachable at %s: %v", what, addr, err)
-	if os.Getenv("IMAGED_TEST_REQUIRE_SERVICES") == "1" {
-		tb.Fatal(msg + " (IMAGED_TEST_REQUIRE_SERVICES=1)")
-	}
-	tb.Skip("SKIPPED, NOT PASSED: " + msg)
+	testenv.Require(tb, what, addr)
 }
 
 func pgTestURL() string {
-	if u := os.Getenv("IMAGED_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return testenv.PostgresURL()
 }
 
 // pgSchema returns a fresh schema name, dropped when the test ends, and a connection to the
@@ -114,7 +104,7 @@ type wireEvent struct {
 
 func rabbitBroker(tb testing.TB) *broker {
 	tb.Helper()
-	requireService(tb, "RabbitMQ", "127.0.0.1:5672")
+	requireService(tb, "RabbitMQ", testenv.AMQPAddr())
 	vhost := "imaged-cmd-" + imaged.NewID()[:8]
 	for _, args := range [][]string{{"add_vhost", vhost}, {"set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"}} {
 		if out, err := exec.Command("rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput(); err != nil {
@@ -122,9 +112,9 @@ func rabbitBroker(tb testing.TB) *broker {
 		}
 	}
 	tb.Cleanup(func() { _ = exec.Command("rabbitmqctl", "-q", "delete_vhost", vhost).Run() })
-	p := tcpproxy.Start(tb, "127.0.0.1:5672")
+	p := tcpproxy.Start(tb, testenv.AMQPAddr())
 	query := "?exchange=image_processing&prefix=imaged.&publish_timeout=60s"
-	direct := "amqp://guest:guest@127.0.0.1:5672/" + vhost + query
+	direct := testenv.AMQPVhostURL(vhost, query)
 	return &broker{name: "rabbitmq", proxy: p,
 		queueURL: "amqp://guest:guest@" + p.Addr() + "/" + vhost + query,
 		deadLetters: func(ctx context.Context) ([]string, error) {
@@ -140,7 +130,7 @@ func rabbitBroker(tb testing.TB) *broker {
 			return b.DeadLetters(ctx)
 		},
 		watch: func(tb testing.TB) <-chan wireEvent {
-			conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/" + vhost)
+			conn, err := amqp.Dial(testenv.AMQPVhostURL(vhost, ""))
 			if err != nil {
 				tb.Fatal(err)
 			}

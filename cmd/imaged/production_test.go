@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/internal/tcpproxy"
 	"github.com/imaged/imaged/internal/versitygw"
@@ -18,16 +20,13 @@ import (
 var backends func(t *testing.T, dataDir string) []string
 
 func redisTestAddr() string {
-	if a := os.Getenv("IMAGED_TEST_REDIS_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
+	return testenv.RedisAddr()
 }
 
 // productionBackends runs each server on PostgreSQL (its own schema), a private versitygw (its
 // own bucket) and Redis (its own key prefix, expiring with the cache TTLs).
 func productionBackends(t *testing.T) func(t *testing.T, dataDir string) []string {
-	requireService(t, "PostgreSQL", "127.0.0.1:5432")
+	requireService(t, "PostgreSQL", testenv.PostgresAddr())
 	requireService(t, "Redis", redisTestAddr())
 	gw := versitygw.Start(t)
 	envs := map[string][]string{}
@@ -179,11 +178,11 @@ func TestDatabaseAndCacheOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test")
 	}
-	requireService(t, "PostgreSQL", "127.0.0.1:5432")
+	requireService(t, "PostgreSQL", testenv.PostgresAddr())
 	requireService(t, "Redis", redisTestAddr())
-	pg := tcpproxy.Start(t, "127.0.0.1:5432")
+	pg := tcpproxy.Start(t, testenv.PostgresAddr())
 	rd := tcpproxy.Start(t, redisTestAddr())
-	dbURL := strings.Replace(pgTestURL(), "127.0.0.1:5432", pg.Addr(), 1) + "&schema=" + schemaName(t)
+	dbURL := strings.Replace(pgTestURL(), testenv.PostgresAddr(), pg.Addr(), 1) + "&schema=" + schemaName(t)
 	s := startServer(t, "",
 		"IMAGED_DATABASE_URL="+dbURL,
 		"IMAGED_REDIS_URL=redis://"+rd.Addr()+"/0?key_prefix=imaged-test-"+imaged.NewID()[:8]+":",
