@@ -60,24 +60,10 @@ func (s *Store) PutCachedOutput(ctx context.Context, e *imaged.CachedOutput) err
 // imaged.RetentionStore. The rows are taken with FOR UPDATE SKIP LOCKED, so two sweepers take
 // different ones.
 func (s *Store) ExpireCachedOutputs(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	ctx, cancel := s.command(ctx)
-	defer cancel()
-	var n int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		keys, err := queryAll(ctx, tx, sqlstore.ScanString, `
-			DELETE FROM output_cache WHERE key IN (SELECT key FROM output_cache WHERE created_at < $1
-				LIMIT $2 FOR UPDATE SKIP LOCKED)
-			RETURNING blob_key`, cutoff, limit)
-		if err != nil {
-			return err
-		}
-		n = len(keys)
-		return trash(ctx, tx, imaged.BlobCache, keys)
-	})
-	if err != nil {
-		return 0, s.wrap(ctx, "expire cached outputs", err)
-	}
-	return n, nil
+	return s.trashReturned(ctx, "expire cached outputs", imaged.BlobCache, `
+		DELETE FROM output_cache WHERE key IN (SELECT key FROM output_cache WHERE created_at < $1
+			LIMIT $2 FOR UPDATE SKIP LOCKED)
+		RETURNING blob_key`, cutoff, limit)
 }
 
 // dropCachedOutputs removes the processed-output cache entries of the deleted images' content

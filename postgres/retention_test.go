@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/imaged/imaged/postgres"
+	"github.com/imaged/imaged/storetest"
 )
 
 // Migration 00006 (retention) finds the result keys of tasks completed before it, can be rolled
@@ -59,28 +60,6 @@ func TestRetentionMigrationKeepsExistingRows(t *testing.T) {
 func TestOutputCacheMigrationRollsBack(t *testing.T) {
 	ctx := t.Context()
 	s := openStore(t, postgres.Config{})
-	count := func() int {
-		t.Helper()
-		var n int
-		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relnamespace = $1::regnamespace
-			AND relname IN ('output_cache', 'images_content')`, s.Schema()).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := count(); n != 2 {
-		t.Fatalf("after migrating, %d of output_cache and images_content exist; want 2", n)
-	}
-	if err := postgres.MigrateTo(ctx, s, 6); err != nil {
-		t.Fatalf("down to 6: %v", err)
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("after rolling back 00007, %d of its table and indexes remain", n)
-	}
-	if err := s.MigrateUp(ctx); err != nil {
-		t.Fatalf("up again: %v", err)
-	}
-	if n := count(); n != 2 {
-		t.Fatalf("after migrating again, %d of output_cache and images_content exist; want 2", n)
-	}
+	storetest.CheckOutputCacheRollback(t, s, func() error { return postgres.MigrateTo(ctx, s, 6) },
+		func() error { return s.MigrateUp(ctx) })
 }

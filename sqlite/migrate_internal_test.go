@@ -137,27 +137,8 @@ func TestOutputCacheMigrationRollsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := func() int {
-		t.Helper()
-		var n int
-		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name IN ('output_cache', 'images_content')`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := count(); n != 2 {
-		t.Fatalf("after migrating, %d of output_cache and images_content exist; want 2", n)
-	}
-	if _, err := p.DownTo(ctx, 6); err != nil {
-		t.Fatalf("down to 6: %v", err)
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("after rolling back 00007, %d of its table and indexes remain", n)
-	}
-	if err := s.MigrateUp(ctx); err != nil {
-		t.Fatalf("up again: %v", err)
-	}
-	if n := count(); n != 2 {
-		t.Fatalf("after migrating again, %d of output_cache and images_content exist; want 2", n)
-	}
+	storetest.CheckOutputCacheRollback(t, s, func() error {
+		_, err := p.DownTo(ctx, 6)
+		return err
+	}, func() error { return s.MigrateUp(ctx) })
 }

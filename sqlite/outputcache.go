@@ -57,21 +57,9 @@ func (s *Store) PutCachedOutput(ctx context.Context, e *imaged.CachedOutput) err
 // ExpireCachedOutputs deletes old processed-output cache entries and trashes their blobs; see
 // imaged.RetentionStore.
 func (s *Store) ExpireCachedOutputs(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	var n int
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		keys, err := queryAll(ctx, tx, sqlstore.ScanString, `
-			DELETE FROM output_cache WHERE key IN (SELECT key FROM output_cache WHERE created_at < ? LIMIT ?)
-			RETURNING blob_key`, formatTime(cutoff), limit)
-		if err != nil {
-			return err
-		}
-		n = len(keys)
-		return trash(ctx, tx, imaged.BlobCache, keys)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: expire cached outputs: %w", err)
-	}
-	return n, nil
+	return s.trashReturned(ctx, "expire cached outputs", imaged.BlobCache, `
+		DELETE FROM output_cache WHERE key IN (SELECT key FROM output_cache WHERE created_at < ? LIMIT ?)
+		RETURNING blob_key`, formatTime(cutoff), limit)
 }
 
 // dropCachedOutputs removes the processed-output cache entries of the deleted images' content

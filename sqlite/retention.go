@@ -45,21 +45,27 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 
 // ExpireResults marks old results expired and trashes their images; see imaged.RetentionStore.
 func (s *Store) ExpireResults(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
+	return s.trashReturned(ctx, "expire results", imaged.BlobResult, `
+		UPDATE tasks SET result_expired_at = ?, result_expired_reason = ?
+		WHERE seq IN (SELECT seq FROM tasks WHERE finished_at < ? AND status = 'completed'
+			AND result_expired_at IS NULL AND `+resultKey+` IS NOT NULL LIMIT ?)
+		RETURNING `+resultKey, formatTime(at), imaged.ResultExpiredAge, formatTime(cutoff), limit)
+}
+
+// trashReturned runs a statement returning the blob keys of the rows it takes, and trashes
+// those blobs as kind in the same transaction; it returns how many rows it took.
+func (s *Store) trashReturned(ctx context.Context, what, kind, query string, args ...any) (int, error) {
 	var n int
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		keys, err := queryAll(ctx, tx, sqlstore.ScanString, `
-			UPDATE tasks SET result_expired_at = ?, result_expired_reason = ?
-			WHERE seq IN (SELECT seq FROM tasks WHERE finished_at < ? AND status = 'completed'
-				AND result_expired_at IS NULL AND `+resultKey+` IS NOT NULL LIMIT ?)
-			RETURNING `+resultKey, formatTime(at), imaged.ResultExpiredAge, formatTime(cutoff), limit)
+		keys, err := queryAll(ctx, tx, sqlstore.ScanString, query, args...)
 		if err != nil {
 			return err
 		}
 		n = len(keys)
-		return trash(ctx, tx, imaged.BlobResult, keys)
+		return trash(ctx, tx, kind, keys)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: expire results: %w", err)
+		return 0, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
 	return n, nil
 }

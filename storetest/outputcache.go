@@ -197,3 +197,23 @@ func testPutCachedOutputUntrashes(t *testing.T, s RetentionTaskStore) {
 	wantTrash(t, takeAll(t, s), map[string]string{})
 	wantCachedOutput(t, s, &again)
 }
+
+// CheckOutputCacheRollback checks that the migration of the processed-output cache can be
+// rolled back (down) and applied again (up) on s, a migrated store.
+func CheckOutputCacheRollback(t *testing.T, s imaged.TaskStore, down, up func() error) {
+	t.Helper()
+	ctx := t.Context()
+	e := putCachedOutput(t, s, newCachedOutput(imaged.DefaultTenant, "content"))
+	if err := down(); err != nil {
+		t.Fatalf("rolling the output cache migration back: %v", err)
+	}
+	if err := s.PutCachedOutput(ctx, newCachedOutput(imaged.DefaultTenant, "content")); err == nil {
+		t.Fatal("the output cache takes entries after its migration was rolled back")
+	}
+	if err := up(); err != nil {
+		t.Fatalf("applying the output cache migration again: %v", err)
+	}
+	_, err := s.CachedOutput(ctx, imaged.DefaultTenant, e.Key)
+	wantCode(t, err, imaged.ENotFound, "CachedOutput after the table was made again")
+	wantCachedOutput(t, s, putCachedOutput(t, s, newCachedOutput(imaged.DefaultTenant, "content")))
+}
