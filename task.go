@@ -176,8 +176,10 @@ type TaskStore interface {
 	// system callers, and refuses "" (CheckTenant).
 	Image(ctx context.Context, tenant, id string) (*Image, error)
 	// DeleteImage removes the tenant's record and expires the results made from it
-	// (ResultExpiredImageDeleted), putting their blobs in the retention trash; the caller
-	// deletes the image's own blob. ENotFound when absent.
+	// (ResultExpiredImageDeleted), putting their blobs in the retention trash, and removes the
+	// tenant's processed-output cache entries of its content when no other image of the
+	// tenant holds that content (their blobs to the trash too); the caller deletes the image's
+	// own blob. ENotFound when absent.
 	DeleteImage(ctx context.Context, tenant, id string) error
 	// ListImages returns one page of the tenant's images, newest first, and the cursor of
 	// the next page ("" at the end).
@@ -229,6 +231,8 @@ type TaskStore interface {
 
 	// The tenants, their limits and usage live in the same database.
 	TenantStore
+	// So do the entries of the processed-output cache.
+	OutputCacheStore
 
 	// Ping checks the database answers.
 	Ping(ctx context.Context) error

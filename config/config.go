@@ -53,6 +53,7 @@ type Config struct {
 	RedisURL        string
 	ResultTTL       time.Duration
 	MetadataTTL     time.Duration
+	ResultCache     string
 	BreakerFailures int
 	BreakerRecovery time.Duration
 	UploadFailures  int
@@ -100,6 +101,7 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("redis-url", "IMAGED_REDIS_URL", "Redis for the result and metadata caches: redis://host:6379/0 (unset = no cache)", settings.String(&c.RedisURL, "")),
 		settings.New("cache-result-ttl", "IMAGED_CACHE_RESULT_TTL", "how long a finished task stays cached", settings.Duration(&c.ResultTTL, 5*time.Minute)),
 		settings.New("cache-metadata-ttl", "IMAGED_CACHE_METADATA_TTL", "how long image metadata stays cached", settings.Duration(&c.MetadataTTL, time.Hour)),
+		settings.New("result-cache", "IMAGED_RESULT_CACHE", "on: synchronous pipelines over stored images are answered from the processed-output cache when the same content went through the same pipeline (kept as IMAGED_RETENTION_RESULTS says); off: every request runs its pipeline", settings.String(&c.ResultCache, "on")),
 		settings.New("breaker-failures", "IMAGED_BREAKER_FAILURES", "consecutive failures that open the database, storage and cache breakers", settings.Int(&c.BreakerFailures, 5)),
 		settings.New("breaker-recovery", "IMAGED_BREAKER_RECOVERY", "how long an open breaker waits before a trial call", settings.Duration(&c.BreakerRecovery, 60*time.Second)),
 		settings.New("breaker-upload-failures", "IMAGED_BREAKER_UPLOAD_FAILURES", "consecutive failures that open the storage upload breaker", settings.Int(&c.UploadFailures, 3)),
@@ -212,6 +214,7 @@ func (c *Config) validate() error {
 		settings.Rule(c.StoreRetryWait > 0, "IMAGED_STORE_RETRY_WAIT", "must be positive"),
 		settings.Rule(c.ResultTTL >= time.Second, "IMAGED_CACHE_RESULT_TTL", "must be at least 1s"),
 		settings.Rule(c.MetadataTTL >= time.Second, "IMAGED_CACHE_METADATA_TTL", "must be at least 1s"),
+		settings.Rule(settings.OneOf(c.ResultCache, "on", "off"), "IMAGED_RESULT_CACHE", "must be on or off"),
 		settings.Rule(c.ONNXSessions >= 1 && c.ONNXSessions <= 64, "IMAGED_ONNX_SESSIONS", "must be between 1 and 64"),
 		settings.Rule(c.TesseractPool >= 1 && c.TesseractPool <= 64, "IMAGED_TESSERACT_POOL", "must be between 1 and 64"),
 	}); err != nil {

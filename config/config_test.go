@@ -21,7 +21,8 @@ func TestConfigDefaultsAndOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != ":8000" || c.DataDir != "./data" || c.MaxUploadBytes != 50<<20 || c.MaxWidth != 10000 || c.MaxAttempts != 3 {
+	if c.Addr != ":8000" || c.DataDir != "./data" || c.MaxUploadBytes != 50<<20 || c.MaxWidth != 10000 || c.MaxAttempts != 3 ||
+		c.ResultCache != "on" {
 		t.Fatalf("defaults: %+v", c)
 	}
 	c, err = Parse("serve", []string{"--workers=0", "--addr=127.0.0.1:9999"},
@@ -41,6 +42,7 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		"IMAGED_MAX_ATTEMPTS":     {"IMAGED_MAX_ATTEMPTS", "0"},
 		"IMAGED_MAX_UPLOAD_BYTES": {"IMAGED_MAX_UPLOAD_BYTES", "-1"},
 		"IMAGED_LOG_LEVEL":        {"IMAGED_LOG_LEVEL", "loud"},
+		"IMAGED_RESULT_CACHE":     {"IMAGED_RESULT_CACHE", "sometimes"},
 	}
 	for want, env := range cases {
 		_, err := Parse("serve", nil, envOf(env...))

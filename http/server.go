@@ -35,6 +35,11 @@ type Config struct {
 	MetricsApart   bool             // /metrics is served on a listener of its own, not here
 	MaxHeaderBytes int              // largest request line + header block answered; more is a JSON 431 (0: no check here)
 	SignedMaxAge   time.Duration    // Cache-Control max-age of signed image URLs; default 1 year
+
+	// The processed-output cache (outputcache.go).
+	OutputCache     bool          // answer synchronous pipelines over stored images from stored outputs
+	OutputRetention time.Duration // how long a stored output is kept (IMAGED_RETENTION_RESULTS); 0 = forever
+	Engine          string        // the processor and its version, in every output's key and ETag; default Version
 }
 
 // HealthCheck is one dependency reported by /health; Required ones decide /health/ready.
@@ -98,6 +103,9 @@ func NewServer(cfg Config, deps Deps) *Server {
 	}
 	if cfg.SignedMaxAge <= 0 {
 		cfg.SignedMaxAge = 365 * 24 * time.Hour
+	}
+	if cfg.Engine == "" {
+		cfg.Engine = cfg.Version
 	}
 	if deps.Log == nil {
 		deps.Log = slog.Default()

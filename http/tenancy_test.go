@@ -173,7 +173,8 @@ func newTenancyEnv(t *testing.T, be backend) *tenancyEnv {
 	proc := &tenancyProcessor{store: be.store, blobs: be.blobs}
 	q := dbqueue.New(be.store, dbqueue.Options{})
 	t.Cleanup(func() { q.Close() })
-	api := NewServer(Config{}, Deps{Store: be.store, Outbox: be.outbox, Blobs: be.blobs, Queue: q, Processor: proc, Log: quietLog(),
+	// The processed-output cache is on, as by default: A's cached outputs stay A's.
+	api := NewServer(Config{OutputCache: true, OutputRetention: time.Hour}, Deps{Store: be.store, Outbox: be.outbox, Blobs: be.blobs, Queue: q, Processor: proc, Log: quietLog(),
 		Auth: auth.New(be.keys, auth.Options{Log: quietLog()}), Signer: signer})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)

@@ -385,7 +385,7 @@ func TestMigrationStatus(t *testing.T) {
 		t.Fatalf("tables: %v", err)
 	}
 	slices.Sort(tables)
-	if want := []string{"api_keys", "batches", "blob_trash", "deliveries", "imaged_migrations", "images", "leases", "tasks", "tenants"}; !slices.Equal(tables, want) {
+	if want := []string{"api_keys", "batches", "blob_trash", "deliveries", "imaged_migrations", "images", "leases", "output_cache", "tasks", "tenants"}; !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s = %v, want %v", schema, tables, want)
 	}
 

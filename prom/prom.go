@@ -29,10 +29,11 @@ type Metrics struct {
 	WorkersBusy         prometheus.Gauge
 	ImagesUploaded      prometheus.Counter
 	InflightSyncRequest prometheus.Gauge
+	OutputCache         *prometheus.CounterVec // result: hit, miss, bypass, error
 
-	RetentionRowsDeleted    *prometheus.CounterVec // kind: task, batch, image
+	RetentionRowsDeleted    *prometheus.CounterVec // kind: task, batch, image, cached_output
 	RetentionResultsExpired *prometheus.CounterVec // reason: age, image_deleted
-	RetentionBlobsDeleted   *prometheus.CounterVec // kind: image, result, orphan
+	RetentionBlobsDeleted   *prometheus.CounterVec // kind: image, result, cache, orphan
 	RetentionErrors         prometheus.Counter
 
 	// The outbox (outbox.go).
@@ -81,14 +82,18 @@ func New() *Metrics {
 		InflightSyncRequest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sync_pipelines_in_flight", Help: "Synchronous pipelines running now.",
 		}),
+		OutputCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "processed_output_cache_requests_total",
+			Help: "Synchronous pipelines the processed-output cache could answer, by result: hit (answered from storage), miss (run, then stored), bypass (Cache-Control no-cache or no-store), error (the cache failed; the pipeline ran).",
+		}, []string{"result"}),
 		RetentionRowsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "retention_rows_deleted_total", Help: "Rows the retention sweep deleted, by kind (task, batch, image).",
+			Name: "retention_rows_deleted_total", Help: "Rows the retention sweep deleted, by kind (task, batch, image, cached_output).",
 		}, []string{"kind"}),
 		RetentionResultsExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retention_results_expired_total", Help: "Task results whose image the retention sweep expired, by reason (age; image_deleted counts only images the sweep deleted).",
 		}, []string{"reason"}),
 		RetentionBlobsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "retention_blobs_deleted_total", Help: "Blobs the retention sweep deleted, by kind (image, result, orphan).",
+			Name: "retention_blobs_deleted_total", Help: "Blobs the retention sweep deleted, by kind (image, result, cache, orphan).",
 		}, []string{"kind"}),
 		RetentionErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "retention_errors_total", Help: "Retention sweep steps that failed (they are tried again at the next sweep).",
@@ -97,7 +102,7 @@ func New() *Metrics {
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
 		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest,
-		m.RetentionRowsDeleted, m.RetentionResultsExpired, m.RetentionBlobsDeleted, m.RetentionErrors)
+		m.OutputCache, m.RetentionRowsDeleted, m.RetentionResultsExpired, m.RetentionBlobsDeleted, m.RetentionErrors)
 	m.registerOutbox()
 	return m
 }

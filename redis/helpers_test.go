@@ -122,8 +122,8 @@ func requests(t *testing.T, reg *prometheus.Registry, cache, result string) floa
 // countingStore is a real SQLite store that counts the reads the cache may save.
 type countingStore struct {
 	imaged.TaskStore
-	mu                sync.Mutex
-	taskReads, images int
+	mu                         sync.Mutex
+	taskReads, images, outputs int
 }
 
 func openDatabase(t *testing.T) *countingStore {
@@ -148,6 +148,19 @@ func (s *countingStore) Image(ctx context.Context, tenant, id string) (*imaged.I
 	s.images++
 	s.mu.Unlock()
 	return s.TaskStore.Image(ctx, tenant, id)
+}
+
+func (s *countingStore) CachedOutput(ctx context.Context, tenant, key string) (*imaged.CachedOutput, error) {
+	s.mu.Lock()
+	s.outputs++
+	s.mu.Unlock()
+	return s.TaskStore.CachedOutput(ctx, tenant, key)
+}
+
+func (s *countingStore) outputReads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outputs
 }
 
 func (s *countingStore) counts() (tasks, images int) {

@@ -25,7 +25,8 @@ func DefaultStoreConfig() StoreConfig {
 // repeated call cannot do harm. m may be nil.
 //
 // What is retried, and why:
-//   - Reads (Image, Task, ListTasks, Batch, CountQueued): always.
+//   - Reads (Image, Task, ListTasks, Batch, CountQueued, CachedOutput): always.
+//   - PutCachedOutput: yes; it writes the whole entry, so a repeat sets the same row.
 //   - DeleteImage: yes. An ENotFound after an earlier attempt failed transiently is taken as
 //     that attempt's success (it may have deleted the row before its answer was lost).
 //   - CancelTask, CompleteTask, FailTask, RetryTask: yes; they are conditional updates, so a
@@ -268,4 +269,15 @@ func (s *store) Usage(ctx context.Context, tenant string) (imaged.Usage, error) 
 	return retry(ctx, s.r, "usage", func(ctx context.Context) (imaged.Usage, error) {
 		return s.next.Usage(ctx, tenant)
 	})
+}
+
+func (s *store) CachedOutput(ctx context.Context, tenant, key string) (*imaged.CachedOutput, error) {
+	return retry(ctx, s.r, "cached_output", func(ctx context.Context) (*imaged.CachedOutput, error) {
+		return s.next.CachedOutput(ctx, tenant, key)
+	})
+}
+
+// PutCachedOutput writes the whole entry, so repeating it after a transient failure is harmless.
+func (s *store) PutCachedOutput(ctx context.Context, e *imaged.CachedOutput) error {
+	return s.r.retryErr(ctx, "put_cached_output", func(ctx context.Context) error { return s.next.PutCachedOutput(ctx, e) })
 }

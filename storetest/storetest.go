@@ -59,7 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) imaged.TaskStore) {
 		{"CountQueued", testCountQueued},
 		{"TimesAreUTC", testTimesAreUTC},
 	}
-	for _, tc := range slices.Concat(tests, tenantTests, outboxTests) {
+	for _, tc := range slices.Concat(tests, tenantTests, outboxTests, outputCacheTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(func() { s.Close() })

@@ -236,3 +236,15 @@ func (s *store) Usage(ctx context.Context, tenant string) (_ imaged.Usage, err e
 	defer func() { End(span, err) }()
 	return s.next.Usage(ctx, tenant)
 }
+
+func (s *store) CachedOutput(ctx context.Context, tenant, key string) (_ *imaged.CachedOutput, err error) {
+	ctx, span := s.start(ctx, "CachedOutput", attribute.String("imaged.output_key", key), tenantAttr(tenant))
+	defer func() { End(span, err) }()
+	return s.next.CachedOutput(ctx, tenant, key)
+}
+
+func (s *store) PutCachedOutput(ctx context.Context, e *imaged.CachedOutput) (err error) {
+	ctx, span := s.start(ctx, "PutCachedOutput", attribute.String("imaged.output_key", e.Key), tenantAttr(e.Tenant))
+	defer func() { End(span, err) }()
+	return s.next.PutCachedOutput(ctx, e)
+}

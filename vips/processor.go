@@ -33,6 +33,10 @@ type Processor struct {
 
 var _ imaged.Processor = (*Processor)(nil)
 
+// LibraryVersion is the version of the libvips the process runs on ("8.14.1"): outputs made
+// by another may differ byte for byte.
+func LibraryVersion() string { return govips.Version }
+
 // New returns a Processor, starting libvips with cfg if Startup has not run. It panics when an
 // analyzer or painter takes the name of another op or declares traits the pipeline cannot give
 // it (another kind, running on animations): wiring mistakes that must not reach a request.
