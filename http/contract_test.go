@@ -229,3 +229,22 @@ func TestContractCheckCatchesDrift(t *testing.T) {
 		t.Errorf("a valid pipeline failed the contract: %s", describe(errs))
 	}
 }
+
+func TestErrorsListEveryViolation(t *testing.T) {
+	st := newStack(t, Config{}, Deps{}, false)
+	id := st.uploadImage()
+	r := st.withKey("POST", "/v1/tasks", []byte(`{"image_id":"`+id+`","ops":[{"op":"a"},{"op":"resize"},{"op":"b"}]}`),
+		map[string]string{"Content-Type": "application/json"})
+	var body errorBody
+	if err := json.Unmarshal(r.body, &body); err != nil || r.status != 400 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if body.Error.Field != "ops[0].op" || len(body.Error.Details) != 2 || body.Error.Details[1].Field != "ops[2].op" {
+		t.Errorf("error %+v, want ops[0].op first and details for ops[0] and ops[2]", body.Error)
+	}
+	r = st.withKey("POST", "/v1/tasks", []byte(`{"image_id":"`+id+`","ops":[{"op":"a"}]}`), map[string]string{"Content-Type": "application/json"})
+	body = errorBody{}
+	if json.Unmarshal(r.body, &body); len(body.Error.Details) != 1 || body.Error.Details[0].Field != "ops[0].op" {
+		t.Errorf("a lone violation: %s, want it as the one entry of details", r.body)
+	}
+}

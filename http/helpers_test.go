@@ -42,12 +42,13 @@ func init() {
 }
 
 func (p *fakeProcessor) Validate(ops []imaged.Op) error {
+	var errs []error
 	for i, o := range ops {
 		if !knownOps[o.Name] {
-			return imaged.FieldErrorf("ops["+string(rune('0'+i))+"].op", "unknown op %q", o.Name)
+			errs = append(errs, imaged.FieldErrorf("ops["+string(rune('0'+i))+"].op", "unknown op %q", o.Name))
 		}
 	}
-	return nil
+	return imaged.Violations(errs)
 }
 
 func (p *fakeProcessor) Process(ctx context.Context, src []byte, ops []imaged.Op, opts imaged.ProcessOptions) (*imaged.Result, error) {

@@ -114,3 +114,22 @@ func TestParamsMatchValidation(t *testing.T) {
 
 // noParams are the ops that take no parameters.
 var noParams = map[string]bool{"grayscale": true, "greyscale": true, "invert": true, "autorotate": true, "normalize": true, "sepia": true}
+
+func TestValidateListsEveryViolation(t *testing.T) {
+	ops, err := imaged.ParseOps([]byte(`[{"op":"resize","width":0},{"op":"blur","sigma":1},{"op":"convert","format":"bmp"},{"op":"nope"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = New(Config{}).Validate(ops)
+	var e *imaged.Error
+	if !errors.As(err, &e) || e.Field != "ops[0].width" {
+		t.Fatalf("Validate: %v, want the first violation on ops[0].width", err)
+	}
+	var fields []string
+	for _, d := range e.Details {
+		fields = append(fields, d.Field)
+	}
+	if want := []string{"ops[0].width", "ops[2].format", "ops[3].op"}; !slices.Equal(fields, want) {
+		t.Errorf("details name %v, want %v", fields, want)
+	}
+}

@@ -205,18 +205,26 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 		return nil, err
 	}
 	steps := make([]compiled, len(ops))
+	// Every op is checked, so that the error lists every violation (imaged.Violations), not
+	// only the first.
+	var errs []error
 	for i, op := range ops {
 		name := strings.ToLower(op.Name)
 		spec, ok := p.ops[name]
 		if !ok {
-			return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
-				imaged.EchoID(name), strings.Join(p.Ops(), ", "))
+			errs = append(errs, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
+				imaged.EchoID(name), strings.Join(p.Ops(), ", ")))
+			continue
 		}
 		st, err := spec.parse.run(p, i, op)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		steps[i] = compiled{name: name, step: st, spec: spec, rereads: spec.rereads != nil && spec.rereads(st)}
+	}
+	if err := imaged.Violations(errs); err != nil {
+		return nil, err
 	}
 	if _, ok := steps[0].step.(*framesStep); ok {
 		for i, c := range steps[1:] {
