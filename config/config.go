@@ -74,7 +74,7 @@ type Config struct {
 func allSettings(c *Config) []settings.Setting {
 	return append([]settings.Setting{
 		settings.New("addr", "IMAGED_ADDR", "listen address of the API", settings.String(&c.Addr, ":8000")),
-		settings.New("public-url", "IMAGED_PUBLIC_URL", "base URL clients reach the API at (for signed local-disk URLs); default from addr", settings.String(&c.PublicURL, "")),
+		settings.New("public-url", "IMAGED_PUBLIC_URL", "base URL clients reach the API at (for signed local-disk URLs); default: the address each request was sent to (X-Forwarded-* from trusted proxies), else from addr", settings.String(&c.PublicURL, "")),
 		settings.New("data-dir", "IMAGED_DATA_DIR", "directory of the embedded database and blobs", settings.String(&c.DataDir, "./data")),
 		settings.New("database-url", "IMAGED_DATABASE_URL", "task store: sqlite://PATH (default DATA_DIR/imaged.db)", settings.String(&c.DatabaseURL, "")),
 		settings.New("queue-url", "IMAGED_QUEUE_URL", "queue: db:// (default: the database is the queue), amqp://user:pass@host:5672/vhost?exchange=image_processing&prefix=imaged. or kafka://host:9092?topic_prefix=imaged&group=imaged-workers", settings.String(&c.QueueURL, "")),

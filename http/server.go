@@ -119,7 +119,7 @@ func NewServer(cfg Config, deps Deps) *Server {
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.mux = mux
-	s.handler = s.withHeaderLimit(withSecurityHeaders(withCorrelationID(s.withRecover(s.withLogAndMetrics(s.withAccess(mux))))))
+	s.handler = s.withHeaderLimit(withSecurityHeaders(withCorrelationID(s.withRecover(s.withBaseURL(s.withLogAndMetrics(s.withAccess(mux)))))))
 	return s
 }
 
