@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -79,7 +78,7 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("storage-url", "IMAGED_STORAGE_URL", "blob store: file://DIR (default DATA_DIR/blobs) or s3://BUCKET?endpoint=…", settings.String(&c.StorageURL, "")),
 		settings.New("url-secret", "IMAGED_URL_SECRET", "key signing local-disk blob URLs; default: generated once into DATA_DIR", settings.String(&c.URLSecret, "")),
 		settings.New("url-expiry", "IMAGED_URL_EXPIRY", "lifetime of presigned/signed blob URLs", settings.Duration(&c.URLExpiry, time.Hour)),
-		settings.New("workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only", settings.Int(&c.Workers, runtime.NumCPU())),
+		settings.New("workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only", settings.Int(&c.Workers, imaged.CPUs())),
 		settings.New("task-deadline", "IMAGED_TASK_DEADLINE", "longest run of one task attempt", settings.Duration(&c.TaskDeadline, 5*time.Minute)),
 		settings.New("task-lease", "IMAGED_TASK_LEASE", "how long a running task stays its worker's without a heartbeat (renewed every third of it); a dead worker's tasks run again after about this long", settings.Duration(&c.TaskLease, worker.DefaultLease)),
 		settings.New("shutdown-grace", "IMAGED_SHUTDOWN_GRACE", "time requests and running tasks get to finish on SIGTERM", settings.Duration(&c.ShutdownGrace, 30*time.Second)),
@@ -89,8 +88,8 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("max-width", "IMAGED_MAX_WIDTH", "widest image accepted, in pixels (read from the header)", settings.Int(&c.MaxWidth, imaged.DefaultLimits.MaxWidth)),
 		settings.New("max-height", "IMAGED_MAX_HEIGHT", "tallest image accepted, in pixels (read from the header)", settings.Int(&c.MaxHeight, imaged.DefaultLimits.MaxHeight)),
 		settings.New("max-frames", "IMAGED_MAX_FRAMES", "most frames of an animated GIF or WebP a pipeline with the frames op loads", settings.Int(&c.MaxFrames, 100)),
-		settings.New("max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", settings.Int(&c.MaxInflight, 2*runtime.NumCPU())),
-		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*runtime.NumCPU())),
+		settings.New("max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", settings.Int(&c.MaxInflight, 2*imaged.CPUs())),
+		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*imaged.CPUs())),
 		settings.New("vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", settings.Int(&c.VipsConcurrency, 1)),
 		settings.New("memory-budget", "IMAGED_MEMORY_BUDGET", "MiB the pipelines running at once may need for decoding; 0 = 64 per CPU, -1 = unbounded", settings.Int(&c.MemoryBudget, 0)),
 		settings.New("max-output-bytes", "IMAGED_MAX_OUTPUT_BYTES", "largest encoded result a pipeline may produce, in bytes", settings.Int(&c.MaxOutputBytes, vips.DefaultMaxOutputBytes)),

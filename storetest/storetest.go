@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) imaged.TaskStore) {
 		{"CompleteTask", testCompleteTask},
 		{"FailTask", testFailTask},
 		{"RetryTask", testRetryTask},
+		{"DeferTask", testDeferTask},
 		{"StaleAttemptConflicts", testStaleAttemptConflicts},
 		{"RequeueExpired", testRequeueExpired},
 		{"ExtendLease", testExtendLease},
