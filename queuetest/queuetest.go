@@ -110,7 +110,7 @@ func open(t *testing.T, h Harness) imaged.Queue {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		worker.SweepExpiredLeases(ctx, sweep, h.Store, q, quiet)
+		worker.SweepExpiredLeases(ctx, sweep, 2*lease, h.Store, q, quiet)
 	}()
 	var once sync.Once
 	stop := func() {

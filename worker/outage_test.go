@@ -301,3 +301,54 @@ func TestAttemptDeadlineSpendsAnAttempt(t *testing.T) {
 		t.Error("the task's own deadline stopped the worker taking tasks")
 	}
 }
+
+// downStore is a real task store whose RequeueExpired the test can make fail as an unreachable
+// database does.
+type downStore struct {
+	imaged.TaskStore
+	down atomic.Bool
+	err  error
+}
+
+func (s *downStore) RequeueExpired(ctx context.Context, now time.Time, all bool) ([]string, error) {
+	if s.down.Load() {
+		return nil, imaged.WrapError(imaged.EUnavailable, s.err, "the database is unavailable")
+	}
+	return s.TaskStore.RequeueExpired(ctx, now, all)
+}
+
+// After the database was out of reach, the lease sweeper holds off before it requeues: the
+// workers could not renew their leases either, and get the time to.
+func TestLeaseSweepHoldsOffAfterAnOutage(t *testing.T) {
+	r := newOutageRig(t, worker.Config{}, copyProcessor{})
+	store := &downStore{TaskStore: r.store, err: refused(t)}
+	task := r.task(t, time.Now())
+	if err := r.store.ExtendLease(t.Context(), task.ID, task.Attempts, time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	store.down.Store(true)
+	const hold = 600 * time.Millisecond
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		worker.SweepExpiredLeases(ctx, 10*time.Millisecond, hold, store, dbqueue.New(r.store, dbqueue.Options{}), slog.New(slog.DiscardHandler))
+	}()
+	defer func() { cancel(); <-done }()
+	time.Sleep(100 * time.Millisecond) // sweeps that fail against the database that is down
+	store.down.Store(false)
+	back := time.Now()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.get(t, task.ID).Status == imaged.StatusProcessing {
+		if time.Now().After(deadline) {
+			t.Fatal("the expired lease was never swept after the database came back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if waited := time.Since(back); waited < hold/2 {
+		t.Fatalf("the sweeper requeued the task %s after the database came back, before its hold of %s", waited, hold)
+	}
+	if got := r.get(t, task.ID); got.Status != imaged.StatusQueued || got.Attempts != 1 {
+		t.Fatalf("swept task: %s at %d attempts; want queued, its attempt counted (its worker is gone)", got.Status, got.Attempts)
+	}
+}

@@ -106,7 +106,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		SweepExpiredLeases(ctx, w.cfg.SweepInterval, w.store, w.queue, w.log.With("worker_id", w.cfg.ID))
+		SweepExpiredLeases(ctx, w.cfg.SweepInterval, 2*w.cfg.Lease, w.store, w.queue, w.log.With("worker_id", w.cfg.ID))
 	}()
 	defer func() { <-sweepDone }()
 	err := w.queue.Consume(ctx, imaged.ConsumeOptions{

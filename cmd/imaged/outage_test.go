@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +21,14 @@ import (
 // /health/ready must answer 503 during the outage and 200 after it, and every task must end
 // completed exactly once, at its first attempt (an outage spends none).
 
-// outageLength is how long each outage test keeps its dependency away.
-const outageLength = 20 * time.Second
+// outageLength is how long each outage test keeps its dependency away: 20 s, or the duration
+// IMAGED_TEST_OUTAGE for a longer run by hand.
+var outageLength = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("IMAGED_TEST_OUTAGE")); err == nil && d > 0 {
+		return d
+	}
+	return 20 * time.Second
+}()
 
 // outageTasks is how many tasks run through each outage.
 const outageTasks = 50
@@ -30,8 +40,8 @@ type outage struct {
 	// cut takes the dependency away; restore brings it back. during, when set, runs once right
 	// after the cut, inside the outage.
 	cut, restore, during func()
-	// results counts the result objects in the blob store.
-	results func() int
+	// results lists the result objects in the blob store (their paths, which carry the task id).
+	results func() []string
 	// logs returns the logs of every process that runs tasks.
 	logs func() string
 }
@@ -69,20 +79,45 @@ func (o *outage) ready() int {
 	return status
 }
 
+// resultObjects lists the regular files under dir (a blob store's results/), leaving out what
+// lies under a dot-name (temporary files of atomic writes, a server's own metadata).
+func resultObjects(dir string) []string {
+	var out []string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() && !strings.Contains(strings.TrimPrefix(p, dir), "/.") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
 // ride queues outageTasks tasks (request i from task), cuts the dependency once they run, keeps
 // it away for outageLength while watching /health/ready, restores it, and checks what the
 // outage tests promise. It returns the task ids.
 func (o *outage) ride(t *testing.T, task func(i int) map[string]any) []string {
 	t.Helper()
-	resultsBefore := o.results()
+	// Queued from 8 clients at once, so that most are still waiting when the outage comes.
 	ids := make([]string, outageTasks)
-	for i := range ids {
-		status, body := o.call("POST", "/v1/tasks", task(i))
-		var v struct{ ID string }
-		if status != 202 || json.Unmarshal(body, &v) != nil || v.ID == "" {
-			t.Fatalf("queueing task %d: %d %s", i, status, body)
-		}
-		ids[i] = v.ID
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; i < len(ids); i += 8 {
+				status, body := o.call("POST", "/v1/tasks", task(i))
+				var v struct{ ID string }
+				if status != 202 || json.Unmarshal(body, &v) != nil || v.ID == "" {
+					t.Errorf("queueing task %d: %d %s", i, status, body)
+					return
+				}
+				ids[i] = v.ID
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	waitFor(t, time.Minute, "the tasks to be running", func() bool {
 		return len(o.getJSON(t, "/v1/tasks?status=processing&limit=1")["items"].([]any)) > 0 ||
@@ -91,7 +126,15 @@ func (o *outage) ride(t *testing.T, task func(i int) map[string]any) []string {
 	if s := o.ready(); s != 200 {
 		t.Fatalf("/health/ready answers %d before the outage", s)
 	}
-	done := len(o.getJSON(t, fmt.Sprintf("/v1/tasks?status=completed&limit=%d", outageTasks))["items"].([]any))
+	done := 0
+	for _, it := range o.getJSON(t, fmt.Sprintf("/v1/tasks?status=completed&limit=%d", 2*outageTasks))["items"].([]any) {
+		if slices.Contains(ids, it.(map[string]any)["id"].(string)) {
+			done++
+		}
+	}
+	if done == outageTasks {
+		t.Fatalf("all %d tasks completed before the outage: it would meet none", outageTasks)
+	}
 
 	o.cut()
 	cutAt := time.Now()
@@ -144,8 +187,11 @@ func (o *outage) ride(t *testing.T, task func(i int) map[string]any) []string {
 		}
 	}
 	allDone := time.Since(restoredAt)
-	if n := o.results() - resultsBefore; n != outageTasks {
-		t.Errorf("%d result objects for %d tasks", n, outageTasks)
+	results := o.results()
+	for _, id := range ids {
+		if n := len(slices.DeleteFunc(slices.Clone(results), func(p string) bool { return !strings.Contains(p, id) })); n != 1 {
+			t.Errorf("task %s has %d result objects, want 1", id, n)
+		}
 	}
 	// One terminal transition each: the worker logs a completion once per recorded outcome.
 	logs := o.logs()

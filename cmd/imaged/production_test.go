@@ -119,7 +119,7 @@ func TestStorageOutage(t *testing.T) {
 	id := s.upload(photo)
 
 	o := &outage{call: s.call, cut: gw.Stop, restore: gw.Restart, logs: s.logs.String,
-		results: func() int { return countObjects(filepath.Join(gw.Dir(), bucket, "results")) }}
+		results: func() []string { return resultObjects(filepath.Join(gw.Dir(), bucket, "results")) }}
 	o.during = func() {
 		var fast time.Duration
 		for i := 0; i < 6; i++ {
@@ -222,7 +222,7 @@ func TestDatabaseAndCacheOutage(t *testing.T) {
 
 	// PostgreSQL lost for outageLength while 50 tasks run.
 	o := &outage{call: s.call, cut: pg.Cut, restore: pg.Restore, logs: s.logs.String,
-		results: func() int { return countFiles(t, filepath.Join(s.dataDir, "blobs", "results")) }}
+		results: func() []string { return resultObjects(filepath.Join(s.dataDir, "blobs", "results")) }}
 	ids := o.ride(t, func(i int) map[string]any {
 		return map[string]any{"image_id": id, "ops": outageOps, "callback_url": fmt.Sprintf("http://%s/hook/%d", rcv.addr, i)}
 	})
