@@ -97,8 +97,9 @@ func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.Bl
 func (w *Worker) ID() string { return w.cfg.ID }
 
 // Run consumes until ctx is cancelled, and meanwhile sweeps the tasks whose lease ran out back
-// into the queue. While a dependency is down (a task met its outage) no task is taken. Running tasks then get the grace period to finish; what is still running after
-// it is cancelled and put back in the queue. Run returns when every task has been recorded.
+// into the queue. While a dependency is down (a task met its outage) no task is taken. Running
+// tasks then get the grace period to finish; what is still running after it is cancelled and
+// put back in the queue. Run returns when every task has been recorded.
 func (w *Worker) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.Grace, w.cancelRunning) })
 	defer stop()
