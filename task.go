@@ -218,6 +218,11 @@ type TaskStore interface {
 	// RetryTask puts the given attempt of a processing task back to queued, runnable after
 	// runAfter, keeping f as the last error; EConflict as CompleteTask.
 	RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *TaskFailure) (*Task, error)
+	// DeferTask puts the given attempt of a processing task back to queued, runnable after
+	// runAfter, keeping f as the last error, and takes the attempt back: attempts goes down by
+	// one, so that an attempt a dependency's outage cut short (not the task's fault) is not
+	// counted and the next claim has the same attempt number. EConflict as CompleteTask.
+	DeferTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *TaskFailure) (*Task, error)
 	// ExtendLease moves the lease of the given attempt of a processing task to until: the
 	// worker running it says it is still alive. EConflict as CompleteTask (the lease was lost:
 	// the task was queued again, or finished elsewhere).

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +32,9 @@ type Config struct {
 	URLSecret       string
 	URLExpiry       time.Duration
 	Workers         int
+	WorkerTypes     string
 	TaskDeadline    time.Duration
+	OutageDeadline  time.Duration
 	TaskLease       time.Duration
 	ShutdownGrace   time.Duration
 	MaxAttempts     int
@@ -81,8 +83,10 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("storage-url", "IMAGED_STORAGE_URL", "blob store: file://DIR (default DATA_DIR/blobs) or s3://BUCKET?endpoint=…", settings.String(&c.StorageURL, "")),
 		settings.New("url-secret", "IMAGED_URL_SECRET", "key signing local-disk blob URLs; default: generated once into DATA_DIR", settings.String(&c.URLSecret, "")),
 		settings.New("url-expiry", "IMAGED_URL_EXPIRY", "lifetime of presigned/signed blob URLs", settings.Duration(&c.URLExpiry, time.Hour)),
-		settings.New("workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only", settings.Int(&c.Workers, runtime.NumCPU())),
+		settings.New("workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only; default: the CPUs it may use (GOMAXPROCS, which follows a container's CPU quota)", settings.Int(&c.Workers, imaged.CPUs())),
+		settings.New("types", "IMAGED_WORKER_TYPES", "task types this process's workers run, comma-separated (transform, ocr, detect); empty = all", settings.String(&c.WorkerTypes, "")),
 		settings.New("task-deadline", "IMAGED_TASK_DEADLINE", "longest run of one task attempt", settings.Duration(&c.TaskDeadline, 5*time.Minute)),
+		settings.New("task-outage-deadline", "IMAGED_TASK_OUTAGE_DEADLINE", "how long after its creation a task waits for unavailable dependencies (without spending attempts) before it fails", settings.Duration(&c.OutageDeadline, worker.DefaultOutageDeadline)),
 		settings.New("task-lease", "IMAGED_TASK_LEASE", "how long a running task stays its worker's without a heartbeat (renewed every third of it); a dead worker's tasks run again after about this long", settings.Duration(&c.TaskLease, worker.DefaultLease)),
 		settings.New("shutdown-grace", "IMAGED_SHUTDOWN_GRACE", "time requests and running tasks get to finish on SIGTERM", settings.Duration(&c.ShutdownGrace, 30*time.Second)),
 		settings.New("max-attempts", "IMAGED_MAX_ATTEMPTS", "attempts per task before it fails (transient errors only are retried)", settings.Int(&c.MaxAttempts, 3)),
@@ -91,8 +95,8 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("max-width", "IMAGED_MAX_WIDTH", "widest image accepted, in pixels (read from the header)", settings.Int(&c.MaxWidth, imaged.DefaultLimits.MaxWidth)),
 		settings.New("max-height", "IMAGED_MAX_HEIGHT", "tallest image accepted, in pixels (read from the header)", settings.Int(&c.MaxHeight, imaged.DefaultLimits.MaxHeight)),
 		settings.New("max-frames", "IMAGED_MAX_FRAMES", "most frames of an animated GIF or WebP a pipeline with the frames op loads", settings.Int(&c.MaxFrames, 100)),
-		settings.New("max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", settings.Int(&c.MaxInflight, 2*runtime.NumCPU())),
-		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*runtime.NumCPU())),
+		settings.New("max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", settings.Int(&c.MaxInflight, 2*imaged.CPUs())),
+		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*imaged.CPUs())),
 		settings.New("vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", settings.Int(&c.VipsConcurrency, 1)),
 		settings.New("memory-budget", "IMAGED_MEMORY_BUDGET", "MiB the pipelines running at once may need for decoding; 0 = 64 per CPU, -1 = unbounded", settings.Int(&c.MemoryBudget, 0)),
 		settings.New("max-output-bytes", "IMAGED_MAX_OUTPUT_BYTES", "largest encoded result a pipeline may produce, in bytes", settings.Int(&c.MaxOutputBytes, vips.DefaultMaxOutputBytes)),
@@ -188,6 +192,8 @@ func (c *Config) validate() error {
 	if err := settings.FirstFailure([]settings.Check{
 		settings.Rule(c.Workers >= 0, "IMAGED_WORKERS", "must be 0 or more"),
 		settings.Rule(c.TaskDeadline > 0, "IMAGED_TASK_DEADLINE", "must be positive"),
+		settings.Rule(c.OutageDeadline > 0, "IMAGED_TASK_OUTAGE_DEADLINE", "must be positive"),
+		settings.Rule(knownTypes(c.Types()), "IMAGED_WORKER_TYPES", "must list task types among "+strings.Join(imaged.TaskTypes, ", ")),
 		settings.Rule(c.TaskLease >= time.Second && c.TaskLease <= time.Hour, "IMAGED_TASK_LEASE", "must be between 1s and 1h"),
 		settings.Rule(c.ShutdownGrace >= 0, "IMAGED_SHUTDOWN_GRACE", "must not be negative"),
 		settings.Rule(c.MaxAttempts >= 1 && c.MaxAttempts <= 10, "IMAGED_MAX_ATTEMPTS", "must be between 1 and 10"),
@@ -227,6 +233,18 @@ func (c *Config) validate() error {
 		return err
 	}
 	return c.validateAccess()
+}
+
+// Types are the task types this process's workers run (IMAGED_WORKER_TYPES); nil for all.
+func (c *Config) Types() []string { return settings.List(c.WorkerTypes) }
+
+func knownTypes(types []string) bool {
+	for _, t := range types {
+		if !slices.Contains(imaged.TaskTypes, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // Database is IMAGED_DATABASE_URL, or the embedded database in the data directory.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -35,14 +36,39 @@ func TestConfigDefaultsAndOverrides(t *testing.T) {
 	}
 }
 
+// Workers run the task types of IMAGED_WORKER_TYPES or `--types` (all when empty), and CPU-derived
+// defaults follow GOMAXPROCS, the CPUs a container's quota gives the process.
+func TestWorkerTypesAndCPUDefaults(t *testing.T) {
+	c, err := Parse("worker", nil, envOf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Types() != nil || c.OutageDeadline != time.Hour {
+		t.Fatalf("defaults: types %v, outage deadline %s; want all types and 1h", c.Types(), c.OutageDeadline)
+	}
+	if cpus := runtime.GOMAXPROCS(0); c.Workers != cpus || c.MaxInflight != 2*cpus || c.MaxWaiting != 8*cpus {
+		t.Fatalf("workers %d, max inflight %d, max waiting %d; want %d, %d, %d from GOMAXPROCS", c.Workers, c.MaxInflight,
+			c.MaxWaiting, cpus, 2*cpus, 8*cpus)
+	}
+	c, err = Parse("worker", []string{"--types", "ocr, detect"}, envOf("IMAGED_WORKER_TYPES", "transform", "IMAGED_TASK_OUTAGE_DEADLINE", "10m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Types(), ","); got != "ocr,detect" || c.OutageDeadline != 10*time.Minute {
+		t.Fatalf("--types ocr,detect over IMAGED_WORKER_TYPES=transform: %q, outage deadline %s", got, c.OutageDeadline)
+	}
+}
+
 func TestBadSettingsNameTheSetting(t *testing.T) {
 	cases := map[string][]string{
-		"IMAGED_WORKERS":          {"IMAGED_WORKERS", "many"},
-		"IMAGED_TASK_DEADLINE":    {"IMAGED_TASK_DEADLINE", "soon"},
-		"IMAGED_MAX_ATTEMPTS":     {"IMAGED_MAX_ATTEMPTS", "0"},
-		"IMAGED_MAX_UPLOAD_BYTES": {"IMAGED_MAX_UPLOAD_BYTES", "-1"},
-		"IMAGED_LOG_LEVEL":        {"IMAGED_LOG_LEVEL", "loud"},
-		"IMAGED_RESULT_CACHE":     {"IMAGED_RESULT_CACHE", "sometimes"},
+		"IMAGED_WORKERS":              {"IMAGED_WORKERS", "many"},
+		"IMAGED_TASK_DEADLINE":        {"IMAGED_TASK_DEADLINE", "soon"},
+		"IMAGED_MAX_ATTEMPTS":         {"IMAGED_MAX_ATTEMPTS", "0"},
+		"IMAGED_MAX_UPLOAD_BYTES":     {"IMAGED_MAX_UPLOAD_BYTES", "-1"},
+		"IMAGED_LOG_LEVEL":            {"IMAGED_LOG_LEVEL", "loud"},
+		"IMAGED_WORKER_TYPES":         {"IMAGED_WORKER_TYPES", "ocr,video"},
+		"IMAGED_TASK_OUTAGE_DEADLINE": {"IMAGED_TASK_OUTAGE_DEADLINE", "0s"},
+		"IMAGED_RESULT_CACHE":         {"IMAGED_RESULT_CACHE", "sometimes"},
 	}
 	for want, env := range cases {
 		_, err := Parse("serve", nil, envOf(env...))

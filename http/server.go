@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"time"
 
 	"github.com/imaged/imaged"
@@ -90,10 +89,10 @@ func NewServer(cfg Config, deps Deps) *Server {
 		cfg.MaxBatch = 100
 	}
 	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 2 * runtime.NumCPU()
+		cfg.MaxInflight = 2 * imaged.CPUs()
 	}
 	if cfg.MaxWaiting <= 0 {
-		cfg.MaxWaiting = 8 * runtime.NumCPU()
+		cfg.MaxWaiting = 8 * imaged.CPUs()
 	}
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = 10 * time.Second

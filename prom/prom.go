@@ -26,6 +26,7 @@ type Metrics struct {
 	TasksQueued         *prometheus.GaugeVec     // task_type
 	TasksFinished       *prometheus.CounterVec   // task_type, status, tenant
 	TaskRetries         *prometheus.CounterVec   // task_type, tenant
+	OutageDeferrals     *prometheus.CounterVec   // task_type
 	WorkersBusy         prometheus.Gauge
 	ImagesUploaded      prometheus.Counter
 	InflightSyncRequest prometheus.Gauge
@@ -73,6 +74,10 @@ func New() *Metrics {
 		TaskRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "task_retries_total", Help: "Task attempts that failed transiently and were queued again, by task type and tenant.",
 		}, []string{"task_type", "tenant"}),
+		OutageDeferrals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "task_outage_deferrals_total",
+			Help: "Task attempts cut short by an unavailable dependency (database, storage, broker) and queued again without spending an attempt, by task type.",
+		}, []string{"task_type"}),
 		WorkersBusy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "workers_busy", Help: "Worker slots running a task now.",
 		}),
@@ -101,7 +106,7 @@ func New() *Metrics {
 		tenants: &tenantLabels{max: DefaultMaxTenants, seen: map[string]bool{}},
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
-		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest,
+		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.OutageDeferrals, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest,
 		m.OutputCache, m.RetentionRowsDeleted, m.RetentionResultsExpired, m.RetentionBlobsDeleted, m.RetentionErrors)
 	m.registerOutbox()
 	return m

@@ -29,10 +29,11 @@ func DefaultStoreConfig() StoreConfig {
 //   - PutCachedOutput: yes; it writes the whole entry, so a repeat sets the same row.
 //   - DeleteImage: yes. An ENotFound after an earlier attempt failed transiently is taken as
 //     that attempt's success (it may have deleted the row before its answer was lost).
-//   - CancelTask, CompleteTask, FailTask, RetryTask: yes; they are conditional updates, so a
-//     repeat cannot apply twice. When a repeat answers EConflict, the task is read: if it
-//     shows exactly the state this call sets (cancelled; completed or failed at this attempt;
-//     queued at this attempt), the earlier attempt did it and the task is returned.
+//   - CancelTask, CompleteTask, FailTask, RetryTask, DeferTask: yes; they are conditional
+//     updates, so a repeat cannot apply twice. When a repeat answers EConflict, the task is
+//     read: if it shows exactly the state this call sets (cancelled; completed or failed at
+//     this attempt; queued at this attempt, or at the one before for DeferTask), the earlier
+//     attempt did it and the task is returned.
 //   - CreateTasks: only when an idempotency key covers the whole call (the batch's key, or
 //     the key of a single task without batch); a repeat then finds the stored record. If the
 //     stored record carries the ids the earlier attempt wrote into the arguments, it is this
@@ -97,7 +98,7 @@ func (s *store) DeleteImage(ctx context.Context, tenant, id string) error {
 		if failed && imaged.IsCode(err, imaged.ENotFound) {
 			return struct{}{}, nil
 		}
-		failed = Transient(err)
+		failed = imaged.Transient(err)
 		return struct{}{}, err
 	})
 	return err
@@ -117,7 +118,7 @@ func (s *store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 		if err == nil && existed && ids != nil && sameIDs(ids, tasks, batch) {
 			existed = false
 		}
-		if Transient(err) {
+		if imaged.Transient(err) {
 			ids = idsOf(tasks, batch)
 		}
 		return existed, err
@@ -173,7 +174,7 @@ func (s *store) conditional(ctx context.Context, op, tenant, id string, update f
 				return cur, nil
 			}
 		}
-		failed = Transient(err)
+		failed = imaged.Transient(err)
 		return t, err
 	})
 }
@@ -224,6 +225,12 @@ func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 	return s.conditional(ctx, "retry_task", imaged.AnyTenant, id, func(ctx context.Context) (*imaged.Task, error) {
 		return s.next.RetryTask(ctx, id, attempt, runAfter, f)
 	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == attempt })
+}
+
+func (s *store) DeferTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (*imaged.Task, error) {
+	return s.conditional(ctx, "defer_task", imaged.AnyTenant, id, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.DeferTask(ctx, id, attempt, runAfter, f)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == attempt-1 })
 }
 
 func (s *store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error {

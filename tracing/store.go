@@ -132,6 +132,12 @@ func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 	return s.next.RetryTask(ctx, id, attempt, runAfter, f)
 }
 
+func (s *store) DeferTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (_ *imaged.Task, err error) {
+	ctx, span := s.start(ctx, "DeferTask", taskAttr(id), attribute.Int("imaged.attempt", attempt))
+	defer func() { End(span, err) }()
+	return s.next.DeferTask(ctx, id, attempt, runAfter, f)
+}
+
 func (s *store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) (err error) {
 	ctx, span := s.start(ctx, "ExtendLease", taskAttr(id), attribute.Int("imaged.attempt", attempt))
 	defer func() { End(span, err) }()

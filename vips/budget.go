@@ -2,9 +2,10 @@ package vips
 
 import (
 	"context"
-	"runtime"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
 )
 
 // budget bounds the memory that the pipelines running at once expect libvips to hold, in MiB.
@@ -29,7 +30,7 @@ func newBudget(mib int) *budget {
 
 // defaultBudget is 64 MiB per CPU: on 2 CPUs two progressive 8 MP decodes at once, which keep
 // both CPUs busy, and any number of small ones.
-func defaultBudget() int { return 64 * runtime.NumCPU() }
+func defaultBudget() int { return 64 * imaged.CPUs() }
 
 // take waits until mib MiB are free (all of it for a pipeline estimated over the budget) and
 // returns the function that gives them back.

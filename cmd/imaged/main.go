@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -124,6 +125,14 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
+// typesOrAll names the task types workers run, for the log.
+func typesOrAll(types []string) string {
+	if len(types) == 0 {
+		return "all"
+	}
+	return strings.Join(types, ",")
+}
+
 func versionString() string {
 	if version != "dev" {
 		return version
@@ -201,15 +210,16 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	}()
 	if cfg.Workers > 0 {
 		w := worker.New(worker.Config{
-			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace, Lease: cfg.TaskLease,
+			Concurrency: cfg.Workers, Types: cfg.Types(), Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace, Lease: cfg.TaskLease,
 			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry, SweepInterval: cfg.LeaseSweep,
+			OutageDeadline: cfg.OutageDeadline, Checks: a.health(),
 		}, a.store, a.queue, a.blobs, processor, a.events, metrics, log)
 		workerID = w.ID()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { time.AfterFunc(time.Second, stopHooks) }()
-			log.Info("workers started", "worker_id", w.ID(), "concurrency", cfg.Workers)
+			log.Info("workers started", "worker_id", w.ID(), "concurrency", cfg.Workers, "types", typesOrAll(cfg.Types()))
 			if err := w.Run(workCtx); err != nil {
 				log.Error("worker stopped with an error", "error", err.Error())
 			}
