@@ -78,26 +78,10 @@ func paramsOf(t reflect.Type) []Param {
 	return out
 }
 
-// paramType names the JSON type of a Go type.
+// paramType names the JSON type of a Go type; one that could hold anything is an object.
 func paramType(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == reflect.TypeFor[json.RawMessage]() {
-		return ParamObject
-	}
-	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "integer"
-	case reflect.Float32, reflect.Float64:
-		return "number"
-	case reflect.Bool:
-		return "boolean"
-	case reflect.String:
-		return "string"
-	case reflect.Slice, reflect.Array:
-		return ParamList
+	if k := jsonType(t); k != "" {
+		return k
 	}
 	return ParamObject
 }
