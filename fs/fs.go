@@ -65,7 +65,7 @@ type Options struct {
 
 // Store keeps objects as files under a root directory.
 type Store struct {
-	root    string
+	root        string
 	baseURL     string
 	secret      []byte
 	fromRequest bool
