@@ -11,10 +11,8 @@ import (
 // list of op names: the task type of a pipeline, whether it answers with JSON, whether it may
 // follow the frames op. An engine adds what it needs to run the op to its own registration.
 //
-// Later fields belong here too, so that they stay one declaration per op: the op's output
-// geometry (width × height × bands × frames) as a function of its input geometry and
-// parameters, and its cost, for the memory budget and pixel limits checked before decode; and
-// its parameters (name, type, range, default) behind the OpenAPI schemas and GET /v1/ops.
+// Later fields belong here too, so that they stay one declaration per op: its parameters
+// (name, type, range, default) behind the OpenAPI schemas and GET /v1/ops.
 type OpSpec struct {
 	// Name is the "op" field that selects the op, lower case.
 	Name string
@@ -30,6 +28,12 @@ type OpSpec struct {
 	// TaskTypeFor, when set, decides the task type from the op's parameters instead: a crop
 	// with gravity object:<class> runs the object detector.
 	TaskTypeFor func(Op) string
+	// Plan gives the op's output geometry (width × height × bands × frames), the images it
+	// holds on the way and its cost, from its input's geometry and its parameters, so that a
+	// pipeline's largest image, its memory and its CPU are known before any pixel is decoded
+	// (Estimate). Every op declares one: Untouched for those that hold no pixels, PerMegapixel
+	// for those that keep the geometry.
+	Plan PlanFunc
 }
 
 // OpKind is the nature of an op's effect on a pipeline.

@@ -96,3 +96,6 @@ func hasField(img *govips.ImageRef, name string) bool {
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// mebibytes is n bytes in whole MiB, rounded up.
+func mebibytes(n int64) int { return int((max(n, 0) + 1<<20 - 1) >> 20) }
