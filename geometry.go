@@ -63,6 +63,10 @@ type OpPlan struct {
 	// Scratch is memory the op holds whatever the image's size (a model's input tensor, the
 	// strips a decoder streams), in bytes: it counts towards the memory estimate alone.
 	Scratch int64
+	// Buffers is memory the op keeps while the pipeline streams through it (libvips' region
+	// buffers, a strip of its output and its window on its input), in bytes: the ops of a
+	// pipeline compute together, so their buffers add up.
+	Buffers int64
 	// Cost is the CPU the op is expected to take, in cost units: about a millisecond of one
 	// core (see CostUnit).
 	Cost float64
@@ -108,9 +112,9 @@ type PipelineEstimate struct {
 	// -1 for the source.
 	Largest   Geometry
 	LargestAt int
-	// Peak is the most bytes of images held at once: the decoded source, kept until the
-	// end, and the most any one op holds besides it (its input, unless that is the source,
-	// and what it makes); PeakAt is that op's index, -1 when the source alone is the peak.
+	// Peak is the most bytes held at once: the decoded source, kept until the end, the
+	// buffers of every op, and the most any one op holds besides (its input, unless that is
+	// the source, and what it makes); PeakAt is that op's index, -1 when it holds nothing.
 	Peak   int64
 	PeakAt int
 	// Cost is the sum of the ops' costs; Costliest the index of the dearest op (-1: none).
@@ -137,15 +141,16 @@ func EstimateWith(ops []Op, src Geometry, plan func(i int, in Geometry) (OpPlan,
 	e := &PipelineEstimate{Source: src, Steps: make([]StepPlan, 0, len(ops)), Largest: src, LargestAt: -1,
 		Peak: src.Bytes(), PeakAt: -1, Costliest: -1}
 	in, fromSource := src, true
+	var most, buffers int64
 	for i, o := range ops {
 		p, err := plan(i, in)
 		if err != nil {
 			return nil, err
 		}
 		e.Steps = append(e.Steps, StepPlan{Index: i, Op: o.Name, In: in, OpPlan: p})
-		held := src.Bytes()
+		var held int64
 		if !fromSource {
-			held += in.Bytes()
+			held = in.Bytes()
 		}
 		for _, g := range append([]Geometry{p.Out}, p.Held...) {
 			if g.Pixels() > e.Largest.Pixels() {
@@ -156,9 +161,10 @@ func EstimateWith(ops []Op, src Geometry, plan func(i int, in Geometry) (OpPlan,
 			held += g.Bytes()
 		}
 		held += p.Scratch
-		if held > e.Peak {
-			e.Peak, e.PeakAt = held, i
+		if held > most {
+			most, e.PeakAt = held, i
 		}
+		buffers += p.Buffers
 		e.Cost += p.Cost
 		if e.Costliest < 0 || p.Cost > e.Steps[e.Costliest].Cost {
 			e.Costliest = i
@@ -168,6 +174,7 @@ func EstimateWith(ops []Op, src Geometry, plan func(i int, in Geometry) (OpPlan,
 		}
 		in = p.Out
 	}
+	e.Peak += buffers + most
 	return e, nil
 }
 
@@ -192,10 +199,10 @@ func (e *PipelineEstimate) Check(l Limits) error {
 				s.Op, out.Frames, out.Width, out.Height, l.MaxPixels)
 		}
 	}
+	if l.MaxPixels > 0 && e.Source.Pixels() > l.MaxPixels {
+		return Errorf(ETooLarge, "the image is %s pixels (%s); the limit is %s", e.Source, megapixels(e.Source.Pixels()), megapixels(l.MaxPixels))
+	}
 	if l.MaxPixels > 0 && e.Largest.Pixels() > l.MaxPixels {
-		if e.LargestAt < 0 {
-			return Errorf(ETooLarge, "the image is %s pixels (%s); the limit is %s", e.Source, megapixels(e.Source.Pixels()), megapixels(l.MaxPixels))
-		}
 		s := e.Steps[e.LargestAt]
 		return FieldErrorf(s.field(), "%s would hold an image of %s pixels (%s); the limit is %s: make the image smaller before it",
 			s.Op, e.Largest, megapixels(e.Largest.Pixels()), megapixels(l.MaxPixels))

@@ -76,6 +76,9 @@ func (e *edgeStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
 		cost += gaussianCost(e.sigma)
 	}
 	p := greyPlan(in, cost)
+	if e.sigma > 0 {
+		p.Buffers = window(in.WithBands(1), e.sigma)
+	}
 	if e.method == "canny" {
 		// Canny's magnitudes, two bytes a pixel.
 		p.Held = append(p.Held, in.WithBands(2))

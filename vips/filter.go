@@ -17,7 +17,11 @@ func init() {
 	// A Gaussian blur of sigma pixels.
 	heavyOp("blur", "blurs the image (Gaussian)", []number{{name: "sigma", lo: 0.1, hi: 100, def: 2}},
 		valueStep(func(img *govips.ImageRef, sigma float64) error { return img.GaussianBlur(sigma) }),
-		func(v []float64, in imaged.Geometry) imaged.OpPlan { return perMP(gaussianCost(v[0]), in, in.Bands) }, always)
+		func(v []float64, in imaged.Geometry) imaged.OpPlan {
+			p := perMP(gaussianCost(v[0]), in, in.Bands)
+			p.Buffers = window(in, v[0])
+			return p
+		}, always)
 	// libvips' unsharp mask on lightness: sigma is the radius of the mask, amount the strength in
 	// edge areas.
 	heavyOp("sharpen", "sharpens the image (unsharp mask)",
@@ -33,7 +37,14 @@ func init() {
 		},
 		// Through LabS and back, around a blur of the lightness alone.
 		func(v []float64, in imaged.Geometry) imaged.OpPlan {
-			return perMP(40+gaussianCost(v[0]), in, max(in.Bands, 3))
+			p := perMP(40+gaussianCost(v[0]), in, max(in.Bands, 3))
+			// The mask is cut at a tenth of its peak (about 2.2 sigma); whatever the image,
+			// its lookup tables and buffers take some 2 MiB, 12 MiB with alpha (measured).
+			p.Buffers = window(in, v[0]*1.25) + 2<<20
+			if in.HasAlpha() {
+				p.Buffers += 10 << 20
+			}
+			return p
 		}, always)
 	// Blocks of size×size pixels, each the mean of its area.
 	heavyOp("pixelate", "turns the image into blocks of one colour", []number{{name: "size", lo: 2, hi: 1000, def: 10, whole: true}},

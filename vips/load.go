@@ -89,12 +89,14 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 		decoding = memoryCost(s.img, s.src.width, s.src.height*s.frames, tw, th, shrinks, k)
 	}
 	// No pixel has been decoded yet: wait here for the memory this pipeline will need, the
-	// decoding of its source and the most its ops hold besides.
-	if s.release, err = p.mem.take(ctx, decoding+mebibytes(est.Peak-est.Source.Bytes())); err != nil {
+	// decoding of its source (and the strips its loader streams) and what its ops hold
+	// besides.
+	charge := decoding + mebibytes(strips(geom)/2+est.Peak-est.Source.Bytes())
+	if s.release, err = p.mem.take(ctx, charge); err != nil {
 		return nil, err
 	}
 	if decodeTrace != nil {
-		decodeTrace()
+		decodeTrace(charge)
 	}
 	if format == "bmp" {
 		if err := s.loadBMP(src); err != nil {
@@ -142,8 +144,8 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 }
 
 // decodeTrace, when set (by tests), hears each pipeline that passed its checks and took its
-// memory: from there on, pixels are decoded.
-var decodeTrace func()
+// memory (mib MiB): from there on, pixels are decoded.
+var decodeTrace func(mib int)
 
 // readHeader reads what the source says about itself, decoding no pixel, and returns the
 // bands of its pixels as the pipeline will hold them (8-bit). libvips reads the header of

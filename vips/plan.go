@@ -88,6 +88,20 @@ func perMP(cost float64, in imaged.Geometry, bands int) imaged.OpPlan {
 	return imaged.Reshaped(in.WithBands(bands), cost*in.MP())
 }
 
+// strips is what libvips keeps while an op whose output has geometry out streams: about a KiB
+// a column and band (a strip of a few hundred lines of float samples), measured on chains of
+// point ops and colour conversions over images up to 8000 pixels wide.
+func strips(out imaged.Geometry) int64 {
+	return int64(max(out.Width, 256)) * int64(max(out.Bands, 1)) * 1024
+}
+
+// window is the extra a convolution by a Gaussian of sigma keeps on an input of geometry in:
+// the lines of its mask (libvips cuts it where it falls under a fifth of its peak, at about
+// 1.8 sigma either side), in 32-bit samples, for each of its passes.
+func window(in imaged.Geometry, sigma float64) int64 {
+	return int64(max(in.Width, 256)) * int64(max(in.Bands, 1)) * int64(math.Ceil(3.6*sigma+1)) * 4 * 2
+}
+
 // gaussianCost is the cost a megapixel of a Gaussian blur of sigma: libvips' separable
 // convolution, whose mask grows with sigma, and whose horizontal pass is computed again for
 // each strip of the vertical one, so that large sigmas grow with its square (measured: sigma

@@ -243,9 +243,13 @@ func (p *Processor) estimate(steps []compiled, src imaged.Geometry, format strin
 		if i == len(steps) {
 			o := defaultOutput()
 			o.format = defaultFormat(format)
-			return encodePlan(o, in), nil
+			p := encodePlan(o, in)
+			p.Buffers += strips(p.Out)
+			return p, nil
 		}
-		return planStep(steps[i].step, in)
+		p, err := planStep(steps[i].step, in)
+		p.Buffers += strips(p.Out)
+		return p, err
 	})
 	if err == nil && len(ops) > len(steps) {
 		e.Steps[len(steps)].Index = -1
