@@ -118,16 +118,23 @@ func parseConvert(p *Processor, i int, op imaged.Op, a *convertArgs) (step, erro
 }
 
 func (c *convertStep) apply(_ context.Context, s *state) error {
-	s.out = c.out
-	if s.out.format == "auto" {
-		s.out.format = negotiate(s.opts.Accept)
-		if s.frames > 1 {
-			s.out.format = negotiateAnimated(s.opts.Accept)
-		}
-	}
+	s.out = c.out.negotiated(s.opts.Accept, s.frames > 1)
 	return nil
 }
 
+// negotiated is o with format auto resolved for a client that accepts accept.
+func (o output) negotiated(accept string, animated bool) output {
+	if o.format == "auto" {
+		o.format = negotiate(accept)
+		if animated {
+			o.format = negotiateAnimated(accept)
+		}
+	}
+	return o
+}
+
+// plan is the encode's, in the format convert asks for (auto: the dearest it may pick; a
+// processor that knows the client's Accept plans the format it will pick).
 func (c *convertStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
 	return encodePlan(c.out, in), nil
 }

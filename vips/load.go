@@ -77,7 +77,7 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	// The whole pipeline from the header: refused here when it is too large or too costly,
 	// and charged to the memory budget at its peak.
 	geom := imaged.Geometry{Width: s.src.width, Height: s.src.height, Bands: bands, Frames: s.frames}
-	est, err := p.estimate(steps, geom, format)
+	est, err := p.estimate(steps, geom, format, opts.Accept)
 	if err != nil {
 		return nil, err
 	}

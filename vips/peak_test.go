@@ -39,6 +39,9 @@ type peakCase struct {
 	Logo   []byte `json:"logo,omitempty"`
 }
 
+// peakAccept is the Accept header of the measured runs: convert's format auto picks WebP.
+const peakAccept = "image/webp"
+
 // peakReport is what the child measured.
 type peakReport struct {
 	// ChargedMiB is what the pipeline took from the memory budget (0: refused before).
@@ -94,7 +97,7 @@ func measurePeak(c peakCase) peakReport {
 	decodeTrace = func(mib int) { rep.ChargedMiB = mib }
 	var before govips.MemoryStats
 	govips.ReadVipsMemStats(&before)
-	_, err = p.Process(context.Background(), c.Source, ops, imaged.ProcessOptions{Accept: "image/webp"})
+	_, err = p.Process(context.Background(), c.Source, ops, imaged.ProcessOptions{Accept: peakAccept})
 	var after govips.MemoryStats
 	govips.ReadVipsMemStats(&after)
 	rep.Peak = after.MemHigh - before.Mem
@@ -183,7 +186,7 @@ func planSource(p *Processor, src []byte, steps []compiled) (*imaged.PipelineEst
 			return nil, err
 		}
 	}
-	return p.estimate(steps, imaged.Geometry{Width: s.src.width, Height: s.src.height, Bands: bands, Frames: frames}, format)
+	return p.estimate(steps, imaged.Geometry{Width: s.src.width, Height: s.src.height, Bands: bands, Frames: frames}, format, peakAccept)
 }
 
 // runPeak measures c in a child process.

@@ -123,7 +123,7 @@ func TestPlanMatchesTheResult(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				e, err := p.estimate(steps, h, "jpeg")
+				e, err := p.estimate(steps, h, "jpeg", "")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -159,5 +159,28 @@ func TestEstimateFromTheRegistry(t *testing.T) {
 	var ie *imaged.Error
 	if !asError(err, &ie) || ie.Code != imaged.EInvalid || ie.Field != "ops[1]" || !strings.Contains(ie.Message, "ocr would hold an image of 40000×40000") {
 		t.Fatalf("check: %v", err)
+	}
+}
+
+// convert's format auto is planned as the format it will pick for the client: AVIF, which
+// costs most, only for one that accepts it.
+func TestAutoIsPlannedForTheClient(t *testing.T) {
+	if !canSave("avif") {
+		t.Skip("this libvips writes no AVIF")
+	}
+	p := New(Config{})
+	steps, err := p.compile(parseOps(t, `[{"op":"pad","width":10000,"height":10000},{"op":"convert","format":"auto"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := imaged.Geometry{Width: 1, Height: 1, Bands: 3, Frames: 1}
+	for accept, refused := range map[string]bool{"image/avif,image/webp,*/*": true, "image/webp,*/*": false, "": false} {
+		e, err := p.estimate(steps, src, "png", accept)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Check(p.limits); (err != nil) != refused {
+			t.Errorf("Accept %q: cost %.0f, check %v", accept, e.Cost, err)
+		}
 	}
 }

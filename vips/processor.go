@@ -224,10 +224,11 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 	return steps, nil
 }
 
-// estimate plans the compiled pipeline over a source of geometry src in format, with the
-// encode at its end when no convert says how (a pipeline that changes the image is encoded in
-// its source's format; see encodePlan). The encode is the last step, of index -1.
-func (p *Processor) estimate(steps []compiled, src imaged.Geometry, format string) (*imaged.PipelineEstimate, error) {
+// estimate plans the compiled pipeline over a source of geometry src in format, for a client
+// that accepts accept (convert's format auto), with the encode at its end when no convert says
+// how (a pipeline that changes the image is encoded in its source's format; see encodePlan).
+// That encode is the last step, of index -1.
+func (p *Processor) estimate(steps []compiled, src imaged.Geometry, format, accept string) (*imaged.PipelineEstimate, error) {
 	ops := make([]imaged.Op, len(steps), len(steps)+1)
 	converts, changes := false, false
 	for i, c := range steps {
@@ -247,7 +248,13 @@ func (p *Processor) estimate(steps []compiled, src imaged.Geometry, format strin
 			p.Buffers += strips(p.Out)
 			return p, nil
 		}
-		p, err := planStep(steps[i].step, in)
+		var p imaged.OpPlan
+		var err error
+		if c, ok := steps[i].step.(*convertStep); ok {
+			p = encodePlan(c.out.negotiated(accept, in.Frames > 1), in)
+		} else {
+			p, err = planStep(steps[i].step, in)
+		}
 		p.Buffers += strips(p.Out)
 		return p, err
 	})
