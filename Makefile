@@ -41,14 +41,15 @@ models: deps
 # scripts/test-services.sh uses PostgreSQL, Redis and RabbitMQ where they answer and starts
 # private instances where they do not (installing the packages when missing), so every test
 # runs and none skips: IMAGED_TEST_REQUIRE_SERVICES=1 makes a missing service a failure.
+# scripts/gotest.sh ends with the count of tests run, passed, failed and skipped.
 test: deps-test tools models
 	$(GO) vet ./...
-	IMAGED_TEST_REQUIRE_SERVICES=1 ./scripts/test-services.sh $(GO) test -count=1 -timeout 45m ./...
+	IMAGED_TEST_REQUIRE_SERVICES=1 GO=$(GO) ./scripts/test-services.sh ./scripts/gotest.sh -count=1 -timeout 45m ./...
 
 # The whole suite in a network namespace of its own, where none of the machine's services can
 # be reached: every service the tests need is a private instance of the run.
 test-isolated: deps-test tools models
-	unshare --net sh -c 'ip link set lo up && IMAGED_TEST_REQUIRE_SERVICES=1 ./scripts/test-services.sh $(GO) test -count=1 -timeout 45m ./...'
+	unshare --net sh -c 'ip link set lo up && IMAGED_TEST_REQUIRE_SERVICES=1 GO=$(GO) ./scripts/test-services.sh ./scripts/gotest.sh -count=1 -timeout 45m ./...'
 
 test-short:
 	$(GO) test -count=1 -short ./...

@@ -10,7 +10,21 @@ type ctxKey int
 const (
 	correlationKey ctxKey = iota
 	workerKey
+	baseURLKey
 )
+
+// WithBaseURL returns a context carrying the address the client reached the API at
+// ("https://images.example.com"), so that links made while serving it (signed blob URLs) work
+// behind an ingress when no public URL is configured.
+func WithBaseURL(ctx context.Context, u string) context.Context {
+	return context.WithValue(ctx, baseURLKey, u)
+}
+
+// BaseURL returns the address carried by ctx, or "".
+func BaseURL(ctx context.Context) string {
+	u, _ := ctx.Value(baseURLKey).(string)
+	return u
+}
 
 // WithCorrelationID returns a context carrying the correlation id of the request or task.
 func WithCorrelationID(ctx context.Context, id string) context.Context {

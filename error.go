@@ -37,6 +37,35 @@ type Error struct {
 	Field      string
 	RetryAfter time.Duration // for EUnavailable / ERateLimited
 	Err        error
+	// Details are every violation found when there were several (this error is the first of
+	// them), so a client can fix them all at once.
+	Details []*Error
+}
+
+// Violations returns one error for every violation in errs (nil ones skipped): the first, with
+// Details listing them all when there is more than one; nil when there is none.
+func Violations(errs []error) error {
+	var all []*Error
+	var first error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if first == nil {
+			first = err
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			return err // not a violation: what went wrong is not the request
+		}
+		all = append(all, e)
+	}
+	if len(all) <= 1 {
+		return first
+	}
+	head := *all[0]
+	head.Details = all
+	return &head
 }
 
 func (e *Error) Error() string {

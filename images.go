@@ -13,16 +13,36 @@ import (
 // not bring it back); any other failure of the store or the blob store is EUnavailable, so a
 // worker tries its task again rather than failing it for a storage hiccup.
 func ReadImage(ctx context.Context, store TaskStore, blobs BlobStore, tenant, id string, limit int64) (*Image, []byte, error) {
-	if err := CheckTenant(tenant); err != nil {
+	img, err := LookupImage(ctx, store, tenant, id)
+	if err != nil {
 		return nil, nil, err
+	}
+	data, err := ReadImageData(ctx, blobs, img, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	return img, data, nil
+}
+
+// LookupImage returns the record of the stored image id of tenant, with ReadImage's errors: for
+// a caller that needs the record first and the bytes only sometimes (ReadImageData).
+func LookupImage(ctx context.Context, store TaskStore, tenant, id string) (*Image, error) {
+	if err := CheckTenant(tenant); err != nil {
+		return nil, err
 	}
 	img, err := store.Image(ctx, tenant, id)
 	if err != nil {
-		return nil, nil, unavailable(err, "reading the record of image %s failed", id)
+		return nil, unavailable(err, "reading the record of image %s failed", id)
 	}
+	return img, nil
+}
+
+// ReadImageData returns the bytes of the stored image img, as ReadImage does once it has the
+// record.
+func ReadImageData(ctx context.Context, blobs BlobStore, img *Image, limit int64) ([]byte, error) {
 	rc, _, err := blobs.Get(ctx, img.Key)
 	if err != nil {
-		return nil, nil, unavailable(err, "reading image %s failed", id)
+		return nil, unavailable(err, "reading image %s failed", img.ID)
 	}
 	defer rc.Close()
 	var r io.Reader = rc
@@ -31,9 +51,9 @@ func ReadImage(ctx context.Context, store TaskStore, blobs BlobStore, tenant, id
 	}
 	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, nil, WrapError(EUnavailable, err, "reading image %s failed", id)
+		return nil, WrapError(EUnavailable, err, "reading image %s failed", img.ID)
 	}
-	return img, data, nil
+	return data, nil
 }
 
 // unavailable keeps a domain error and makes any other a temporary failure.

@@ -38,28 +38,51 @@ func JSONProblem(err error) (field, msg string) {
 // JSONKind names what a Go type holds as JSON: "a number", "an integer", "a string", "true or
 // false", "a list", "an object".
 func JSONKind(t reflect.Type) string {
+	switch jsonType(t) {
+	case "integer":
+		return "an integer"
+	case "number":
+		return "a number"
+	case "string":
+		return "a string"
+	case "boolean":
+		return "true or false"
+	case ParamList:
+		return "a list"
+	case ParamObject:
+		return "an object"
+	}
+	return "a JSON value"
+}
+
+// jsonType is the JSON type a Go type holds, in JSON Schema's words (integer, number, string,
+// boolean; list and object), "" when it could be any. A json.RawMessage is an object.
+func jsonType(t reflect.Type) string {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t == nil {
-		return "a JSON value"
+		return ""
+	}
+	if t == reflect.TypeFor[json.RawMessage]() {
+		return ParamObject
 	}
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer"
+		return "integer"
 	case reflect.Float32, reflect.Float64:
-		return "a number"
+		return "number"
 	case reflect.String:
-		return "a string"
+		return "string"
 	case reflect.Bool:
-		return "true or false"
+		return "boolean"
 	case reflect.Slice, reflect.Array:
-		return "a list"
+		return ParamList
 	case reflect.Map, reflect.Struct:
-		return "an object"
+		return ParamObject
 	}
-	return "a JSON value"
+	return ""
 }
 
 // jsonValue names the JSON value encoding/json found ("string", "number 1.5", "array").

@@ -28,6 +28,9 @@ type OpSpec struct {
 	// TaskTypeFor, when set, decides the task type from the op's parameters instead: a crop
 	// with gravity object:<class> runs the object detector.
 	TaskTypeFor func(Op) string
+	// Params are the op's parameters as clients see them (GET /v1/ops, the OpenAPI document),
+	// declared where the op validates them; see Param.
+	Params []Param
 	// Plan gives the op's output geometry (width × height × bands × frames), the images it
 	// holds on the way and its cost, from its input's geometry and its parameters, so that a
 	// pipeline's largest image, its memory and its CPU are known before any pixel is decoded

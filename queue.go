@@ -77,6 +77,19 @@ type ConsumeOptions struct {
 	Types       []string // task types to consume; empty = all
 	Concurrency int      // handlers in flight (broker prefetch)
 	Lease       time.Duration
+	// Ready, when set, is asked before each task is taken (a row claimed, a broker's message
+	// handed to a handler): while it blocks, nothing is taken, so that a worker whose
+	// dependencies are down claims no work it cannot finish. It returns nil once work may be
+	// taken, or ctx's error.
+	Ready func(ctx context.Context) error
+}
+
+// WaitReady waits for o.Ready (when set): nil once work may be taken, or ctx's error.
+func (o ConsumeOptions) WaitReady(ctx context.Context) error {
+	if o.Ready == nil {
+		return ctx.Err()
+	}
+	return o.Ready(ctx)
 }
 
 // Checked returns o with its defaults filled in (one handler at a time), or an error when there

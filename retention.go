@@ -19,12 +19,13 @@ const (
 const (
 	BlobImage  = "image"
 	BlobResult = "result"
+	BlobCache  = "cache" // an output of the processed-output cache
 	BlobOrphan = "orphan"
 )
 
 // BlobPrefixes are the key prefixes imaged writes under; the orphan sweep looks nowhere else,
 // so objects of others sharing a bucket are never touched.
-var BlobPrefixes = []string{"images/", "results/"}
+var BlobPrefixes = []string{"images/", "results/", BlobCachePrefix}
 
 // TrashedBlob is a blob that no row references any more, waiting to be deleted.
 type TrashedBlob struct {
@@ -54,15 +55,19 @@ type RetentionStore interface {
 	// returns how many of each it deleted.
 	DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (tasks, batches int, err error)
 	// DeleteImages deletes images created before cutoff, trashes their blobs and expires the
-	// results made from them at at (ResultExpiredImageDeleted), and returns how many images it
-	// deleted.
+	// results made from them at at (ResultExpiredImageDeleted), removes the processed-output
+	// cache entries of content no image of their tenant holds any more (as DeleteImage does),
+	// and returns how many images it deleted.
 	DeleteImages(ctx context.Context, cutoff, at time.Time, limit int) (int, error)
+	// ExpireCachedOutputs deletes processed-output cache entries created before cutoff, trashes
+	// their blobs, and returns how many it deleted.
+	ExpireCachedOutputs(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// TakeTrash removes blobs from the trash, oldest first, and returns them for the caller to
 	// delete: each one is handed out once.
 	TakeTrash(ctx context.Context, limit int) ([]TrashedBlob, error)
 	// Referenced returns those of keys that a row references: an image, a result not expired,
-	// or the trash. Any other blob a store comes to record (a cache of outputs, say) must be
-	// counted here too, or the orphan sweep deletes it.
+	// a processed-output cache entry, or the trash. Any other blob a store comes to record must
+	// be counted here too, or the orphan sweep deletes it.
 	Referenced(ctx context.Context, keys []string) (map[string]bool, error)
 }
 

@@ -176,8 +176,10 @@ type TaskStore interface {
 	// system callers, and refuses "" (CheckTenant).
 	Image(ctx context.Context, tenant, id string) (*Image, error)
 	// DeleteImage removes the tenant's record and expires the results made from it
-	// (ResultExpiredImageDeleted), putting their blobs in the retention trash; the caller
-	// deletes the image's own blob. ENotFound when absent.
+	// (ResultExpiredImageDeleted), putting their blobs in the retention trash, and removes the
+	// tenant's processed-output cache entries of its content when no other image of the
+	// tenant holds that content (their blobs to the trash too); the caller deletes the image's
+	// own blob. ENotFound when absent.
 	DeleteImage(ctx context.Context, tenant, id string) error
 	// ListImages returns one page of the tenant's images, newest first, and the cursor of
 	// the next page ("" at the end).
@@ -216,6 +218,11 @@ type TaskStore interface {
 	// RetryTask puts the given attempt of a processing task back to queued, runnable after
 	// runAfter, keeping f as the last error; EConflict as CompleteTask.
 	RetryTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *TaskFailure) (*Task, error)
+	// DeferTask puts the given attempt of a processing task back to queued, runnable after
+	// runAfter, keeping f as the last error, and takes the attempt back: attempts goes down by
+	// one, so that an attempt a dependency's outage cut short (not the task's fault) is not
+	// counted and the next claim has the same attempt number. EConflict as CompleteTask.
+	DeferTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *TaskFailure) (*Task, error)
 	// ExtendLease moves the lease of the given attempt of a processing task to until: the
 	// worker running it says it is still alive. EConflict as CompleteTask (the lease was lost:
 	// the task was queued again, or finished elsewhere).
@@ -229,6 +236,8 @@ type TaskStore interface {
 
 	// The tenants, their limits and usage live in the same database.
 	TenantStore
+	// So do the entries of the processed-output cache.
+	OutputCacheStore
 
 	// Ping checks the database answers.
 	Ping(ctx context.Context) error

@@ -4,11 +4,12 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,9 @@ type Config struct {
 	URLSecret       string
 	URLExpiry       time.Duration
 	Workers         int
+	WorkerTypes     string
 	TaskDeadline    time.Duration
+	OutageDeadline  time.Duration
 	TaskLease       time.Duration
 	ShutdownGrace   time.Duration
 	MaxAttempts     int
@@ -54,6 +57,7 @@ type Config struct {
 	RedisURL        string
 	ResultTTL       time.Duration
 	MetadataTTL     time.Duration
+	ResultCache     string
 	BreakerFailures int
 	BreakerRecovery time.Duration
 	UploadFailures  int
@@ -74,15 +78,17 @@ type Config struct {
 func allSettings(c *Config) []settings.Setting {
 	return append([]settings.Setting{
 		settings.New("addr", "IMAGED_ADDR", "listen address of the API", settings.String(&c.Addr, ":8000")),
-		settings.New("public-url", "IMAGED_PUBLIC_URL", "base URL clients reach the API at (for signed local-disk URLs); default from addr", settings.String(&c.PublicURL, "")),
+		settings.New("public-url", "IMAGED_PUBLIC_URL", "base URL clients reach the API at (for signed local-disk URLs); default: the address each request was sent to (X-Forwarded-* from trusted proxies), else from addr", settings.String(&c.PublicURL, "")),
 		settings.New("data-dir", "IMAGED_DATA_DIR", "directory of the embedded database and blobs", settings.String(&c.DataDir, "./data")),
 		settings.New("database-url", "IMAGED_DATABASE_URL", "task store: sqlite://PATH (default DATA_DIR/imaged.db)", settings.String(&c.DatabaseURL, "")),
 		settings.New("queue-url", "IMAGED_QUEUE_URL", "queue: db:// (default: the database is the queue), amqp://user:pass@host:5672/vhost?exchange=image_processing&prefix=imaged. or kafka://host:9092?topic_prefix=imaged&group=imaged-workers", settings.String(&c.QueueURL, "")),
 		settings.New("storage-url", "IMAGED_STORAGE_URL", "blob store: file://DIR (default DATA_DIR/blobs) or s3://BUCKET?endpoint=…", settings.String(&c.StorageURL, "")),
 		settings.New("url-secret", "IMAGED_URL_SECRET", "key signing local-disk blob URLs; default: generated once into DATA_DIR", settings.String(&c.URLSecret, "")),
 		settings.New("url-expiry", "IMAGED_URL_EXPIRY", "lifetime of presigned/signed blob URLs", settings.Duration(&c.URLExpiry, time.Hour)),
-		settings.New("workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only", settings.Int(&c.Workers, runtime.NumCPU())),
+		settings.New("workers", "IMAGED_WORKERS", "tasks run at once by this process; 0 = API only; default: the CPUs it may use (GOMAXPROCS, which follows a container's CPU quota)", settings.Int(&c.Workers, imaged.CPUs())),
+		settings.New("types", "IMAGED_WORKER_TYPES", "task types this process's workers run, comma-separated (transform, ocr, detect); empty = all", settings.String(&c.WorkerTypes, "")),
 		settings.New("task-deadline", "IMAGED_TASK_DEADLINE", "longest run of one task attempt", settings.Duration(&c.TaskDeadline, 5*time.Minute)),
+		settings.New("task-outage-deadline", "IMAGED_TASK_OUTAGE_DEADLINE", "how long after its creation a task waits for unavailable dependencies (without spending attempts) before it fails", settings.Duration(&c.OutageDeadline, worker.DefaultOutageDeadline)),
 		settings.New("task-lease", "IMAGED_TASK_LEASE", "how long a running task stays its worker's without a heartbeat (renewed every third of it); a dead worker's tasks run again after about this long", settings.Duration(&c.TaskLease, worker.DefaultLease)),
 		settings.New("shutdown-grace", "IMAGED_SHUTDOWN_GRACE", "time requests and running tasks get to finish on SIGTERM", settings.Duration(&c.ShutdownGrace, 30*time.Second)),
 		settings.New("max-attempts", "IMAGED_MAX_ATTEMPTS", "attempts per task before it fails (transient errors only are retried)", settings.Int(&c.MaxAttempts, 3)),
@@ -93,8 +99,8 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("max-pixels", "IMAGED_MAX_PIXELS", "most pixels of the largest image a pipeline makes or holds (every frame, OCR's enlarged page), planned before decoding", settings.Int64(&c.MaxPixels, imaged.DefaultLimits.MaxPixels)),
 		settings.New("max-cost", "IMAGED_MAX_COST", "most estimated CPU of one pipeline, in cost units of about a millisecond of one core; 0 = no limit", settings.Int(&c.MaxCost, int(imaged.DefaultLimits.MaxCost))),
 		settings.New("max-frames", "IMAGED_MAX_FRAMES", "most frames of an animated GIF or WebP a pipeline with the frames op loads", settings.Int(&c.MaxFrames, 100)),
-		settings.New("max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", settings.Int(&c.MaxInflight, 2*runtime.NumCPU())),
-		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*runtime.NumCPU())),
+		settings.New("max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", settings.Int(&c.MaxInflight, 2*imaged.CPUs())),
+		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*imaged.CPUs())),
 		settings.New("vips-concurrency", "IMAGED_VIPS_CONCURRENCY", "libvips threads per image", settings.Int(&c.VipsConcurrency, 1)),
 		settings.New("memory-budget", "IMAGED_MEMORY_BUDGET", "MiB the pipelines running at once may need for decoding; 0 = 64 per CPU, -1 = unbounded", settings.Int(&c.MemoryBudget, 0)),
 		settings.New("max-output-bytes", "IMAGED_MAX_OUTPUT_BYTES", "largest encoded result a pipeline may produce, in bytes", settings.Int(&c.MaxOutputBytes, vips.DefaultMaxOutputBytes)),
@@ -103,6 +109,7 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("redis-url", "IMAGED_REDIS_URL", "Redis for the result and metadata caches: redis://host:6379/0 (unset = no cache)", settings.String(&c.RedisURL, "")),
 		settings.New("cache-result-ttl", "IMAGED_CACHE_RESULT_TTL", "how long a finished task stays cached", settings.Duration(&c.ResultTTL, 5*time.Minute)),
 		settings.New("cache-metadata-ttl", "IMAGED_CACHE_METADATA_TTL", "how long image metadata stays cached", settings.Duration(&c.MetadataTTL, time.Hour)),
+		settings.New("result-cache", "IMAGED_RESULT_CACHE", "on: synchronous pipelines over stored images are answered from the processed-output cache when the same content went through the same pipeline (kept as IMAGED_RETENTION_RESULTS says); off: every request runs its pipeline", settings.String(&c.ResultCache, "on")),
 		settings.New("breaker-failures", "IMAGED_BREAKER_FAILURES", "consecutive failures that open the database, storage and cache breakers", settings.Int(&c.BreakerFailures, 5)),
 		settings.New("breaker-recovery", "IMAGED_BREAKER_RECOVERY", "how long an open breaker waits before a trial call", settings.Duration(&c.BreakerRecovery, 60*time.Second)),
 		settings.New("breaker-upload-failures", "IMAGED_BREAKER_UPLOAD_FAILURES", "consecutive failures that open the storage upload breaker", settings.Int(&c.UploadFailures, 3)),
@@ -133,7 +140,8 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 func ParseWith(name string, args []string, getenv func(string) string, extra func(*flag.FlagSet)) (*Config, []string, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	// The error comes back to the caller; the help only on -h, whole, as a *Help.
+	fs.SetOutput(io.Discard)
 	list := allSettings(c)
 	settings.Bind(fs, list)
 	if extra != nil {
@@ -143,15 +151,53 @@ func ParseWith(name string, args []string, getenv func(string) string, extra fun
 		return nil, nil, err
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, &Help{Text: helpText(name, fs)}
+		}
+		return nil, nil, fmt.Errorf("%w (see imaged %s -h)", err, name)
 	}
 	return c, fs.Args(), c.validate()
+}
+
+// Help is what Parse returns for -h or --help: the command's help, for stdout. It is no failure;
+// it wraps flag.ErrHelp.
+type Help struct{ Text string }
+
+func (h *Help) Error() string { return "help requested" }
+func (h *Help) Unwrap() error { return flag.ErrHelp }
+
+// helpText lists the flags of fs with their types and defaults. It does not let the flag package
+// read a back-quoted word of a help text as the flag's argument name, as PrintDefaults does.
+func helpText(name string, fs *flag.FlagSet) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: imaged %s [flags]\n\nEach flag can also be set by the IMAGED_* variable in brackets; the flag wins.\n\n", name)
+	fs.VisitAll(func(f *flag.Flag) {
+		plain := *f
+		plain.Usage = strings.ReplaceAll(f.Usage, "`", "'")
+		typ, usage := flag.UnquoteUsage(&plain)
+		fmt.Fprintf(&b, "  -%s", f.Name)
+		if typ != "" {
+			fmt.Fprintf(&b, " %s", typ)
+		}
+		fmt.Fprintf(&b, "\n    \t%s", usage)
+		switch {
+		case f.DefValue == "" || f.DefValue == "false" || f.DefValue == "0" || f.DefValue == "0s":
+		case typ == "string":
+			fmt.Fprintf(&b, " (default %q)", f.DefValue)
+		default:
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		b.WriteString("\n")
+	})
+	return b.String()
 }
 
 func (c *Config) validate() error {
 	if err := settings.FirstFailure([]settings.Check{
 		settings.Rule(c.Workers >= 0, "IMAGED_WORKERS", "must be 0 or more"),
 		settings.Rule(c.TaskDeadline > 0, "IMAGED_TASK_DEADLINE", "must be positive"),
+		settings.Rule(c.OutageDeadline > 0, "IMAGED_TASK_OUTAGE_DEADLINE", "must be positive"),
+		settings.Rule(knownTypes(c.Types()), "IMAGED_WORKER_TYPES", "must list task types among "+strings.Join(imaged.TaskTypes, ", ")),
 		settings.Rule(c.TaskLease >= time.Second && c.TaskLease <= time.Hour, "IMAGED_TASK_LEASE", "must be between 1s and 1h"),
 		settings.Rule(c.ShutdownGrace >= 0, "IMAGED_SHUTDOWN_GRACE", "must not be negative"),
 		settings.Rule(c.MaxAttempts >= 1 && c.MaxAttempts <= 10, "IMAGED_MAX_ATTEMPTS", "must be between 1 and 10"),
@@ -180,6 +226,7 @@ func (c *Config) validate() error {
 		settings.Rule(c.StoreRetryWait > 0, "IMAGED_STORE_RETRY_WAIT", "must be positive"),
 		settings.Rule(c.ResultTTL >= time.Second, "IMAGED_CACHE_RESULT_TTL", "must be at least 1s"),
 		settings.Rule(c.MetadataTTL >= time.Second, "IMAGED_CACHE_METADATA_TTL", "must be at least 1s"),
+		settings.Rule(settings.OneOf(c.ResultCache, "on", "off"), "IMAGED_RESULT_CACHE", "must be on or off"),
 		settings.Rule(c.ONNXSessions >= 1 && c.ONNXSessions <= 64, "IMAGED_ONNX_SESSIONS", "must be between 1 and 64"),
 		settings.Rule(c.TesseractPool >= 1 && c.TesseractPool <= 64, "IMAGED_TESSERACT_POOL", "must be between 1 and 64"),
 	}); err != nil {
@@ -192,6 +239,18 @@ func (c *Config) validate() error {
 		return err
 	}
 	return c.validateAccess()
+}
+
+// Types are the task types this process's workers run (IMAGED_WORKER_TYPES); nil for all.
+func (c *Config) Types() []string { return settings.List(c.WorkerTypes) }
+
+func knownTypes(types []string) bool {
+	for _, t := range types {
+		if !slices.Contains(imaged.TaskTypes, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // Database is IMAGED_DATABASE_URL, or the embedded database in the data directory.

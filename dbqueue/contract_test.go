@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imaged/imaged"
@@ -36,10 +38,7 @@ func TestQueueContractSQLite(t *testing.T) {
 // The tests on PostgreSQL run in a schema of their own, dropped afterwards, in the database
 // IMAGED_TEST_POSTGRES_URL names (the local test database by default).
 func TestQueueContractPostgres(t *testing.T) {
-	raw := os.Getenv("IMAGED_TEST_POSTGRES_URL")
-	if raw == "" {
-		raw = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	raw := testenv.PostgresURL()
 	base, err := postgres.ParseURL(raw)
 	if err != nil {
 		t.Fatalf("IMAGED_TEST_POSTGRES_URL: %v", err)

@@ -110,8 +110,9 @@ func (q *Queue) Publish(ctx context.Context, t *imaged.Task, delay time.Duration
 	return nil
 }
 
-// Consume claims tasks of opts.Types and calls h for each, at most opts.Concurrency (default 1)
-// at a time, until ctx is cancelled; then it stops claiming, waits for handlers in flight and
+// Consume claims tasks of opts.Types (every type when empty) and calls h for each, at most
+// opts.Concurrency (default 1) at a time, each claim waiting for opts.Ready when it is set,
+// until ctx is cancelled; then it stops claiming, waits for handlers in flight and
 // returns nil.
 //
 // Handlers run on a context that carries ctx's values but is not cancelled with it: a task
@@ -160,11 +161,12 @@ func (q *Queue) Consume(ctx context.Context, opts imaged.ConsumeOptions, h image
 	}
 }
 
-// next claims a task, waiting for a wake-up, a poll tick or ctx's end while there is none. It
-// returns nil only when ctx is done.
+// next claims a task, waiting for a wake-up, a poll tick or ctx's end while there is none, and
+// for opts.Ready before each claim. It returns nil only when ctx is done.
 func (q *Queue) next(ctx context.Context, opts imaged.ConsumeOptions, tick <-chan time.Time, log *slog.Logger) *imaged.Task {
 	for {
-		if ctx.Err() != nil {
+		// A worker whose dependencies are down claims nothing until they are back.
+		if opts.WaitReady(ctx) != nil {
 			return nil
 		}
 		wake := q.waiter()

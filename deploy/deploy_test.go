@@ -589,6 +589,12 @@ func checkPodSpec(t *testing.T, b built, d *appsv1.Deployment, settings map[stri
 		corev1.ResourceMemory: {"512Mi", "2Gi"},
 		corev1.ResourceCPU:    {"250m", "1000m"},
 	}
+	if d.Name == "imaged-worker-ml" { // models and heavier pipelines: the chart's ml pool's
+		want = map[corev1.ResourceName][2]string{
+			corev1.ResourceMemory: {"1Gi", "3Gi"},
+			corev1.ResourceCPU:    {"500m", "2000m"},
+		}
+	}
 	for name, rl := range want {
 		if q := c.Resources.Requests[name]; q.Cmp(resource.MustParse(rl[0])) != 0 {
 			t.Errorf("%s: request %s = %s, want %s", d.Name, name, q.String(), rl[0])
@@ -600,8 +606,8 @@ func checkPodSpec(t *testing.T, b built, d *appsv1.Deployment, settings map[stri
 	if c.Image == "" || len(c.Args) != 1 || (c.Args[0] != "serve" && c.Args[0] != "worker") {
 		t.Errorf("%s: image %q args %v, want imaged serve or worker", d.Name, c.Image, c.Args)
 	}
-	if d.Name == "imaged-worker" && c.Args[0] != "worker" {
-		t.Errorf("imaged-worker runs %v, want worker", c.Args)
+	if strings.HasPrefix(d.Name, "imaged-worker") && c.Args[0] != "worker" {
+		t.Errorf("%s runs %v, want worker", d.Name, c.Args)
 	}
 
 	// A read-only root filesystem: /tmp and the data directory are volumes.
@@ -797,6 +803,38 @@ func TestBase(t *testing.T) {
 		t.Errorf("worker liveness probe %+v, want a TCP check of its metrics port", p)
 	}
 	checkWorkerHPA(t, b)
+	checkWorkerPools(t, b)
+}
+
+// workerPools are the kustomize worker Deployments and the task types each runs.
+var workerPools = map[string]string{"imaged-worker": "transform", "imaged-worker-ml": "ocr,detect"}
+
+// checkWorkerPools: each worker Deployment runs `imaged worker` on its task types
+// (IMAGED_WORKER_TYPES), together they run every type once, and each is scaled by its own
+// autoscaler on its own types' queue (checkPoolAutoscaler, shared with the chart's pools).
+func checkWorkerPools(t *testing.T, b built) {
+	t.Helper()
+	seen := map[string]string{}
+	for name, want := range workerPools {
+		d := b.deployment(t, name)
+		env := resolveEnv(t, b, d)
+		if got := env["IMAGED_WORKER_TYPES"]; got != want {
+			t.Errorf("%s IMAGED_WORKER_TYPES = %q, want %q", name, got, want)
+		}
+		types := strings.Split(want, ",")
+		for _, typ := range types {
+			if other, ok := seen[typ]; ok {
+				t.Errorf("task type %s runs on %s and %s", typ, other, name)
+			}
+			seen[typ] = name
+		}
+		checkPoolAutoscaler(t, b, d, types)
+	}
+	for _, typ := range taskTypes {
+		if seen[typ] == "" {
+			t.Errorf("no worker Deployment runs %s tasks", typ)
+		}
+	}
 }
 
 func checkWorkerHPA(t *testing.T, b built) {
@@ -841,14 +879,18 @@ func checkWorkerHPA(t *testing.T, b built) {
 
 func TestEmbedded(t *testing.T) {
 	b := built(build(t, "overlays/embedded"))
-	if _, ok := b.find("Deployment", "imaged-worker"); ok {
-		t.Error("embedded has a worker Deployment")
+	for name := range workerPools {
+		if _, ok := b.find("Deployment", name); ok {
+			t.Errorf("embedded has the worker Deployment %s", name)
+		}
 	}
 	if len(b.all("HorizontalPodAutoscaler")) > 0 || len(b.all("ScaledObject")) > 0 {
 		t.Error("embedded has an autoscaler")
 	}
-	if _, ok := b.find("Service", "imaged-worker-metrics"); ok {
-		t.Error("embedded keeps the workers' metrics Service")
+	for _, name := range []string{"imaged-worker-metrics", "imaged-worker-ml-metrics"} {
+		if _, ok := b.find("Service", name); ok {
+			t.Errorf("embedded keeps the workers' metrics Service %s", name)
+		}
 	}
 	if secretsRequired(b.deployment(t, "imaged-api")) {
 		t.Error("embedded requires imaged-secrets; one pod can generate its own keys")
@@ -889,7 +931,7 @@ var backendSettings = []string{"IMAGED_DATABASE_URL", "IMAGED_QUEUE_URL", "IMAGE
 
 func checkBackendsFromSecret(t *testing.T, b built) {
 	t.Helper()
-	for _, name := range []string{"imaged-api", "imaged-worker"} {
+	for _, name := range []string{"imaged-api", "imaged-worker", "imaged-worker-ml"} {
 		d := b.deployment(t, name)
 		got := map[string]bool{}
 		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
@@ -918,7 +960,7 @@ func secretsRequired(d *appsv1.Deployment) bool {
 func TestProduction(t *testing.T) {
 	b := built(build(t, "overlays/production"))
 	checkBackendsFromSecret(t, b)
-	for _, name := range []string{"imaged-api", "imaged-worker"} {
+	for _, name := range []string{"imaged-api", "imaged-worker", "imaged-worker-ml"} {
 		if !secretsRequired(b.deployment(t, name)) {
 			t.Errorf("%s does not require imaged-secrets: several pods must share their keys", name)
 		}
@@ -930,6 +972,7 @@ func TestProduction(t *testing.T) {
 		}
 	}
 	checkWorkerHPA(t, b)
+	checkWorkerPools(t, b)
 	if api := b.deployment(t, "imaged-api"); *api.Spec.Replicas != 3 {
 		t.Errorf("API replicas %d, want 3", *api.Spec.Replicas)
 	}
@@ -963,6 +1006,7 @@ func TestKEDA(t *testing.T) {
 			if *so.Spec.MinReplicaCount != 2 || *so.Spec.MaxReplicaCount != 20 {
 				t.Errorf("replicas %d..%d, want 2..20", *so.Spec.MinReplicaCount, *so.Spec.MaxReplicaCount)
 			}
+			checkWorkerPools(t, b)
 			sec, _ := b.find("Secret", "imaged-backends")
 			if q := sec.value.(*corev1.Secret).StringData["queue-url"]; !strings.HasPrefix(q, tc.queueScheme) {
 				t.Errorf("queue-url %q, want a %s URL", q, tc.queueScheme)

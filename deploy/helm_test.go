@@ -44,10 +44,6 @@ const (
 // taskTypes are the task types imaged runs; a pool with no types runs all of them.
 var taskTypes = []string{"transform", "ocr", "detect"}
 
-// pendingSettings are settings the chart sets that land in imaged with the worker pools
-// (`imaged worker --types`); until then they are reported, not failed.
-var pendingSettings = map[string]bool{"IMAGED_WORKER_TYPES": true}
-
 var (
 	helmOnce sync.Once
 	helmPath string
@@ -250,11 +246,7 @@ func checkChart(t *testing.T, b built, settings map[string]bool, ex chartExample
 		}
 		env := resolveEnv(t, b, d)
 		for name := range env {
-			switch {
-			case settings[name]:
-			case pendingSettings[name]:
-				t.Logf("%s: sets %s, which lands in imaged with the worker pools", d.Name, name)
-			default:
+			if !settings[name] {
 				t.Errorf("%s: sets %s, which imaged does not read", d.Name, name)
 			}
 		}
@@ -628,11 +620,8 @@ func TestChartMirrorsKustomize(t *testing.T) {
 		t.Errorf("ConfigMap data:\nchart     %v\nkustomize %v", c, k)
 	}
 
-	// Chart pool → the kustomize Deployment it mirrors (the ML pool's where the base has one).
+	// Chart pool → the kustomize Deployment it mirrors.
 	pairs := map[string]string{"imaged-api": "imaged-api", "imaged-worker-transform": "imaged-worker", "imaged-worker-ml": "imaged-worker-ml"}
-	if _, ok := kust.find("Deployment", "imaged-worker-ml"); !ok {
-		pairs["imaged-worker-ml"] = "imaged-worker"
-	}
 	for cn, kn := range pairs {
 		cd, kd := chart.deployment(t, cn), kust.deployment(t, kn)
 		cs, ks := cd.Spec.Template.Spec, kd.Spec.Template.Spec
@@ -653,29 +642,26 @@ func TestChartMirrorsKustomize(t *testing.T) {
 		same("livenessProbe", cc.LivenessProbe, kc.LivenessProbe)
 		same("readinessProbe", cc.ReadinessProbe, kc.ReadinessProbe)
 		same("strategy", cd.Spec.Strategy, kd.Spec.Strategy)
-		if cn != "imaged-worker-ml" || kn == "imaged-worker-ml" {
-			same("resources", cc.Resources, kc.Resources)
-		}
+		same("resources", cc.Resources, kc.Resources)
 		ce, ke := resolveEnv(t, chart, cd), resolveEnv(t, kust, kd)
 		delete(ce, "IMAGED_NO_MIGRATE") // the chart migrates in its Job
-		if kn != "imaged-worker-ml" {
-			delete(ce, "IMAGED_WORKER_TYPES") // one pool runs every type in kustomize's main
-			delete(ke, "IMAGED_WORKER_TYPES")
-		}
 		same("settings", ce, ke)
 	}
 	if a := chart.deployment(t, "imaged-api"); *a.Spec.Replicas != *kust.deployment(t, "imaged-api").Spec.Replicas {
 		t.Errorf("API replicas %d, kustomize %d", *a.Spec.Replicas, *kust.deployment(t, "imaged-api").Spec.Replicas)
 	}
-	ch, _ := chart.find("HorizontalPodAutoscaler", "imaged-worker-transform")
-	kh, _ := kust.find("HorizontalPodAutoscaler", "imaged-worker")
-	if ch.value == nil || kh.value == nil {
-		t.Fatal("no worker HPA")
-	}
-	c, k := ch.value.(*autoscalingv2.HorizontalPodAutoscaler).Spec, kh.value.(*autoscalingv2.HorizontalPodAutoscaler).Spec
-	if *c.MinReplicas != *k.MinReplicas || c.MaxReplicas != k.MaxReplicas || !equality.Semantic.DeepEqual(c.Behavior, k.Behavior) {
-		t.Errorf("transform HPA %d..%d %+v, kustomize %d..%d %+v", *c.MinReplicas, c.MaxReplicas, c.Behavior,
-			*k.MinReplicas, k.MaxReplicas, k.Behavior)
+	for cn, kn := range map[string]string{"imaged-worker-transform": "imaged-worker", "imaged-worker-ml": "imaged-worker-ml"} {
+		ch, _ := chart.find("HorizontalPodAutoscaler", cn)
+		kh, _ := kust.find("HorizontalPodAutoscaler", kn)
+		if ch.value == nil || kh.value == nil {
+			t.Fatalf("no HPA %s in the chart or %s in kustomize", cn, kn)
+		}
+		c, k := ch.value.(*autoscalingv2.HorizontalPodAutoscaler).Spec, kh.value.(*autoscalingv2.HorizontalPodAutoscaler).Spec
+		if *c.MinReplicas != *k.MinReplicas || c.MaxReplicas != k.MaxReplicas || !equality.Semantic.DeepEqual(c.Behavior, k.Behavior) ||
+			!equality.Semantic.DeepEqual(c.Metrics, k.Metrics) {
+			t.Errorf("HPA %s %d..%d %+v %+v, kustomize's %s %d..%d %+v %+v", cn, *c.MinReplicas, c.MaxReplicas, c.Behavior, c.Metrics,
+				kn, *k.MinReplicas, k.MaxReplicas, k.Behavior, k.Metrics)
+		}
 	}
 }
 

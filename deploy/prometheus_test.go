@@ -17,11 +17,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/imaged/imaged/internal/imagedtest"
 )
 
 // These tests run the real tools: promtool on the rule files, the dashboard's queries and
@@ -174,52 +175,12 @@ func TestAdapterQueryPromtool(t *testing.T) {
 
 // --- a running imaged ------------------------------------------------------------------------
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 func imagedBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "imaged-deploy-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "imaged")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/imaged/imaged/cmd/imaged").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return imagedtest.Binary(t)
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
-	if len(s) > 4000 {
-		s = s[len(s)-4000:]
-	}
-	return s
-}
+type logBuffer = imagedtest.Log
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -234,20 +195,7 @@ func freePort(t *testing.T) int {
 // startProcess runs a command until the test ends, its output kept for failure reports.
 func startProcess(t *testing.T, name string, cmd *exec.Cmd) *logBuffer {
 	t.Helper()
-	logs := &logBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("%s output (tail):\n%s", name, logs.String())
-		}
-	})
+	logs, _ := imagedtest.StartProcess(t, name, cmd)
 	return logs
 }
 

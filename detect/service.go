@@ -118,11 +118,11 @@ func (s *Service) Models() []string {
 // {"op":"detect","model":"ssd_mobilenet_v2_coco","confidence":0.5,"iou":0.5,"classes":["cat"],"max_detections":20}.
 type Args struct {
 	Op            string   `json:"op"`
-	Model         string   `json:"model,omitempty"`
-	Confidence    *float64 `json:"confidence,omitempty"`
-	IoU           *float64 `json:"iou,omitempty"`
-	Classes       []string `json:"classes,omitempty"`
-	MaxDetections *int     `json:"max_detections,omitempty"`
+	Model         string   `json:"model,omitempty" doc:"detector model (default: the configured one)"`
+	Confidence    *float64 `json:"confidence,omitempty" doc:"lowest confidence kept" min:"0" max:"1"`
+	IoU           *float64 `json:"iou,omitempty" doc:"overlap above which boxes are merged" min:"0" max:"1"`
+	Classes       []string `json:"classes,omitempty" doc:"keep only these classes"`
+	MaxDetections *int     `json:"max_detections,omitempty" doc:"most boxes returned" min:"1" max:"300"`
 }
 
 // Result is the detect op's JSON answer.
@@ -199,9 +199,9 @@ func (s *Service) parse(index int, op imaged.Op) (*request, error) {
 // models.
 var specs = struct{ detect, annotate imaged.OpSpec }{
 	detect: imaged.OpSpec{Name: "detect", Summary: "finds objects in the image, with their classes and boxes",
-		Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect, Plan: detectPlan},
+		Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect, Params: imaged.ParamsOf[Args](), Plan: detectPlan},
 	annotate: imaged.OpSpec{Name: "annotate", Summary: "draws the boxes of the latest detections onto the image",
-		Kind: imaged.OpTransform, TaskType: imaged.TaskTypeDetect, Plan: annotatePlan},
+		Kind: imaged.OpTransform, TaskType: imaged.TaskTypeDetect, Params: []imaged.Param{}, Plan: annotatePlan},
 }
 
 // maxInputSide bounds the input of the models served: a model's input tensor is at most

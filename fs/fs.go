@@ -57,13 +57,18 @@ type Options struct {
 	BaseURL string
 	// Secret signs blob URLs (HMAC-SHA256). Keep it private and at least 32 bytes.
 	Secret []byte
+	// FromRequest makes URL use the address the request being served was sent to
+	// (imaged.BaseURL of its context) when there is one, BaseURL otherwise: set it when no
+	// public URL is configured and BaseURL is only a guess from the listen address.
+	FromRequest bool
 }
 
 // Store keeps objects as files under a root directory.
 type Store struct {
 	root    string
-	baseURL string
-	secret  []byte
+	baseURL     string
+	secret      []byte
+	fromRequest bool
 
 	// locks make the two renames of a Put one step for readers and writers of the same key in
 	// this process. Across processes the sidecar's file identity check does the same job,
@@ -99,6 +104,8 @@ func New(root string, opts Options) (*Store, error) {
 		root:    abs,
 		baseURL: strings.TrimRight(opts.BaseURL, "/"),
 		secret:  append([]byte(nil), opts.Secret...),
+
+		fromRequest: opts.FromRequest,
 	}
 	if err := s.removeStale(time.Now().Add(-staleAfter)); err != nil {
 		return nil, imaged.WrapError(imaged.EInternal, err, "cleaning blob directory %q", abs)
@@ -288,6 +295,10 @@ func (s *Store) URL(ctx context.Context, key string, expiry time.Duration) (stri
 	if s.baseURL == "" || len(s.secret) == 0 {
 		return "", nil
 	}
+	base := s.baseURL
+	if b := imaged.BaseURL(ctx); s.fromRequest && b != "" {
+		base = strings.TrimRight(b, "/")
+	}
 	if expiry <= 0 {
 		expiry = DefaultURLExpiry
 	}
@@ -299,7 +310,7 @@ func (s *Store) URL(ctx context.Context, key string, expiry time.Duration) (stri
 	q := url.Values{}
 	q.Set("expires", strconv.FormatInt(expires, 10))
 	q.Set("sig", s.sign(key, expires))
-	return s.baseURL + "/v1/blobs/" + strings.Join(segs, "/") + "?" + q.Encode(), nil
+	return base + "/v1/blobs/" + strings.Join(segs, "/") + "?" + q.Encode(), nil
 }
 
 // Verify reports whether sig is this store's signature of key and expires, and expires is

@@ -32,6 +32,7 @@ var routeAccess = map[string]access{
 	"GET /health/live":             uncounted,
 	"GET /health/ready":            uncounted,
 	"GET /metrics":                 uncounted,
+	"GET /openapi.json":            uncounted,
 	"GET /v1/blobs/{key...}":       signed,
 	"GET /i/{signature}/{path...}": signed,
 }

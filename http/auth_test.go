@@ -55,7 +55,7 @@ func TestEveryProtectedRouteRefusesMissingWrongOrRevokedKeys(t *testing.T) {
 	}
 	// The routes without a key are exactly these; adding one is a decision this test records.
 	open := []string{"GET /health", "GET /health/live", "GET /health/ready", "GET /metrics",
-		"GET /v1/blobs/{key...}", "GET /i/{signature}/{path...}"}
+		"GET /openapi.json", "GET /v1/blobs/{key...}", "GET /i/{signature}/{path...}"}
 	if len(routeAccess) != len(open) {
 		t.Fatalf("routeAccess lists %d routes, want exactly %v", len(routeAccess), open)
 	}

@@ -34,15 +34,21 @@ var knownOps = map[string]bool{"resize": true, "convert": true, "blur": true, "g
 
 // The packages that implement ops register their traits; these tests link none of them, so the
 // fake declares the one that answers with JSON.
-func init() { imaged.RegisterOp(imaged.OpSpec{Name: "info", Kind: imaged.OpAnalysis}) }
+func init() {
+	imaged.RegisterOp(imaged.OpSpec{Name: "info", Kind: imaged.OpAnalysis, Params: []imaged.Param{}})
+	for _, name := range []string{"resize", "convert", "blur", "grayscale"} {
+		imaged.RegisterOp(imaged.OpSpec{Name: name})
+	}
+}
 
 func (p *fakeProcessor) Validate(ops []imaged.Op) error {
+	var errs []error
 	for i, o := range ops {
 		if !knownOps[o.Name] {
-			return imaged.FieldErrorf("ops["+string(rune('0'+i))+"].op", "unknown op %q", o.Name)
+			errs = append(errs, imaged.FieldErrorf("ops["+string(rune('0'+i))+"].op", "unknown op %q", o.Name))
 		}
 	}
-	return nil
+	return imaged.Violations(errs)
 }
 
 func (p *fakeProcessor) Process(ctx context.Context, src []byte, ops []imaged.Op, opts imaged.ProcessOptions) (*imaged.Result, error) {
@@ -100,7 +106,7 @@ func newStack(t *testing.T, cfg Config, deps Deps, noAuth bool) *stack {
 		st.key = st.newKey(&imaged.APIKey{Name: "test"})
 	}
 	st.api = NewServer(cfg, deps)
-	st.srv = httptest.NewServer(st.api)
+	st.srv = httptest.NewServer(checkContract(t, st.api))
 	t.Cleanup(st.srv.Close)
 	return st
 }

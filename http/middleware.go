@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -184,4 +186,49 @@ func patternPath(p string) string {
 		return "unmatched"
 	}
 	return p
+}
+
+// withBaseURL records in the request's context the address the client reached the API at
+// (imaged.WithBaseURL), so that links made while serving it work behind an ingress. Only a
+// trusted proxy (IMAGED_TRUSTED_PROXIES) may say, with X-Forwarded-Proto, X-Forwarded-Host and
+// X-Forwarded-Prefix, what address that was; from anyone else those headers are ignored and the
+// request's own Host and scheme count.
+func (s *Server) withBaseURL(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, host, prefix := "http", r.Host, ""
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		if peer, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && s.trusted(peer.Addr().Unmap()) {
+			if v := firstValue(r.Header.Get("X-Forwarded-Proto")); v == "http" || v == "https" {
+				scheme = v
+			}
+			if v := firstValue(r.Header.Get("X-Forwarded-Host")); validHost(v) {
+				host = v
+			}
+			if v := firstValue(r.Header.Get("X-Forwarded-Prefix")); strings.HasPrefix(v, "/") && !strings.ContainsAny(v, "?# ") {
+				prefix = strings.TrimRight(v, "/")
+			}
+		}
+		if validHost(host) {
+			r = r.WithContext(imaged.WithBaseURL(r.Context(), scheme+"://"+host+prefix))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// firstValue is the first of a header's comma-separated values (the one the nearest proxy set
+// last is not what a chain of proxies agrees on; the first is the client's).
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.TrimSpace(first)
+}
+
+// validHost reports whether h is a host[:port] and nothing else.
+func validHost(h string) bool {
+	if h == "" || strings.ContainsAny(h, "/?#@ \\") {
+		return false
+	}
+	u, err := url.Parse("//" + h)
+	return err == nil && u.Host == h && u.Hostname() != ""
 }

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,17 +132,38 @@ func (s *Server) handleProcess() http.Handler {
 		}
 		ctx := r.Context()
 		var src []byte
-		if req.SourceURL != "" {
-			var img *imaged.Image
+		var img *imaged.Image // the stored image the pipeline runs over; nil for a file sent along
+		switch {
+		case req.SourceURL != "":
 			if img, src, err = s.fetchSource(ctx, req.SourceURL); err == nil {
 				w.Header().Set("X-Image-ID", img.ID)
 			}
-		} else {
-			src, err = s.sourceBytes(ctx, up, req.ImageID)
+		case req.ImageID != "":
+			img, err = imaged.LookupImage(ctx, s.deps.Store, tenantOf(r), req.ImageID)
+		default:
+			src, err = s.sourceBytes(ctx, up, "")
 		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
+		}
+		var oc *outputCache
+		if img != nil {
+			if oc, err = s.outputOf(r, tenantOf(r), img, ops); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if data := oc.lookup(ctx, w.Header()); data != nil {
+				e := oc.entry
+				writeImage(w, oc, data, e.ContentType, e.Width, e.Height)
+				return
+			}
+		}
+		if src == nil {
+			if src, err = imaged.ReadImageData(ctx, s.deps.Blobs, img, 0); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 		start := time.Now()
 		res, err := s.execute(ctx, src, ops, r.Header.Get("Accept"))
@@ -157,13 +177,10 @@ func (s *Server) handleProcess() http.Handler {
 				s.writeError(w, r, imaged.FieldErrorf("ops", "the pipeline neither changes nor analyses the image"))
 				return
 			}
-			w.Header().Set("Content-Type", res.ContentType)
-			w.Header().Set("Content-Length", strconv.Itoa(len(res.Data)))
-			w.Header().Set("X-Image-Width", strconv.Itoa(res.Width))
-			w.Header().Set("X-Image-Height", strconv.Itoa(res.Height))
-			w.Header().Set("Vary", "Accept")
-			w.WriteHeader(http.StatusOK)
-			_, _ = io.Copy(w, bytes.NewReader(res.Data))
+			if oc != nil {
+				oc.store(ctx, res)
+			}
+			writeImage(w, oc, res.Data, res.ContentType, res.Width, res.Height)
 			return
 		}
 		// A synchronous result is no task's: it gets an id of its own, so that it never
@@ -175,6 +192,25 @@ func (s *Server) handleProcess() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, processResponse{Analyses: saved.Analyses, Output: saved.Output})
 	})
+}
+
+// writeImage answers /v1/process with an image, from the processed-output cache or fresh (oc
+// is nil for a file sent with the request): the same headers either way.
+func writeImage(w http.ResponseWriter, oc *outputCache, data []byte, contentType string, width, height int) {
+	h := w.Header()
+	if oc != nil && oc.cacheable {
+		h.Set("ETag", oc.etag())
+		if cc := oc.cacheControl(); cc != "" {
+			h.Set("Cache-Control", cc)
+		}
+	}
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	h.Set("X-Image-Width", strconv.Itoa(width))
+	h.Set("X-Image-Height", strconv.Itoa(height))
+	h.Set("Vary", "Accept")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
 }
 
 // execute runs a synchronous pipeline in one of the bounded slots, with its metrics.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/imaged/imaged/ratelimit"
@@ -17,10 +19,7 @@ import (
 // of its own, or skips the test when Redis does not answer.
 func redisLimiter(t *testing.T) *ratelimit.Redis {
 	t.Helper()
-	u := os.Getenv("IMAGED_TEST_REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
+	u := testenv.RedisURL()
 	o, err := goredis.ParseURL(u)
 	if err != nil {
 		t.Fatal(err)

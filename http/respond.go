@@ -39,6 +39,15 @@ type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// Details lists every violation found, the first included (one entry for a lone one).
+	Details []violation `json:"details,omitempty"`
+}
+
+// violation is one entry of errorDetail.Details.
+type violation struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
 }
 
 // writeError is the one way errors leave the API. Internal errors are logged with their cause
@@ -60,6 +69,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *imaged.Error
 	if errors.As(err, &e) {
 		body.Error.Field = e.Field
+		if status < 500 {
+			for _, d := range e.Details {
+				body.Error.Details = append(body.Error.Details, violation{Code: d.Code, Message: d.Message, Field: d.Field})
+			}
+			if len(body.Error.Details) == 0 && code == imaged.EInvalid {
+				body.Error.Details = []violation{{Code: code, Message: body.Error.Message, Field: e.Field}}
+			}
+		}
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 		}

@@ -44,6 +44,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/tenants/{id}", s.handleTenantGet())
 	mux.Handle("PUT /v1/tenants/{id}", s.handleTenantPut())
 
+	mux.Handle("GET /v1/ops", s.handleOps())
+
 	mux.Handle("GET /v1/blobs/{key...}", s.handleSignedBlob())
 	mux.Handle("GET /i/{signature}/{path...}", s.handleSignedImage())
 
@@ -53,6 +55,9 @@ func (s *Server) routes(mux *http.ServeMux) {
 	if !s.cfg.MetricsApart {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
+
+	// The contract: every route here, each op's schema (openapi.go).
+	mux.Handle("GET /openapi.json", s.handleOpenAPI())
 
 	mux.Handle("/", s.handleNotFound(mux))
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"time"
 
 	"github.com/imaged/imaged"
@@ -35,6 +34,11 @@ type Config struct {
 	MetricsApart   bool             // /metrics is served on a listener of its own, not here
 	MaxHeaderBytes int              // largest request line + header block answered; more is a JSON 431 (0: no check here)
 	SignedMaxAge   time.Duration    // Cache-Control max-age of signed image URLs; default 1 year
+
+	// The processed-output cache (outputcache.go).
+	OutputCache     bool          // answer synchronous pipelines over stored images from stored outputs
+	OutputRetention time.Duration // how long a stored output is kept (IMAGED_RETENTION_RESULTS); 0 = forever
+	Engine          string        // the processor and its version, in every output's key and ETag; default Version
 }
 
 // HealthCheck is one dependency reported by /health; Required ones decide /health/ready.
@@ -68,6 +72,7 @@ type Server struct {
 	deps    Deps
 	log     *slog.Logger
 	handler http.Handler
+	mux     *http.ServeMux // the routes, for looking up a request's pattern
 	slots   *slots
 	access  *accessState
 }
@@ -84,10 +89,10 @@ func NewServer(cfg Config, deps Deps) *Server {
 		cfg.MaxBatch = 100
 	}
 	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 2 * runtime.NumCPU()
+		cfg.MaxInflight = 2 * imaged.CPUs()
 	}
 	if cfg.MaxWaiting <= 0 {
-		cfg.MaxWaiting = 8 * runtime.NumCPU()
+		cfg.MaxWaiting = 8 * imaged.CPUs()
 	}
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = 10 * time.Second
@@ -97,6 +102,9 @@ func NewServer(cfg Config, deps Deps) *Server {
 	}
 	if cfg.SignedMaxAge <= 0 {
 		cfg.SignedMaxAge = 365 * 24 * time.Hour
+	}
+	if cfg.Engine == "" {
+		cfg.Engine = cfg.Version
 	}
 	if deps.Log == nil {
 		deps.Log = slog.Default()
@@ -109,7 +117,8 @@ func NewServer(cfg Config, deps Deps) *Server {
 	s.access = newAccessState(deps.Metrics.Registry)
 	mux := http.NewServeMux()
 	s.routes(mux)
-	s.handler = s.withHeaderLimit(withSecurityHeaders(withCorrelationID(s.withRecover(s.withLogAndMetrics(s.withAccess(mux))))))
+	s.mux = mux
+	s.handler = s.withHeaderLimit(withSecurityHeaders(withCorrelationID(s.withRecover(s.withBaseURL(s.withLogAndMetrics(s.withAccess(mux)))))))
 	return s
 }
 

@@ -1,8 +1,6 @@
 package http
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"sort"
@@ -72,12 +70,18 @@ func (s *Server) handleSignedImage() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		auto := negotiates(req.Ops)
-		tag := signedETag(path, img.SHA256, auto, r.Header.Get("Accept"))
+		// The ETag is the output's key in the processed-output cache: known before anything
+		// runs, so If-None-Match is answered without the pipeline.
+		oc, err := s.outputOf(r, img.Tenant, img, req.Ops)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		tag := oc.etag()
 		h := w.Header()
 		h.Set("ETag", tag)
 		h.Set("Cache-Control", s.signedCacheControl())
-		if auto {
+		if negotiates(req.Ops) {
 			h.Set("Vary", "Accept")
 		}
 		if etagMatches(r.Header.Get("If-None-Match"), tag) {
@@ -89,8 +93,14 @@ func (s *Server) handleSignedImage() http.Handler {
 			return
 		}
 		ctx = imaged.WithTenant(ctx, img.Tenant)
-		_, src, err := imaged.ReadImage(ctx, s.deps.Store, s.deps.Blobs, img.Tenant, img.ID, 0)
+		if data := oc.lookup(ctx, h); data != nil {
+			writeSigned(w, r, data, oc.entry.ContentType)
+			return
+		}
+		src, err := imaged.ReadImageData(ctx, s.deps.Blobs, img, 0)
 		if err != nil {
+			h.Del("ETag")
+			h.Set("Cache-Control", "no-store")
 			s.writeError(w, r, err)
 			return
 		}
@@ -101,13 +111,19 @@ func (s *Server) handleSignedImage() http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		h.Set("Content-Type", res.ContentType)
-		h.Set("Content-Length", strconv.Itoa(len(res.Data)))
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			_, _ = w.Write(res.Data)
-		}
+		oc.store(ctx, res)
+		writeSigned(w, r, res.Data, res.ContentType)
 	})
+}
+
+// writeSigned answers a signed URL with an image, from the processed-output cache or fresh.
+func writeSigned(w http.ResponseWriter, r *http.Request, data []byte, contentType string) {
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(data)
+	}
 }
 
 // streamOriginal serves the stored image as it was uploaded.
@@ -145,20 +161,6 @@ func negotiates(ops []imaged.Op) bool {
 		}
 	}
 	return false
-}
-
-// signedETag names one output: the signed path over the image's content, and the Accept
-// header when the format is negotiated.
-func signedETag(path, contentSHA string, auto bool, accept string) string {
-	h := sha256.New()
-	h.Write([]byte(path))
-	h.Write([]byte{0})
-	h.Write([]byte(contentSHA))
-	if auto {
-		h.Write([]byte{0})
-		h.Write([]byte(accept))
-	}
-	return `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
 }
 
 // etagMatches reads If-None-Match: a list of entity tags, weak ones included, or *.

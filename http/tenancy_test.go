@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imaged/imaged"
@@ -67,10 +69,7 @@ func serviceMissing(t *testing.T, format string, args ...any) {
 // cache in front of the store (a key prefix of its own).
 func productionBackend(t *testing.T) backend {
 	ctx := t.Context()
-	pgURL := os.Getenv("IMAGED_TEST_POSTGRES_URL")
-	if pgURL == "" {
-		pgURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	pgURL := testenv.PostgresURL()
 	conn, err := pgx.Connect(ctx, pgURL)
 	if err != nil {
 		serviceMissing(t, "PostgreSQL is unreachable: %v", err)
@@ -94,7 +93,7 @@ func productionBackend(t *testing.T) backend {
 	}
 	t.Cleanup(func() { db.Close() })
 
-	cache, err := redis.Open(ctx, "redis://127.0.0.1:6379/0", redis.Options{KeyPrefix: "imaged-test-" + id + ":"})
+	cache, err := redis.Open(ctx, testenv.RedisURL(), redis.Options{KeyPrefix: "imaged-test-" + id + ":"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +173,8 @@ func newTenancyEnv(t *testing.T, be backend) *tenancyEnv {
 	proc := &tenancyProcessor{store: be.store, blobs: be.blobs}
 	q := dbqueue.New(be.store, dbqueue.Options{})
 	t.Cleanup(func() { q.Close() })
-	api := NewServer(Config{}, Deps{Store: be.store, Outbox: be.outbox, Blobs: be.blobs, Queue: q, Processor: proc, Log: quietLog(),
+	// The processed-output cache is on, as by default: A's cached outputs stay A's.
+	api := NewServer(Config{OutputCache: true, OutputRetention: time.Hour}, Deps{Store: be.store, Outbox: be.outbox, Blobs: be.blobs, Queue: q, Processor: proc, Log: quietLog(),
 		Auth: auth.New(be.keys, auth.Options{Log: quietLog()}), Signer: signer})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
@@ -456,6 +456,8 @@ func tenancyRows() []row {
 		{pattern: "GET /v1/blobs/{key...}", free: "a signed capability URL for one blob key, made for whoever could read " +
 			"the task or image it belongs to; it names no tenant's record and its signature is checked before anything is read"},
 		{pattern: "GET /health", free: "the service's health; no tenant's data"},
+		{pattern: "GET /openapi.json", free: "the API's contract; no tenant's data"},
+		{pattern: "GET /v1/ops", free: "the ops the server runs; no tenant's data"},
 		{pattern: "GET /health/live", free: "the process's liveness; no tenant's data"},
 		{pattern: "GET /health/ready", free: "the service's readiness; no tenant's data"},
 		{pattern: "GET /metrics", free: "the process's metrics; no tenant's data"},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,8 +16,9 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// Consume joins the consumer group and calls h for the task records of its partitions, at
-// most opts.Concurrency at a time. A record's offset is committed once h returned nil for it
+// Consume joins the consumer group on the topics of opts.Types (every configured type when
+// empty) and calls h for the task records of its partitions, at most opts.Concurrency at a
+// time; with opts.Ready set, a record waits for it before it takes a slot. A record's offset is committed once h returned nil for it
 // and for every record before it in its partition; a handler error is retried with backoff in
 // place (the partition's commits wait for it). Records with a not-before time wait for it
 // without holding a slot. When partitions are revoked in a rebalance, the finished work is
@@ -34,7 +34,7 @@ func (b *Broker) Consume(ctx context.Context, opts imaged.ConsumeOptions, h imag
 		handlerCtx: context.WithoutCancel(ctx), ctx: ctx, sem: make(chan struct{}, opts.Concurrency),
 		parts: map[tp]*partition{}}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ClientID("imaged-"+opts.WorkerID),
-		kgo.ConsumerGroup(b.cfg.Group), kgo.ConsumeTopics(b.TasksTopic()),
+		kgo.ConsumerGroup(b.cfg.Group), kgo.ConsumeTopics(b.tasksTopics(opts.Types)...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(time.Second),
 		kgo.SessionTimeout(b.cfg.SessionTimeout), kgo.HeartbeatInterval(max(b.cfg.SessionTimeout/5, 100*time.Millisecond)),
@@ -146,10 +146,6 @@ func (c *consumer) dispatch(r *kgo.Record) bool {
 		c.finish(r, p)
 		return true
 	}
-	if len(c.opts.Types) > 0 && !slices.Contains(c.opts.Types, m.Type) {
-		c.finish(r, p) // another pool's type: that pool's group consumes it
-		return true
-	}
 	if m.CorrelationID == "" {
 		m.CorrelationID = header(r, headerCorrelationID)
 	}
@@ -172,6 +168,10 @@ func (c *consumer) dispatch(r *kgo.Record) bool {
 				p.wg.Done() // left uncommitted: consumed again by whoever owns the partition next
 				return
 			}
+			if c.opts.WaitReady(p.ctx) != nil {
+				p.wg.Done()
+				return
+			}
 			select {
 			case c.sem <- struct{}{}:
 			case <-p.ctx.Done():
@@ -181,6 +181,10 @@ func (c *consumer) dispatch(r *kgo.Record) bool {
 			c.handle(r, p, m)
 		}()
 		return true
+	}
+	if c.opts.WaitReady(p.ctx) != nil {
+		p.wg.Done()
+		return c.ctx.Err() == nil
 	}
 	select {
 	case c.sem <- struct{}{}:

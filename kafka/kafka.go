@@ -1,5 +1,6 @@
-// Package kafka is the Kafka queue ("kafka://"): tasks go to the topic <prefix>.tasks as records
-// keyed by task id, workers share them through a consumer group, and a record's offset is
+// Package kafka is the Kafka queue ("kafka://"): tasks go to one topic per task type,
+// <prefix>.tasks.<type>, as records keyed by task id; workers share them through a consumer
+// group, each subscribing to the topics of the task types it runs, and a record's offset is
 // committed only after the handler recorded the task's outcome (at-least-once). Delayed retries
 // are records carrying a not-before header that the consumer honours. Tasks that failed for
 // good leave their final record in <prefix>.dead; events go to <prefix>.events.
@@ -35,10 +36,6 @@ const (
 	DefaultSessionTimeout = 10 * time.Second
 )
 
-// DepthAll is the key under which Depth reports the lag: one topic carries every task type,
-// so the lag is not split by type.
-const DepthAll = "all"
-
 // Record header names.
 const (
 	headerCorrelationID = "correlation_id"
@@ -52,9 +49,13 @@ const (
 type Config struct {
 	Brokers     []string
 	TopicPrefix string
-	// Group is the consumer group of the workers. Workers limited to some task types skip the
-	// records of the others, so they need a group of their own.
+	// Group is the consumer group of the workers. Workers limited to some task types join it
+	// too: each subscribes to its types' topics, and the group shares each topic's partitions
+	// among the members subscribed to it.
 	Group string
+	// Types are the task types whose topics are created and whose lag Depth reports;
+	// imaged.TaskTypes when empty.
+	Types []string
 	// Partitions and ReplicationFactor are used for topics Open creates (-1: the broker's
 	// default replication).
 	Partitions        int32
@@ -147,6 +148,9 @@ func Open(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.ReplicationFactor == 0 {
 		cfg.ReplicationFactor = -1 // the broker's default
 	}
+	if len(cfg.Types) == 0 {
+		cfg.Types = imaged.TaskTypes
+	}
 	cfg = imaged.WithDefaults(cfg, Config{
 		TopicPrefix:    DefaultTopicPrefix,
 		Group:          DefaultGroup,
@@ -179,16 +183,30 @@ func retryBackoff(tries int) time.Duration {
 	return min(time.Duration(tries)*100*time.Millisecond, 2*time.Second)
 }
 
-// Topic names.
-func (b *Broker) TasksTopic() string { return b.cfg.TopicPrefix + ".tasks" }
+// TasksTopic is the topic of the tasks of type typ.
+func (b *Broker) TasksTopic(typ string) string { return b.cfg.TopicPrefix + ".tasks." + typ }
 
+// tasksTopics returns the topics of types (every configured type when empty).
+func (b *Broker) tasksTopics(types []string) []string {
+	if len(types) == 0 {
+		types = b.cfg.Types
+	}
+	out := make([]string, len(types))
+	for i, typ := range types {
+		out[i] = b.TasksTopic(typ)
+	}
+	return out
+}
+
+// EventsTopic is the topic of events.
 func (b *Broker) EventsTopic() string { return b.cfg.TopicPrefix + ".events" }
 
+// DeadTopic is the topic of the final records of tasks that failed for good.
 func (b *Broker) DeadTopic() string { return b.cfg.TopicPrefix + ".dead" }
 
 func (b *Broker) ensureTopics(ctx context.Context) error {
 	resp, err := b.adm.CreateTopics(ctx, b.cfg.Partitions, b.cfg.ReplicationFactor, nil,
-		b.TasksTopic(), b.EventsTopic(), b.DeadTopic())
+		append(b.tasksTopics(nil), b.EventsTopic(), b.DeadTopic())...)
 	if err != nil {
 		return fmt.Errorf("creating Kafka topics: %w", err)
 	}
@@ -200,35 +218,29 @@ func (b *Broker) ensureTopics(ctx context.Context) error {
 	return nil
 }
 
-// Depth returns the consumer group's lag on the tasks topic (records not yet committed) under
-// DepthAll: one topic carries every task type.
+// Depth returns, by task type, the consumer group's lag on that type's topic: records not
+// yet committed.
 func (b *Broker) Depth(ctx context.Context) (map[string]int, error) {
-	lag, err := b.Lag(ctx)
+	topics := b.tasksTopics(nil)
+	ends, err := b.adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
-		return nil, err
+		return nil, imaged.WrapError(imaged.EUnavailable, err, "listing Kafka end offsets")
 	}
-	return map[string]int{DepthAll: int(lag)}, nil
-}
-
-// Lag returns how many records of the tasks topic the group has not committed yet.
-func (b *Broker) Lag(ctx context.Context) (int64, error) {
-	topic := b.TasksTopic()
-	ends, err := b.adm.ListEndOffsets(ctx, topic)
+	starts, err := b.adm.ListStartOffsets(ctx, topics...)
 	if err != nil {
-		return 0, imaged.WrapError(imaged.EUnavailable, err, "listing Kafka end offsets")
+		return nil, imaged.WrapError(imaged.EUnavailable, err, "listing Kafka start offsets")
 	}
-	starts, err := b.adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return 0, imaged.WrapError(imaged.EUnavailable, err, "listing Kafka start offsets")
-	}
-	commits, err := b.adm.FetchOffsetsForTopics(ctx, b.cfg.Group, topic)
+	commits, err := b.adm.FetchOffsetsForTopics(ctx, b.cfg.Group, topics...)
 	if errors.Is(err, kerr.GroupIDNotFound) {
 		commits, err = nil, nil // no worker joined yet: nothing is committed
 	}
 	if err != nil {
-		return 0, imaged.WrapError(imaged.EUnavailable, err, "fetching the group's Kafka offsets")
+		return nil, imaged.WrapError(imaged.EUnavailable, err, "fetching the group's Kafka offsets")
 	}
-	var lag int64
+	out := make(map[string]int, len(b.cfg.Types))
+	for _, typ := range b.cfg.Types {
+		out[typ] = 0
+	}
 	var perr error
 	ends.Each(func(end kadm.ListedOffset) {
 		if end.Err != nil {
@@ -236,18 +248,28 @@ func (b *Broker) Lag(ctx context.Context) (int64, error) {
 			return
 		}
 		from := int64(0)
-		if s, ok := starts.Lookup(topic, end.Partition); ok && s.Err == nil {
+		if s, ok := starts.Lookup(end.Topic, end.Partition); ok && s.Err == nil {
 			from = s.Offset
 		}
-		if c, ok := commits.Lookup(topic, end.Partition); ok && c.Err == nil && c.At >= 0 {
+		if c, ok := commits.Lookup(end.Topic, end.Partition); ok && c.Err == nil && c.At >= 0 {
 			from = max(from, c.At)
 		}
-		lag += max(end.Offset-from, 0)
+		out[strings.TrimPrefix(end.Topic, b.TasksTopic(""))] += int(max(end.Offset-from, 0))
 	})
 	if perr != nil {
-		return 0, imaged.WrapError(imaged.EUnavailable, perr, "listing Kafka end offsets")
+		return nil, imaged.WrapError(imaged.EUnavailable, perr, "listing Kafka end offsets")
 	}
-	return lag, nil
+	return out, nil
+}
+
+// Lag returns how many records of the tasks topics the group has not committed yet.
+func (b *Broker) Lag(ctx context.Context) (int64, error) {
+	d, err := b.Depth(ctx)
+	var lag int64
+	for _, n := range d {
+		lag += int64(n)
+	}
+	return lag, err
 }
 
 // Ping checks a broker answers.

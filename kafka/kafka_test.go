@@ -55,7 +55,7 @@ func TestPublishConsumeCommitsAndLagFalls(t *testing.T) {
 	if n := lag(t, b); n != 20 {
 		t.Fatalf("lag before consuming = %d, want 20", n)
 	}
-	if d, err := b.Depth(ctx); err != nil || d[DepthAll] != 20 {
+	if d, err := b.Depth(ctx); err != nil || d[imaged.TaskTypeTransform] != 20 || d[imaged.TaskTypeOCR] != 0 {
 		t.Fatalf("depth %v %v", d, err)
 	}
 	var mu sync.Mutex

@@ -39,11 +39,15 @@ func header(r *kgo.Record, key string) string {
 	return ""
 }
 
-// Publish produces a record for t keyed by its id and waits until the brokers took it. With a
+// Publish produces a record for t keyed by its id to its type's topic and waits until the
+// brokers took it. With a
 // delay the record carries a not-before time that consumers wait for. While the brokers are
 // unreachable it keeps trying, up to PublishTimeout.
 func (b *Broker) Publish(ctx context.Context, t *imaged.Task, delay time.Duration) error {
-	r, err := taskRecord(b.TasksTopic(), t, nil)
+	if t == nil {
+		return imaged.Errorf(imaged.EInvalid, "no task to publish")
+	}
+	r, err := taskRecord(b.TasksTopic(t.Type), t, nil)
 	if err != nil {
 		return err
 	}

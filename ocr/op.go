@@ -28,17 +28,17 @@ type Config struct {
 // "preprocess":{"grayscale":true,"upscale":2,"deskew":true}}.
 type Args struct {
 	Op         string      `json:"op"`
-	Engine     string      `json:"engine"`
-	Languages  []string    `json:"languages"`
-	HOCR       bool        `json:"hocr"`
-	Raw        bool        `json:"raw"`
-	Preprocess *Preprocess `json:"preprocess"`
+	Engine     string      `json:"engine" doc:"OCR engine" enum:"tesseract,paddle,hybrid" default:"tesseract"`
+	Languages  []string    `json:"languages" doc:"Tesseract languages (up to 8), default eng"`
+	HOCR       bool        `json:"hocr" doc:"add Tesseract hOCR"`
+	Raw        bool        `json:"raw" doc:"add the engines' raw output"`
+	Preprocess *Preprocess `json:"preprocess" doc:"{grayscale, upscale (1–4), deskew} before recognition"`
 }
 
 // spec declares the ocr op's traits: an analysis that needs the OCR engines, so its pipelines
 // go to the workers that hold them.
 var spec = imaged.OpSpec{Name: "ocr", Summary: "reads the text of the image, with its lines and boxes",
-	Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeOCR, Plan: plan}
+	Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeOCR, Params: imaged.ParamsOf[Args](), Plan: plan}
 
 func init() { imaged.RegisterOp(spec) }
 

@@ -70,7 +70,8 @@ func (s *Store) Image(ctx context.Context, tenant, id string) (*imaged.Image, er
 }
 
 // DeleteImage removes the tenant's record and, in the same transaction, expires the results
-// made from it (their blobs go to the trash); ENotFound when absent. The tasks are kept.
+// made from it and removes the cached outputs of its content that no other image of the tenant
+// holds (their blobs go to the trash); ENotFound when absent. The tasks are kept.
 func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 	cond, args, err := dialect.OfTenant(tenant, id)
 	if err != nil {
@@ -79,12 +80,16 @@ func (s *Store) DeleteImage(ctx context.Context, tenant, id string) error {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM images WHERE `+cond, args...)
+		deleted, err := queryAll(ctx, tx, sqlstore.ScanDeletedImage, `DELETE FROM images WHERE `+cond+`
+			RETURNING `+sqlstore.DeletedImageColumns, args...)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if len(deleted) == 0 {
 			return imaged.Errorf(imaged.ENotFound, "image %s not found", imaged.EchoID(id))
+		}
+		if err := dropCachedOutputs(ctx, tx, deleted); err != nil {
+			return err
 		}
 		return expireDerived(ctx, tx, []string{id}, nil)
 	})

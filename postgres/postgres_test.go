@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/imaged/imaged"
@@ -28,14 +30,7 @@ import (
 // The tests run against a real PostgreSQL, each store in a schema of its own that is dropped
 // afterwards, so they can share one database with other packages' tests.
 
-const defaultTestURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-func testURL() string {
-	if u := os.Getenv("IMAGED_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return defaultTestURL
-}
+func testURL() string { return testenv.PostgresURL() }
 
 // baseConfig is the test URL as ParseURL reads it, without any schema it may name.
 func baseConfig(t *testing.T) postgres.Config {
@@ -390,7 +385,7 @@ func TestMigrationStatus(t *testing.T) {
 		t.Fatalf("tables: %v", err)
 	}
 	slices.Sort(tables)
-	if want := []string{"api_keys", "batches", "blob_trash", "deliveries", "imaged_migrations", "images", "leases", "tasks", "tenants"}; !slices.Equal(tables, want) {
+	if want := []string{"api_keys", "batches", "blob_trash", "deliveries", "imaged_migrations", "images", "leases", "output_cache", "tasks", "tenants"}; !slices.Equal(tables, want) {
 		t.Fatalf("tables in %s = %v, want %v", schema, tables, want)
 	}
 

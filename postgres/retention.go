@@ -47,24 +47,30 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 // ExpireResults marks old results expired and trashes their images; see imaged.RetentionStore.
 // The rows are taken with FOR UPDATE SKIP LOCKED, so two sweepers take different ones.
 func (s *Store) ExpireResults(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
+	return s.trashReturned(ctx, "expire results", imaged.BlobResult, `
+		UPDATE tasks SET result_expired_at = $1, result_expired_reason = $2
+		WHERE id IN (SELECT id FROM tasks WHERE finished_at < $3 AND status = 'completed'
+			AND result_expired_at IS NULL AND `+resultKey+` IS NOT NULL LIMIT $4 FOR UPDATE SKIP LOCKED)
+		AND result_expired_at IS NULL
+		RETURNING `+resultKey, at, imaged.ResultExpiredAge, cutoff, limit)
+}
+
+// trashReturned runs a statement returning the blob keys of the rows it takes, and trashes
+// those blobs as kind in the same transaction; it returns how many rows it took.
+func (s *Store) trashReturned(ctx context.Context, what, kind, query string, args ...any) (int, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		keys, err := queryAll(ctx, tx, sqlstore.ScanString, `
-			UPDATE tasks SET result_expired_at = $1, result_expired_reason = $2
-			WHERE id IN (SELECT id FROM tasks WHERE finished_at < $3 AND status = 'completed'
-				AND result_expired_at IS NULL AND `+resultKey+` IS NOT NULL LIMIT $4 FOR UPDATE SKIP LOCKED)
-			AND result_expired_at IS NULL
-			RETURNING `+resultKey, at, imaged.ResultExpiredAge, cutoff, limit)
+		keys, err := queryAll(ctx, tx, sqlstore.ScanString, query, args...)
 		if err != nil {
 			return err
 		}
 		n = len(keys)
-		return trash(ctx, tx, imaged.BlobResult, keys)
+		return trash(ctx, tx, kind, keys)
 	})
 	if err != nil {
-		return 0, s.wrap(ctx, "expire results", err)
+		return 0, s.wrap(ctx, what, err)
 	}
 	return n, nil
 }
@@ -105,22 +111,25 @@ func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (i
 	return tasks, batches, nil
 }
 
-// DeleteImages deletes old images, trashes their blobs and expires their results; see
-// imaged.RetentionStore.
+// DeleteImages deletes old images, trashes their blobs, expires their results and removes the
+// cached outputs of content no image holds any more; see imaged.RetentionStore.
 func (s *Store) DeleteImages(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
 	ctx, cancel := s.command(ctx)
 	defer cancel()
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := queryAll(ctx, tx, sqlstore.ScanPair, `
+		deleted, err := queryAll(ctx, tx, sqlstore.ScanDeletedImage, `
 			DELETE FROM images WHERE id IN (SELECT id FROM images WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-			RETURNING id, key`, cutoff, limit)
+			RETURNING `+sqlstore.DeletedImageColumns, cutoff, limit)
 		if err != nil {
 			return err
 		}
-		ids, keys := sqlstore.Unzip(rows)
+		ids, keys := sqlstore.DeletedIDsAndKeys(deleted)
 		n = len(ids)
 		if err := trash(ctx, tx, imaged.BlobImage, keys); err != nil {
+			return err
+		}
+		if err := dropCachedOutputs(ctx, tx, deleted); err != nil {
 			return err
 		}
 		return expireDerived(ctx, tx, ids, at)
@@ -182,7 +191,8 @@ func (s *Store) Referenced(ctx context.Context, keys []string) (map[string]bool,
 	found, err := queryAll(ctx, s.pool, sqlstore.ScanString, `
 		SELECT key FROM images WHERE key = ANY($1)
 		UNION SELECT `+resultKey+` FROM tasks WHERE `+resultKey+` = ANY($1) AND result_expired_at IS NULL
-		UNION SELECT key FROM blob_trash WHERE key = ANY($1)`, keys)
+		UNION SELECT key FROM blob_trash WHERE key = ANY($1)
+		UNION SELECT blob_key FROM output_cache WHERE blob_key = ANY($1)`, keys)
 	if err != nil {
 		return nil, s.wrap(ctx, "referenced blobs", err)
 	}

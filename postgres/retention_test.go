@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/imaged/imaged/postgres"
+	"github.com/imaged/imaged/storetest"
 )
 
 // Migration 00006 (retention) finds the result keys of tasks completed before it, can be rolled
@@ -53,4 +54,12 @@ func TestRetentionMigrationKeepsExistingRows(t *testing.T) {
 		t.Fatalf("up again: %v", err)
 	}
 	check()
+}
+
+// Migration 00007 (the processed-output cache) can be rolled back and applied again.
+func TestOutputCacheMigrationRollsBack(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t, postgres.Config{})
+	storetest.CheckOutputCacheRollback(t, s, func() error { return postgres.MigrateTo(ctx, s, 6) },
+		func() error { return s.MigrateUp(ctx) })
 }

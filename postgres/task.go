@@ -448,6 +448,15 @@ func (s *Store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 		error_message = $5, lease_until = NULL`, runAfter.UTC().Truncate(time.Microsecond), code, msg)
 }
 
+// DeferTask puts the given attempt of a processing task back to queued, runnable after
+// runAfter, keeping f as the last error, and takes the attempt back (attempts goes down by one):
+// a dependency's outage, not the task, cut it short. EConflict and ENotFound as CompleteTask.
+func (s *Store) DeferTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (*imaged.Task, error) {
+	code, msg := failure(f)
+	return s.finish(ctx, "defer", id, attempt, `status = 'queued', attempts = attempts - 1, run_after = $3,
+		error_code = $4, error_message = $5, lease_until = NULL`, runAfter.UTC().Truncate(time.Microsecond), code, msg)
+}
+
 // ExtendLease moves the lease of the given attempt of a processing task to until; EConflict
 // and ENotFound as CompleteTask.
 func (s *Store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error {

@@ -26,13 +26,15 @@ type Metrics struct {
 	TasksQueued         *prometheus.GaugeVec     // task_type
 	TasksFinished       *prometheus.CounterVec   // task_type, status, tenant
 	TaskRetries         *prometheus.CounterVec   // task_type, tenant
+	OutageDeferrals     *prometheus.CounterVec   // task_type
 	WorkersBusy         prometheus.Gauge
 	ImagesUploaded      prometheus.Counter
 	InflightSyncRequest prometheus.Gauge
+	OutputCache         *prometheus.CounterVec // result: hit, miss, bypass, error
 
-	RetentionRowsDeleted    *prometheus.CounterVec // kind: task, batch, image
+	RetentionRowsDeleted    *prometheus.CounterVec // kind: task, batch, image, cached_output
 	RetentionResultsExpired *prometheus.CounterVec // reason: age, image_deleted
-	RetentionBlobsDeleted   *prometheus.CounterVec // kind: image, result, orphan
+	RetentionBlobsDeleted   *prometheus.CounterVec // kind: image, result, cache, orphan
 	RetentionErrors         prometheus.Counter
 
 	// The outbox (outbox.go).
@@ -72,6 +74,10 @@ func New() *Metrics {
 		TaskRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "task_retries_total", Help: "Task attempts that failed transiently and were queued again, by task type and tenant.",
 		}, []string{"task_type", "tenant"}),
+		OutageDeferrals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "task_outage_deferrals_total",
+			Help: "Task attempts cut short by an unavailable dependency (database, storage, broker) and queued again without spending an attempt, by task type.",
+		}, []string{"task_type"}),
 		WorkersBusy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "workers_busy", Help: "Worker slots running a task now.",
 		}),
@@ -81,14 +87,18 @@ func New() *Metrics {
 		InflightSyncRequest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sync_pipelines_in_flight", Help: "Synchronous pipelines running now.",
 		}),
+		OutputCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "processed_output_cache_requests_total",
+			Help: "Synchronous pipelines the processed-output cache could answer, by result: hit (answered from storage), miss (run, then stored), bypass (Cache-Control no-cache or no-store), error (the cache failed; the pipeline ran).",
+		}, []string{"result"}),
 		RetentionRowsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "retention_rows_deleted_total", Help: "Rows the retention sweep deleted, by kind (task, batch, image).",
+			Name: "retention_rows_deleted_total", Help: "Rows the retention sweep deleted, by kind (task, batch, image, cached_output).",
 		}, []string{"kind"}),
 		RetentionResultsExpired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "retention_results_expired_total", Help: "Task results whose image the retention sweep expired, by reason (age; image_deleted counts only images the sweep deleted).",
 		}, []string{"reason"}),
 		RetentionBlobsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "retention_blobs_deleted_total", Help: "Blobs the retention sweep deleted, by kind (image, result, orphan).",
+			Name: "retention_blobs_deleted_total", Help: "Blobs the retention sweep deleted, by kind (image, result, cache, orphan).",
 		}, []string{"kind"}),
 		RetentionErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "retention_errors_total", Help: "Retention sweep steps that failed (they are tried again at the next sweep).",
@@ -96,8 +106,8 @@ func New() *Metrics {
 		tenants: &tenantLabels{max: DefaultMaxTenants, seen: map[string]bool{}},
 	}
 	reg.MustRegister(m.HTTPRequests, m.HTTPDuration, m.ProcessingDuration, m.ImagesProcessed,
-		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest,
-		m.RetentionRowsDeleted, m.RetentionResultsExpired, m.RetentionBlobsDeleted, m.RetentionErrors)
+		m.TasksQueued, m.TasksFinished, m.TaskRetries, m.OutageDeferrals, m.WorkersBusy, m.ImagesUploaded, m.InflightSyncRequest,
+		m.OutputCache, m.RetentionRowsDeleted, m.RetentionResultsExpired, m.RetentionBlobsDeleted, m.RetentionErrors)
 	m.registerOutbox()
 	return m
 }

@@ -62,6 +62,8 @@ func Run(t *testing.T, setup func(t *testing.T) Harness) {
 		{"DelayedRetry", testDelayedRetry},
 		{"FailedForGoodNeverDeliveredAgain", testFailedForGood},
 		{"EventsInOrderAcrossProcesses", testEventsInOrder},
+		{"ConsumersOfSomeTypes", testConsumersOfSomeTypes},
+		{"ReadyHoldsTheTaking", testReadyHoldsTheTaking},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, setup(t)) })
@@ -108,7 +110,7 @@ func open(t *testing.T, h Harness) imaged.Queue {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		worker.SweepExpiredLeases(ctx, sweep, h.Store, q, quiet)
+		worker.SweepExpiredLeases(ctx, sweep, 2*lease, h.Store, q, quiet)
 	}()
 	var once sync.Once
 	stop := func() {
@@ -247,7 +249,7 @@ func createTasks(t *testing.T, s imaged.TaskStore, typ string, n int) []*imaged.
 	}
 	out := make([]*imaged.Task, n)
 	for i := range out {
-		out[i] = &imaged.Task{ImageID: img.ID, Ops: ops, MaxAttempts: 3, CorrelationID: "corr-" + imaged.NewID()[:6]}
+		out[i] = &imaged.Task{ImageID: img.ID, Type: typ, Ops: ops, MaxAttempts: 3, CorrelationID: "corr-" + imaged.NewID()[:6]}
 		if _, err := s.CreateTasks(ctx, []*imaged.Task{out[i]}, nil); err != nil {
 			t.Fatalf("CreateTasks: %v", err)
 		}

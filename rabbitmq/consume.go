@@ -16,8 +16,9 @@ import (
 	"github.com/imaged/imaged"
 )
 
-// Consume calls h for the messages of opts.Types (every declared type when empty), with at most
-// opts.Concurrency unacknowledged at once (the prefetch). A message is acknowledged after h
+// Consume calls h for the messages of opts.Types (every declared type when empty: each type has
+// a queue of its own), with at most opts.Concurrency unacknowledged at once (the prefetch);
+// with opts.Ready set, a message waits for it before it is handed to h. A message is acknowledged after h
 // returned nil, and requeued after an error. After a connection loss it consumes again on the
 // new connection; messages in flight on the old one are redelivered by the broker, and the
 // worker drops those whose outcome is already recorded. When ctx is cancelled it stops taking
@@ -70,13 +71,20 @@ func (b *Broker) consumeOn(ctx context.Context, conn *amqp.Connection, opts imag
 		return err
 	}
 	stop := make(chan struct{})
+	// A reader waiting for opts.Ready lets go when the consumer stops.
+	readyCtx, cancelReady := context.WithCancel(ctx)
+	defer cancelReady()
+	halt := func() {
+		close(stop)
+		cancelReady()
+	}
 	var readers, handlers sync.WaitGroup
 	var tags []string
 	for _, typ := range types {
 		tag := fmt.Sprintf("%s.%s.%s", opts.WorkerID, typ, imaged.NewID()[:8])
 		dels, err := ch.Consume(b.taskQueue(typ), tag, false, false, false, false, nil)
 		if err != nil {
-			close(stop)
+			halt()
 			readers.Wait()
 			_ = ch.Close()
 			return fmt.Errorf("consuming %s: %w", b.taskQueue(typ), err)
@@ -90,6 +98,10 @@ func (b *Broker) consumeOn(ctx context.Context, conn *amqp.Connection, opts imag
 				case sem <- struct{}{}:
 				case <-stop:
 					return // left unacknowledged: requeued when the channel closes
+				}
+				if opts.WaitReady(readyCtx) != nil {
+					<-sem
+					return // as above
 				}
 				handlers.Add(1)
 				inflight.Add(1)
@@ -107,13 +119,13 @@ func (b *Broker) consumeOn(ctx context.Context, conn *amqp.Connection, opts imag
 		for _, tag := range tags {
 			_ = ch.Cancel(tag, false)
 		}
-		close(stop)
+		halt()
 		readers.Wait()
 		handlers.Wait() // their acks go out on this channel before it closes
 		_ = ch.Close()
 		return nil
 	case err := <-closed:
-		close(stop)
+		halt()
 		if err == nil {
 			return errors.New("channel closed")
 		}

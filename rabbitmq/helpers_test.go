@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/imaged/imaged"
 )
 
@@ -38,10 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 func baseURL() string {
-	if u := os.Getenv("IMAGED_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
+	return testenv.AMQPURL()
 }
 
 func reachable(raw string) bool {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/imaged/imaged"
@@ -136,10 +138,7 @@ func TestMemoryForgetsIdleKeys(t *testing.T) {
 // redisClient connects to IMAGED_TEST_REDIS_URL (default the local Redis) or skips.
 func redisClient(t *testing.T) *goredis.Client {
 	t.Helper()
-	u := os.Getenv("IMAGED_TEST_REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
+	u := testenv.RedisURL()
 	o, err := goredis.ParseURL(u)
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,8 @@ const flushEvery = time.Second
 //     database and when CompleteTask, FailTask or CancelTask return it. Tasks still queued or
 //     processing are never cached nor served from the cache.
 //   - Image reads image:{tenant}:{id} first and caches the database's answer for MetadataTTL.
-//     DeleteImage replaces the entry with a tombstone (see below).
+//     DeleteImage replaces the entry with a tombstone (see below), and drops the index entries
+//     of the processed-output cache made from the image's content (outputs.go).
 //   - Reads for AnyTenant (system callers) go to the database: the key names the tenant,
 //     which such a read does not know.
 //   - Everything else goes to the database.
@@ -136,7 +137,7 @@ func read[T any](ctx context.Context, s *cachedStore, cache, key, unreadable str
 
 func errText(err error) string {
 	if err == nil {
-		return "not a terminal task of that id"
+		return "the entry is not the one asked for (another id or tenant, or a task not finished)"
 	}
 	return err.Error()
 }
@@ -218,19 +219,21 @@ func (s *cachedStore) Image(ctx context.Context, tenant, id string) (*imaged.Ima
 }
 
 func (s *cachedStore) DeleteImage(ctx context.Context, tenant, id string) error {
-	if tenant == imaged.AnyTenant {
-		// The key names the image's tenant: learn it before the record is gone.
-		img, err := s.TaskStore.Image(ctx, tenant, id)
-		if err != nil {
-			return err
-		}
+	// The keys name the image's tenant and content: learn them before the record is gone.
+	img, err := s.TaskStore.Image(ctx, tenant, id)
+	if err == nil {
 		tenant = img.Tenant
+	} else if tenant == imaged.AnyTenant {
+		return err
 	}
-	err := s.TaskStore.DeleteImage(ctx, tenant, id)
+	err = s.TaskStore.DeleteImage(ctx, tenant, id)
 	if err == nil || imaged.IsCode(err, imaged.ENotFound) {
 		// Also when the database had no such image: another process may have deleted it
 		// without reaching Redis.
 		s.invalidate(ctx, s.c.imageKey(tenant, id))
+	}
+	if err == nil && img != nil {
+		s.dropOutputs(ctx, tenant, img.SHA256)
 	}
 	return err
 }

@@ -1,5 +1,6 @@
 // Package redis caches what imaged reads most in Redis: the results of finished tasks
-// (result:{task_id}) and image metadata (image:{id}), in front of the task store.
+// (result:{task_id}), image metadata (image:{id}) and the entries of the processed-output
+// cache (output:{key}, its index), in front of the task store.
 //
 // The cache is an optimisation and never the reason a request fails: every Redis call has a
 // short timeout, any Redis error is logged, counted and answered from the database, and an
@@ -53,9 +54,9 @@ type Options struct {
 	Metrics *Metrics
 }
 
-// Metrics holds cache_requests_total{cache,result}: cache is "result" or "image", result is
-// "hit", "miss" or "error" (Redis failed or its breaker is open; the read went to the
-// database).
+// Metrics holds cache_requests_total{cache,result}: cache is "result", "image" or "output" (the
+// index of the processed-output cache), result is "hit", "miss" or "error" (Redis failed or
+// its breaker is open; the read went to the database).
 type Metrics struct {
 	requests *prometheus.CounterVec
 }
@@ -65,7 +66,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cache_requests_total",
-		Help: "Cache lookups by cache (result, image) and result (hit, miss, error).",
+		Help: "Cache lookups by cache (result, image, output: the processed-output cache's index) and result (hit, miss, error).",
 	}, []string{"cache", "result"})}
 	if reg != nil {
 		reg.MustRegister(m.requests)
@@ -211,6 +212,15 @@ func (c *Client) resultKey(tenant, taskID string) string {
 
 func (c *Client) imageKey(tenant, imageID string) string {
 	return c.prefix + "image:" + tenant + ":" + imageID
+}
+
+func (c *Client) outputKey(tenant, key string) string {
+	return c.prefix + "output:" + tenant + ":" + key
+}
+
+// outputsKey is the set of the output keys indexed for one content of tenant.
+func (c *Client) outputsKey(tenant, contentSHA256 string) string {
+	return c.prefix + "outputs:" + tenant + ":" + contentSHA256
 }
 
 // RouteLibraryLogs sends go-redis's own messages (one per failed dial, among others), which

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,10 +31,7 @@ func TestMain(m *testing.M) {
 
 // sharedURL is the Redis the tests use: IMAGED_TEST_REDIS_URL, else the local one.
 func sharedURL() string {
-	if u := os.Getenv("IMAGED_TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
+	return testenv.RedisURL()
 }
 
 // missing skips the test when a service or program it needs is absent, or fails it when
@@ -123,8 +122,8 @@ func requests(t *testing.T, reg *prometheus.Registry, cache, result string) floa
 // countingStore is a real SQLite store that counts the reads the cache may save.
 type countingStore struct {
 	imaged.TaskStore
-	mu                sync.Mutex
-	taskReads, images int
+	mu                         sync.Mutex
+	taskReads, images, outputs int
 }
 
 func openDatabase(t *testing.T) *countingStore {
@@ -149,6 +148,19 @@ func (s *countingStore) Image(ctx context.Context, tenant, id string) (*imaged.I
 	s.images++
 	s.mu.Unlock()
 	return s.TaskStore.Image(ctx, tenant, id)
+}
+
+func (s *countingStore) CachedOutput(ctx context.Context, tenant, key string) (*imaged.CachedOutput, error) {
+	s.mu.Lock()
+	s.outputs++
+	s.mu.Unlock()
+	return s.TaskStore.CachedOutput(ctx, tenant, key)
+}
+
+func (s *countingStore) outputReads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outputs
 }
 
 func (s *countingStore) counts() (tasks, images int) {

@@ -84,7 +84,7 @@ func NewBreaker(cfg BreakerConfig, m *Metrics) *Breaker {
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.Failures },
 		// Called with the breaker's lock held: it must not call back into b.cb.
 		OnStateChange: b.onStateChange,
-		IsSuccessful:  func(err error) bool { return err == nil || !Transient(err) },
+		IsSuccessful:  func(err error) bool { return err == nil || !imaged.Transient(err) },
 		IsExcluded: func(err error) bool {
 			var x *excludedError
 			return errors.As(err, &x)

@@ -76,7 +76,7 @@ func retry[T any](ctx context.Context, r *retrier, op string, fn func(ctx contex
 			return v, nil
 		}
 		last = err
-		if IsCircuitOpen(err) || !Transient(err) || ctx.Err() != nil {
+		if IsCircuitOpen(err) || !imaged.Transient(err) || ctx.Err() != nil {
 			return v, backoff.Permanent(err)
 		}
 		return v, err

@@ -25,13 +25,15 @@ func DefaultStoreConfig() StoreConfig {
 // repeated call cannot do harm. m may be nil.
 //
 // What is retried, and why:
-//   - Reads (Image, Task, ListTasks, Batch, CountQueued): always.
+//   - Reads (Image, Task, ListTasks, Batch, CountQueued, CachedOutput): always.
+//   - PutCachedOutput: yes; it writes the whole entry, so a repeat sets the same row.
 //   - DeleteImage: yes. An ENotFound after an earlier attempt failed transiently is taken as
 //     that attempt's success (it may have deleted the row before its answer was lost).
-//   - CancelTask, CompleteTask, FailTask, RetryTask: yes; they are conditional updates, so a
-//     repeat cannot apply twice. When a repeat answers EConflict, the task is read: if it
-//     shows exactly the state this call sets (cancelled; completed or failed at this attempt;
-//     queued at this attempt), the earlier attempt did it and the task is returned.
+//   - CancelTask, CompleteTask, FailTask, RetryTask, DeferTask: yes; they are conditional
+//     updates, so a repeat cannot apply twice. When a repeat answers EConflict, the task is
+//     read: if it shows exactly the state this call sets (cancelled; completed or failed at
+//     this attempt; queued at this attempt, or at the one before for DeferTask), the earlier
+//     attempt did it and the task is returned.
 //   - CreateTasks: only when an idempotency key covers the whole call (the batch's key, or
 //     the key of a single task without batch); a repeat then finds the stored record. If the
 //     stored record carries the ids the earlier attempt wrote into the arguments, it is this
@@ -96,7 +98,7 @@ func (s *store) DeleteImage(ctx context.Context, tenant, id string) error {
 		if failed && imaged.IsCode(err, imaged.ENotFound) {
 			return struct{}{}, nil
 		}
-		failed = Transient(err)
+		failed = imaged.Transient(err)
 		return struct{}{}, err
 	})
 	return err
@@ -116,7 +118,7 @@ func (s *store) CreateTasks(ctx context.Context, tasks []*imaged.Task, batch *im
 		if err == nil && existed && ids != nil && sameIDs(ids, tasks, batch) {
 			existed = false
 		}
-		if Transient(err) {
+		if imaged.Transient(err) {
 			ids = idsOf(tasks, batch)
 		}
 		return existed, err
@@ -172,7 +174,7 @@ func (s *store) conditional(ctx context.Context, op, tenant, id string, update f
 				return cur, nil
 			}
 		}
-		failed = Transient(err)
+		failed = imaged.Transient(err)
 		return t, err
 	})
 }
@@ -225,6 +227,12 @@ func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == attempt })
 }
 
+func (s *store) DeferTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (*imaged.Task, error) {
+	return s.conditional(ctx, "defer_task", imaged.AnyTenant, id, func(ctx context.Context) (*imaged.Task, error) {
+		return s.next.DeferTask(ctx, id, attempt, runAfter, f)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == attempt-1 })
+}
+
 func (s *store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) error {
 	return s.r.retryErr(ctx, "extend_lease", func(ctx context.Context) error { return s.next.ExtendLease(ctx, id, attempt, until) })
 }
@@ -268,4 +276,15 @@ func (s *store) Usage(ctx context.Context, tenant string) (imaged.Usage, error) 
 	return retry(ctx, s.r, "usage", func(ctx context.Context) (imaged.Usage, error) {
 		return s.next.Usage(ctx, tenant)
 	})
+}
+
+func (s *store) CachedOutput(ctx context.Context, tenant, key string) (*imaged.CachedOutput, error) {
+	return retry(ctx, s.r, "cached_output", func(ctx context.Context) (*imaged.CachedOutput, error) {
+		return s.next.CachedOutput(ctx, tenant, key)
+	})
+}
+
+// PutCachedOutput writes the whole entry, so repeating it after a transient failure is harmless.
+func (s *store) PutCachedOutput(ctx context.Context, e *imaged.CachedOutput) error {
+	return s.r.retryErr(ctx, "put_cached_output", func(ctx context.Context) error { return s.next.PutCachedOutput(ctx, e) })
 }

@@ -118,7 +118,7 @@ else
       --dir "$work/redis" --pidfile "$work/redis/pid" --logfile "$work/redis/log"
     stops+=("kill \$(cat '$work/redis/pid')")
     for _ in $(seq 100); do reachable 127.0.0.1 "$port" && break; sleep 0.1; done
-    export IMAGED_TEST_REDIS_URL="redis://127.0.0.1:$port/0" IMAGED_TEST_REDIS_ADDR="127.0.0.1:$port"
+    export IMAGED_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
     say "Redis: private instance on 127.0.0.1:$port"
   fi
 fi

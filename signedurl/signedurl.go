@@ -191,6 +191,21 @@ func Parse(path string) (*Request, error) {
 	return req, nil
 }
 
+// ParseOp reads one op written as a path segment is, "name:k=v,k=v" (already percent-decoded),
+// with the short parameter names and the value rules of the package comment. The command line's
+// --op takes this syntax, so an op reads the same in a signed URL and in a shell.
+func ParseOp(seg string) (imaged.Op, error) {
+	obj, err := parseOp(seg)
+	if err != nil {
+		return imaged.Op{}, err
+	}
+	var op imaged.Op
+	if err := json.Unmarshal(obj, &op); err != nil {
+		return imaged.Op{}, err
+	}
+	return op, nil
+}
+
 // parseOp turns "name:k=v,k=v" into the JSON object of the op.
 func parseOp(seg string) ([]byte, error) {
 	name, params, _ := strings.Cut(seg, ":")

@@ -154,3 +154,16 @@ func TestParseRefuses(t *testing.T) {
 		}
 	}
 }
+
+// ParseOp reads one op in the path syntax, as the command line's --op does.
+func TestParseOp(t *testing.T) {
+	op, err := ParseOp("resize:w=800,fit=cover,enlarge=true")
+	if err != nil || op.Name != "resize" || string(op.Args) != `{"enlarge":true,"fit":"cover","op":"resize","width":800}` {
+		t.Fatalf("%+v %s %v", op, op.Args, err)
+	}
+	for _, bad := range []string{"", ":w=1", "resize:w", "resize:op=crop", "resize:w=1,w=2"} {
+		if _, err := ParseOp(bad); err == nil {
+			t.Errorf("ParseOp(%q) accepted it", bad)
+		}
+	}
+}

@@ -124,3 +124,21 @@ func TestOutboxMigrationRollsBack(t *testing.T) {
 		return err
 	}, func() error { return s.MigrateUp(ctx) })
 }
+
+// Migration 00007 (the processed-output cache) can be rolled back and applied again.
+func TestOutputCacheMigrationRollsBack(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "imaged.db"), OpenOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := s.migrator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckOutputCacheRollback(t, s, func() error {
+		_, err := p.DownTo(ctx, 6)
+		return err
+	}, func() error { return s.MigrateUp(ctx) })
+}

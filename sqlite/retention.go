@@ -45,21 +45,27 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 
 // ExpireResults marks old results expired and trashes their images; see imaged.RetentionStore.
 func (s *Store) ExpireResults(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
+	return s.trashReturned(ctx, "expire results", imaged.BlobResult, `
+		UPDATE tasks SET result_expired_at = ?, result_expired_reason = ?
+		WHERE seq IN (SELECT seq FROM tasks WHERE finished_at < ? AND status = 'completed'
+			AND result_expired_at IS NULL AND `+resultKey+` IS NOT NULL LIMIT ?)
+		RETURNING `+resultKey, formatTime(at), imaged.ResultExpiredAge, formatTime(cutoff), limit)
+}
+
+// trashReturned runs a statement returning the blob keys of the rows it takes, and trashes
+// those blobs as kind in the same transaction; it returns how many rows it took.
+func (s *Store) trashReturned(ctx context.Context, what, kind, query string, args ...any) (int, error) {
 	var n int
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		keys, err := queryAll(ctx, tx, sqlstore.ScanString, `
-			UPDATE tasks SET result_expired_at = ?, result_expired_reason = ?
-			WHERE seq IN (SELECT seq FROM tasks WHERE finished_at < ? AND status = 'completed'
-				AND result_expired_at IS NULL AND `+resultKey+` IS NOT NULL LIMIT ?)
-			RETURNING `+resultKey, formatTime(at), imaged.ResultExpiredAge, formatTime(cutoff), limit)
+		keys, err := queryAll(ctx, tx, sqlstore.ScanString, query, args...)
 		if err != nil {
 			return err
 		}
 		n = len(keys)
-		return trash(ctx, tx, imaged.BlobResult, keys)
+		return trash(ctx, tx, kind, keys)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: expire results: %w", err)
+		return 0, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
 	return n, nil
 }
@@ -102,20 +108,23 @@ func (s *Store) DeleteTasks(ctx context.Context, cutoff time.Time, limit int) (i
 	return tasks, batches, nil
 }
 
-// DeleteImages deletes old images, trashes their blobs and expires their results; see
-// imaged.RetentionStore.
+// DeleteImages deletes old images, trashes their blobs, expires their results and removes the
+// cached outputs of content no image holds any more; see imaged.RetentionStore.
 func (s *Store) DeleteImages(ctx context.Context, cutoff, at time.Time, limit int) (int, error) {
 	var n int
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := queryAll(ctx, tx, sqlstore.ScanPair, `
+		deleted, err := queryAll(ctx, tx, sqlstore.ScanDeletedImage, `
 			DELETE FROM images WHERE id IN (SELECT id FROM images WHERE created_at < ? LIMIT ?)
-			RETURNING id, key`, formatTime(cutoff), limit)
+			RETURNING `+sqlstore.DeletedImageColumns, formatTime(cutoff), limit)
 		if err != nil {
 			return err
 		}
-		ids, keys := sqlstore.Unzip(rows)
+		ids, keys := sqlstore.DeletedIDsAndKeys(deleted)
 		n = len(ids)
 		if err := trash(ctx, tx, imaged.BlobImage, keys); err != nil {
+			return err
+		}
+		if err := dropCachedOutputs(ctx, tx, deleted); err != nil {
 			return err
 		}
 		return expireDerived(ctx, tx, ids, at)
@@ -175,8 +184,8 @@ func (s *Store) Referenced(ctx context.Context, keys []string) (map[string]bool,
 		return out, nil
 	}
 	in := marks(len(keys))
-	args := make([]any, 0, 3*len(keys))
-	for range 3 {
+	args := make([]any, 0, 4*len(keys))
+	for range 4 {
 		for _, k := range keys {
 			args = append(args, k)
 		}
@@ -184,7 +193,8 @@ func (s *Store) Referenced(ctx context.Context, keys []string) (map[string]bool,
 	found, err := queryAll(ctx, s.r, sqlstore.ScanString, `
 		SELECT key FROM images WHERE key IN (`+in+`)
 		UNION SELECT `+resultKey+` FROM tasks WHERE `+resultKey+` IN (`+in+`) AND result_expired_at IS NULL
-		UNION SELECT key FROM blob_trash WHERE key IN (`+in+`)`, args...)
+		UNION SELECT key FROM blob_trash WHERE key IN (`+in+`)
+		UNION SELECT blob_key FROM output_cache WHERE blob_key IN (`+in+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: referenced blobs: %w", err)
 	}

@@ -25,6 +25,7 @@ const (
 	APIKeyColumns = `id, name, prefix, hash, admin, rate_limit, burst, concurrency, created_at, last_used_at, revoked_at, tenant`
 	TenantColumns = `id, COALESCE(quota_bytes, 0), COALESCE(quota_images, 0), COALESCE(rate_limit, 0),
 	COALESCE(burst, 0), COALESCE(concurrency, 0), created_at, updated_at`
+	CachedOutputColumns = `key, tenant, image_sha256, blob_key, format, content_type, width, height, bytes, created_at`
 )
 
 // TaskRaw holds the destinations of the task columns each dialect reads its own way (times,
@@ -62,6 +63,17 @@ func APIKeyDest(k *imaged.APIKey, created, lastUsed, revoked any) []any {
 // TenantDest is where a row of TenantColumns goes.
 func TenantDest(t *imaged.Tenant, created, updated any) []any {
 	return []any{&t.ID, &t.QuotaBytes, &t.QuotaImages, &t.RateLimit, &t.Burst, &t.Concurrency, created, updated}
+}
+
+// CachedOutputDest is where a row of CachedOutputColumns goes.
+func CachedOutputDest(e *imaged.CachedOutput, created any) []any {
+	return []any{&e.Key, &e.Tenant, &e.ImageSHA256, &e.BlobKey, &e.Format, &e.ContentType, &e.Width, &e.Height, &e.Bytes, created}
+}
+
+// CachedOutputArgs are the values of CachedOutputColumns for an insert, created as the store
+// writes times.
+func CachedOutputArgs(e *imaged.CachedOutput, created any) []any {
+	return []any{e.Key, e.Tenant, e.ImageSHA256, e.BlobKey, e.Format, e.ContentType, e.Width, e.Height, e.Bytes, created}
 }
 
 // List page sizes.
@@ -261,19 +273,26 @@ func ScanString(sc Scanner) (string, error) {
 	return v, err
 }
 
-// ScanPair reads a row of two text columns (an id and a key).
-func ScanPair(sc Scanner) ([2]string, error) {
-	var v [2]string
-	err := sc.Scan(&v[0], &v[1])
-	return v, err
+// DeletedImage is what a deletion of images returns of each: its id and blob key, and its
+// tenant and content hash, whose processed-output cache entries may go with it.
+type DeletedImage struct{ ID, Key, Tenant, SHA256 string }
+
+// DeletedImageColumns are the columns ScanDeletedImage reads, for a RETURNING clause.
+const DeletedImageColumns = `id, key, tenant, sha256`
+
+// ScanDeletedImage reads a row of DeletedImageColumns.
+func ScanDeletedImage(sc Scanner) (DeletedImage, error) {
+	var d DeletedImage
+	err := sc.Scan(&d.ID, &d.Key, &d.Tenant, &d.SHA256)
+	return d, err
 }
 
-// Unzip splits rows of ScanPair into their first and second columns.
-func Unzip(rows [][2]string) (firsts, seconds []string) {
-	for _, r := range rows {
-		firsts, seconds = append(firsts, r[0]), append(seconds, r[1])
+// DeletedIDsAndKeys splits deleted images into their ids and blob keys.
+func DeletedIDsAndKeys(deleted []DeletedImage) (ids, keys []string) {
+	for _, d := range deleted {
+		ids, keys = append(ids, d.ID), append(keys, d.Key)
 	}
-	return firsts, seconds
+	return ids, keys
 }
 
 // NonEmpty returns the strings of ss that are not "".

@@ -31,7 +31,7 @@ func RunRetention(t *testing.T, open func(t *testing.T) RetentionTaskStore) {
 		{"DeleteImageExpiresItsResults", testDeleteImageExpiresResults},
 		{"ConcurrentSweepsTakeEachRowOnce", testConcurrentSweeps},
 	}
-	for _, tc := range tests {
+	for _, tc := range slices.Concat(tests, cachedOutputTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(func() { s.Close() })

@@ -53,13 +53,14 @@ func Run(t *testing.T, open func(t *testing.T) imaged.TaskStore) {
 		{"CompleteTask", testCompleteTask},
 		{"FailTask", testFailTask},
 		{"RetryTask", testRetryTask},
+		{"DeferTask", testDeferTask},
 		{"StaleAttemptConflicts", testStaleAttemptConflicts},
 		{"RequeueExpired", testRequeueExpired},
 		{"ExtendLease", testExtendLease},
 		{"CountQueued", testCountQueued},
 		{"TimesAreUTC", testTimesAreUTC},
 	}
-	for _, tc := range slices.Concat(tests, tenantTests, outboxTests) {
+	for _, tc := range slices.Concat(tests, tenantTests, outboxTests, outputCacheTests) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(func() { s.Close() })
@@ -1044,45 +1045,21 @@ func testFailTask(t *testing.T, s imaged.TaskStore) {
 
 func testRetryTask(t *testing.T, s imaged.TaskStore) {
 	ctx := t.Context()
-	tasks := createTasks(t, s, 1, opsTransform)
-	f := &imaged.TaskFailure{Code: imaged.EUnavailable, Message: "storage unavailable"}
-
 	// Retried into the future: queued, keeps the error, not claimable until RunAfter.
-	c := claim(t, s, tasks[0].ID)
-	runAfter := time.Now().Add(time.Hour).UTC()
-	got, err := s.RetryTask(ctx, c.ID, c.Attempts, runAfter, f)
-	if err != nil {
-		t.Fatalf("RetryTask: %v", err)
-	}
-	wantStatus(t, got, imaged.StatusQueued)
-	got = getTask(t, s, c.ID)
-	wantStatus(t, got, imaged.StatusQueued)
-	wantTime(t, "RunAfter", got.RunAfter, runAfter)
-	if got.Attempts != 1 || got.LeaseUntil != nil || got.FinishedAt != nil {
-		t.Fatalf("retried task = attempts %d, lease %v, finished %v", got.Attempts, got.LeaseUntil, got.FinishedAt)
-	}
-	if got.Error == nil || *got.Error != *f {
-		t.Fatalf("retried task error = %+v, want %+v", got.Error, f)
-	}
-	if c2, err := s.ClaimTask(ctx, "", nil, "w", time.Minute); err != nil || c2 != nil {
-		t.Fatalf("ClaimTask before RunAfter = %v, %v; want nil, nil", c2, err)
-	}
-	if c2, err := s.ClaimTask(ctx, c.ID, nil, "w", time.Minute); err != nil || c2 != nil {
-		t.Fatalf("ClaimTask(id) before RunAfter = %v, %v; want nil, nil", c2, err)
-	}
-	_, err = s.RetryTask(ctx, c.ID, c.Attempts, time.Now(), f)
+	c, f := putBack(t, s, "RetryTask", s.RetryTask, 1)
+	_, err := s.RetryTask(ctx, c.ID, c.Attempts, time.Now(), f)
 	wantCode(t, err, imaged.EConflict, "RetryTask of a queued task")
 
 	// Retried into the past: claimable at once as attempt 2, which sees the last error and
 	// clears it by completing.
-	tasks = append(tasks, createTasks(t, s, 1, opsTransform)...)
-	c = claim(t, s, tasks[1].ID)
+	tasks := createTasks(t, s, 1, opsTransform)
+	c = claim(t, s, tasks[0].ID)
 	if _, err := s.RetryTask(ctx, c.ID, c.Attempts, time.Now().Add(-time.Second), f); err != nil {
 		t.Fatalf("RetryTask: %v", err)
 	}
 	c, err = s.ClaimTask(ctx, "", nil, "worker-2", time.Minute)
-	if err != nil || c == nil || c.ID != tasks[1].ID {
-		t.Fatalf("ClaimTask after retry = %v, %v; want %s", c, err, tasks[1].ID)
+	if err != nil || c == nil || c.ID != tasks[0].ID {
+		t.Fatalf("ClaimTask after retry = %v, %v; want %s", c, err, tasks[0].ID)
 	}
 	if c.Attempts != 2 || c.WorkerID != "worker-2" {
 		t.Fatalf("second claim = attempt %d, worker %q; want 2, worker-2", c.Attempts, c.WorkerID)

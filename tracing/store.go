@@ -132,6 +132,12 @@ func (s *store) RetryTask(ctx context.Context, id string, attempt int, runAfter 
 	return s.next.RetryTask(ctx, id, attempt, runAfter, f)
 }
 
+func (s *store) DeferTask(ctx context.Context, id string, attempt int, runAfter time.Time, f *imaged.TaskFailure) (_ *imaged.Task, err error) {
+	ctx, span := s.start(ctx, "DeferTask", taskAttr(id), attribute.Int("imaged.attempt", attempt))
+	defer func() { End(span, err) }()
+	return s.next.DeferTask(ctx, id, attempt, runAfter, f)
+}
+
 func (s *store) ExtendLease(ctx context.Context, id string, attempt int, until time.Time) (err error) {
 	ctx, span := s.start(ctx, "ExtendLease", taskAttr(id), attribute.Int("imaged.attempt", attempt))
 	defer func() { End(span, err) }()
@@ -235,4 +241,16 @@ func (s *store) Usage(ctx context.Context, tenant string) (_ imaged.Usage, err e
 	ctx, span := s.start(ctx, "Usage", tenantAttr(tenant))
 	defer func() { End(span, err) }()
 	return s.next.Usage(ctx, tenant)
+}
+
+func (s *store) CachedOutput(ctx context.Context, tenant, key string) (_ *imaged.CachedOutput, err error) {
+	ctx, span := s.start(ctx, "CachedOutput", attribute.String("imaged.output_key", key), tenantAttr(tenant))
+	defer func() { End(span, err) }()
+	return s.next.CachedOutput(ctx, tenant, key)
+}
+
+func (s *store) PutCachedOutput(ctx context.Context, e *imaged.CachedOutput) (err error) {
+	ctx, span := s.start(ctx, "PutCachedOutput", attribute.String("imaged.output_key", e.Key), tenantAttr(e.Tenant))
+	defer func() { End(span, err) }()
+	return s.next.PutCachedOutput(ctx, e)
 }

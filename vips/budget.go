@@ -2,11 +2,12 @@ package vips
 
 import (
 	"context"
-	"runtime"
 	"slices"
 	"sync"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
+
+	"github.com/imaged/imaged"
 )
 
 // budget bounds the memory that the pipelines running at once are planned to hold, in MiB.
@@ -44,7 +45,7 @@ func newBudget(mib int) *budget {
 
 // defaultBudget is 64 MiB per CPU: on 2 CPUs two progressive 8 MP decodes at once, which keep
 // both CPUs busy, and any number of small ones.
-func defaultBudget() int { return 64 * runtime.NumCPU() }
+func defaultBudget() int { return 64 * imaged.CPUs() }
 
 // take waits until mib MiB are free (for a pipeline planned over the budget, all of it but
 // the reserve) and takes them; it returns the function that gives them back.

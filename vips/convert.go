@@ -51,16 +51,16 @@ type convertStep struct{ out output }
 
 type convertArgs struct {
 	opName
-	Format      string `json:"format"`
-	Quality     *int   `json:"quality"`
-	Progressive bool   `json:"progressive"`
-	Lossless    bool   `json:"lossless"`
-	Strip       *bool  `json:"strip"`
-	Subsample   string `json:"subsample"`
-	Compression *int   `json:"compression"`
-	Palette     bool   `json:"palette"`
-	Bitdepth    *int   `json:"bitdepth"`
-	Effort      *int   `json:"effort"`
+	Format      string `json:"format" doc:"output format" enum:"jpeg,png,webp,avif,tiff,gif,auto" required:"true"`
+	Quality     *int   `json:"quality" doc:"lossy quality" min:"1" max:"100"`
+	Progressive bool   `json:"progressive" doc:"progressive JPEG / interlaced PNG"`
+	Lossless    bool   `json:"lossless" doc:"lossless WebP or AVIF"`
+	Strip       *bool  `json:"strip" doc:"drop metadata (default true)" default:"true"`
+	Subsample   string `json:"subsample" doc:"JPEG chroma subsampling" enum:"auto,on,off" default:"auto"`
+	Compression *int   `json:"compression" doc:"PNG zlib compression" min:"0" max:"9" default:"6"`
+	Palette     bool   `json:"palette" doc:"PNG with a palette (8 bits or fewer)"`
+	Bitdepth    *int   `json:"bitdepth" doc:"PNG palette bit depth: 1, 2, 4 or 8" min:"1" max:"8"`
+	Effort      *int   `json:"effort" doc:"encoder effort: WebP 0–6, AVIF 0–9" min:"0" max:"9"`
 }
 
 func init() {

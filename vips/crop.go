@@ -57,11 +57,11 @@ func objectGravityTask(op imaged.Op) string {
 
 type cropArgs struct {
 	opName
-	Width   *int   `json:"width"`
-	Height  *int   `json:"height"`
-	Gravity string `json:"gravity"`
-	X       *int   `json:"x"`
-	Y       *int   `json:"y"`
+	Width   *int   `json:"width" doc:"width of the box in pixels" min:"1"`
+	Height  *int   `json:"height" doc:"height of the box in pixels" min:"1"`
+	Gravity string `json:"gravity" doc:"where the box sits: centre, north, south, east, west, north-east…, or smart, attention, entropy, object:<class>"`
+	X       *int   `json:"x" doc:"left edge of the box (with y instead of gravity)" min:"0"`
+	Y       *int   `json:"y" doc:"top edge of the box (with x instead of gravity)" min:"0"`
 }
 
 func parseCrop(p *Processor, i int, op imaged.Op, a *cropArgs) (step, error) {

@@ -28,9 +28,9 @@ func init() {
 
 type edgeArgs struct {
 	opName
-	Method    string   `json:"method"`
-	Intensity *float64 `json:"intensity"`
-	Sigma     *float64 `json:"sigma"`
+	Method    string   `json:"method" doc:"edge detector" enum:"canny,sobel" default:"canny"`
+	Intensity *float64 `json:"intensity" doc:"strength of the edges" min:"0.01" max:"10" default:"1"`
+	Sigma     *float64 `json:"sigma" doc:"smoothing before detection" min:"0" max:"10" default:"1"`
 }
 
 func parseEdge(p *Processor, i int, op imaged.Op, a *edgeArgs) (step, error) {

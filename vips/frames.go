@@ -38,7 +38,7 @@ func init() {
 
 type framesArgs struct {
 	opName
-	Max *int `json:"max"`
+	Max *int `json:"max" doc:"keep at most this many frames (up to IMAGED_MAX_FRAMES)" min:"1"`
 }
 
 func parseFrames(p *Processor, i int, op imaged.Op, a *framesArgs) (step, error) {

@@ -141,7 +141,7 @@ func TestFlip(t *testing.T) {
 		ops  string
 		from func(x, y int) (int, int)
 	}{
-		{`{"op":"flip"}`, func(x, y int) (int, int) { return o.w - 1 - x, y }},
+		{`{"op":"flip"}`, func(x, y int) (int, int) { return x, o.h - 1 - y }},
 		{`{"op":"flip","direction":"horizontal"}`, func(x, y int) (int, int) { return o.w - 1 - x, y }},
 		{`{"op":"flop"}`, func(x, y int) (int, int) { return o.w - 1 - x, y }},
 		{`{"op":"flip","direction":"vertical"}`, func(x, y int) (int, int) { return x, o.h - 1 - y }},

@@ -22,15 +22,15 @@ type rotateStep struct {
 func init() {
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "rotate", Summary: "rotates the image by an angle", Frames: imaged.FramesEach},
 		parse: parseArgs(parseRotate), heavy: true, rereads: always})
-	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image", Frames: imaged.FramesEach}, parse: parseArgs(parseFlip)})
+	register(opSpec{OpSpec: imaged.OpSpec{Name: "flip", Summary: "mirrors the image top to bottom (direction horizontal: left to right)", Frames: imaged.FramesEach}, parse: parseArgs(parseFlip)})
 	register(opSpec{OpSpec: imaged.OpSpec{Name: "flop", Summary: "mirrors the image left to right", Frames: imaged.FramesEach},
 		parse: parseNumbers("flop", nil, fixedStep(&flipStep{dir: govips.DirectionHorizontal}))})
 }
 
 type rotateArgs struct {
 	opName
-	Angle      *float64        `json:"angle"`
-	Background json.RawMessage `json:"background"`
+	Angle      *float64        `json:"angle" doc:"degrees, clockwise" min:"-3600" max:"3600" required:"true"`
+	Background json.RawMessage `json:"background" type:"colour" doc:"colour of the new pixels"`
 }
 
 func parseRotate(p *Processor, i int, op imaged.Op, a *rotateArgs) (step, error) {
@@ -103,14 +103,16 @@ type flipStep struct{ dir govips.Direction }
 
 type flipArgs struct {
 	opName
-	Direction string `json:"direction"`
+	Direction string `json:"direction" doc:"vertical (default) mirrors top to bottom, horizontal left to right" enum:"horizontal,vertical" default:"vertical"`
 }
 
 func parseFlip(p *Processor, i int, op imaged.Op, a *flipArgs) (step, error) {
+	// As in sharp and ImageMagick, a bare flip mirrors top to bottom (flop mirrors left to
+	// right); direction keeps its meaning: horizontal mirrors left to right.
 	switch strings.ToLower(a.Direction) {
-	case "", "horizontal":
+	case "horizontal":
 		return &flipStep{dir: govips.DirectionHorizontal}, nil
-	case "vertical":
+	case "", "vertical":
 		return &flipStep{dir: govips.DirectionVertical}, nil
 	}
 	return nil, oneOf(i, "flip", "direction", a.Direction, "horizontal", "vertical")

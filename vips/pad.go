@@ -37,15 +37,15 @@ func init() {
 
 type padArgs struct {
 	opName
-	Width      *int            `json:"width"`
-	Height     *int            `json:"height"`
-	Top        *int            `json:"top"`
-	Right      *int            `json:"right"`
-	Bottom     *int            `json:"bottom"`
-	Left       *int            `json:"left"`
-	Aspect     json.RawMessage `json:"aspect"`
-	Gravity    string          `json:"gravity"`
-	Background json.RawMessage `json:"background"`
+	Width      *int            `json:"width" doc:"width of the padded image (with height, instead of margins)" min:"1"`
+	Height     *int            `json:"height" doc:"height of the padded image" min:"1"`
+	Top        *int            `json:"top" doc:"margin in pixels" min:"0"`
+	Right      *int            `json:"right" doc:"margin in pixels" min:"0"`
+	Bottom     *int            `json:"bottom" doc:"margin in pixels" min:"0"`
+	Left       *int            `json:"left" doc:"margin in pixels" min:"0"`
+	Aspect     json.RawMessage `json:"aspect" doc:"pad to an aspect ratio: \"16:9\" or a number (0.01–100)"`
+	Gravity    string          `json:"gravity" doc:"where the image sits in the padded canvas: centre, north, south-east…"`
+	Background json.RawMessage `json:"background" type:"colour" doc:"colour of the new pixels"`
 }
 
 func parsePad(p *Processor, i int, op imaged.Op, a *padArgs) (step, error) {
@@ -183,8 +183,8 @@ type trimStep struct {
 
 type trimArgs struct {
 	opName
-	Threshold  *float64        `json:"threshold"`
-	Background json.RawMessage `json:"background"`
+	Threshold  *float64        `json:"threshold" doc:"how far a pixel may differ from the background and still be trimmed" min:"0" max:"255" default:"10"`
+	Background json.RawMessage `json:"background" type:"colour" doc:"colour of the new pixels"`
 }
 
 func parseTrim(p *Processor, i int, op imaged.Op, a *trimArgs) (step, error) {

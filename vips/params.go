@@ -83,6 +83,7 @@ type number struct {
 	lo, hi, def float64
 	whole       bool
 	need        string
+	doc         string
 }
 
 // parseNumbers is the parser of an op whose parameters are all numbers (or that has none): it
@@ -100,7 +101,7 @@ func parseNumbers(name string, params []number, build func(v []float64) step) pa
 			Tag: reflect.StructTag(fmt.Sprintf("json:%q", n.name))})
 	}
 	args := reflect.StructOf(fields)
-	return func(p *Processor, i int, op imaged.Op) (step, error) {
+	return parseFunc{params: numberParams(params), run: func(p *Processor, i int, op imaged.Op) (step, error) {
 		a := reflect.New(args)
 		if err := op.DecodeArgs(i, a.Interface()); err != nil {
 			return nil, err
@@ -127,7 +128,24 @@ func parseNumbers(name string, params []number, build func(v []float64) step) pa
 			}
 		}
 		return build(v), nil
+	}}
+}
+
+// numberParams declares numeric parameters for clients.
+func numberParams(params []number) []imaged.Param {
+	out := make([]imaged.Param, 0, len(params))
+	for _, n := range params {
+		p := imaged.Param{Name: n.name, Type: "number", Min: imaged.Bound(n.lo), Max: imaged.Bound(n.hi),
+			Description: n.doc, Required: n.need != ""}
+		if n.whole {
+			p.Type = "integer"
+		}
+		if n.need == "" {
+			p.Default = n.def
+		}
+		out = append(out, p)
 	}
+	return out
 }
 
 // oneOf checks that v is one of allowed, naming the choices in the error.

@@ -38,7 +38,7 @@ func planStep(st step, in imaged.Geometry) (imaged.OpPlan, error) {
 // one code.
 func planVia(parse parseFunc) imaged.PlanFunc {
 	return func(in imaged.Geometry, o imaged.Op) (imaged.OpPlan, error) {
-		st, err := parse(planning, 0, o)
+		st, err := parse.run(planning, 0, o)
 		if err != nil {
 			return imaged.OpPlan{}, err
 		}

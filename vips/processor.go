@@ -33,6 +33,10 @@ type Processor struct {
 
 var _ imaged.Processor = (*Processor)(nil)
 
+// LibraryVersion is the version of the libvips the process runs on ("8.14.1"): outputs made
+// by another may differ byte for byte.
+func LibraryVersion() string { return govips.Version }
+
 // New returns a Processor, starting libvips with cfg if Startup has not run. It panics when an
 // analyzer or painter takes the name of another op or declares traits the pipeline cannot give
 // it (another kind, running on animations): wiring mistakes that must not reach a request.
@@ -46,7 +50,7 @@ func New(cfg Config) *Processor {
 	p.SetImages(cfg.Images)
 	for _, a := range cfg.Analyzers {
 		// Analyzers stream: they take the pixels into memory themselves, in one pass.
-		p.addEngineOp("analyzer", imaged.OpAnalysis, a.Spec(), true, func(_ *Processor, i int, op imaged.Op) (step, error) {
+		p.addEngineOp("analyzer", imaged.OpAnalysis, a.Spec(), true, parseFunc{params: a.Spec().Params, run: func(_ *Processor, i int, op imaged.Op) (step, error) {
 			name := strings.ToLower(op.Name)
 			if err := a.Validate(i, op); err != nil {
 				var e *imaged.Error
@@ -56,15 +60,15 @@ func New(cfg Config) *Processor {
 				return nil, imaged.FieldErrorf(fieldPath(i, ""), "%s: %v", name, err)
 			}
 			return analyzerStep{name: name, a: a, op: op}, nil
-		})
+		}})
 	}
 	for _, pt := range cfg.Painters {
-		p.addEngineOp("painter", imaged.OpTransform, pt.Spec(), false, func(_ *Processor, i int, op imaged.Op) (step, error) {
+		p.addEngineOp("painter", imaged.OpTransform, pt.Spec(), false, parseFunc{params: pt.Spec().Params, run: func(_ *Processor, i int, op imaged.Op) (step, error) {
 			if err := pt.Validate(i, op); err != nil {
 				return nil, err
 			}
 			return painterStep{name: strings.ToLower(op.Name), p: pt, op: op}, nil
-		})
+		}})
 	}
 	return p
 }
@@ -121,19 +125,23 @@ type closer interface {
 	close()
 }
 
-// parseFunc checks the parameters of op i and compiles it into a step.
-type parseFunc func(p *Processor, i int, op imaged.Op) (step, error)
+// parseFunc checks the parameters of op i and compiles it into a step; params declares those
+// parameters for clients (imaged.Param), from the same place.
+type parseFunc struct {
+	run    func(p *Processor, i int, op imaged.Op) (step, error)
+	params []imaged.Param
+}
 
 // parseArgs is the parser of an op whose parameters decode into an A: check validates them and
-// compiles the step.
+// compiles the step. A's fields and tags declare the parameters (imaged.ParamsOf).
 func parseArgs[A any](check func(p *Processor, i int, op imaged.Op, a *A) (step, error)) parseFunc {
-	return func(p *Processor, i int, op imaged.Op) (step, error) {
+	return parseFunc{params: imaged.ParamsOf[A](), run: func(p *Processor, i int, op imaged.Op) (step, error) {
 		var a A
 		if err := op.DecodeArgs(i, &a); err != nil {
 			return nil, err
 		}
 		return check(p, i, op, &a)
-	}
+	}}
 }
 
 // opSpec is the registration of an op: everything the pipeline needs to know about it, so that
@@ -173,6 +181,9 @@ func register(spec opSpec) {
 	if spec.Plan == nil {
 		spec.Plan = planVia(spec.parse)
 	}
+	if spec.Params == nil {
+		spec.Params = spec.parse.params
+	}
 	imaged.RegisterOp(spec.OpSpec)
 	builtins[spec.Name] = &spec
 }
@@ -201,18 +212,26 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 		return nil, err
 	}
 	steps := make([]compiled, len(ops))
+	// Every op is checked, so that the error lists every violation (imaged.Violations), not
+	// only the first.
+	var errs []error
 	for i, op := range ops {
 		name := strings.ToLower(op.Name)
 		spec, ok := p.ops[name]
 		if !ok {
-			return nil, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
-				imaged.EchoID(name), strings.Join(p.Ops(), ", "))
+			errs = append(errs, imaged.FieldErrorf(fieldPath(i, "op"), "unknown op %q; known ops: %s",
+				imaged.EchoID(name), strings.Join(p.Ops(), ", ")))
+			continue
 		}
-		st, err := spec.parse(p, i, op)
+		st, err := spec.parse.run(p, i, op)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		steps[i] = compiled{name: name, step: st, spec: spec, rereads: spec.rereads != nil && spec.rereads(st)}
+	}
+	if err := imaged.Violations(errs); err != nil {
+		return nil, err
 	}
 	if _, ok := steps[0].step.(*framesStep); ok {
 		for i, c := range steps[1:] {

@@ -56,13 +56,13 @@ func init() {
 
 type resizeArgs struct {
 	opName
-	Width      *int            `json:"width"`
-	Height     *int            `json:"height"`
-	Fit        string          `json:"fit"`
-	Background json.RawMessage `json:"background"`
-	Enlarge    bool            `json:"enlarge"`
-	Kernel     string          `json:"kernel"`
-	Gravity    string          `json:"gravity"`
+	Width      *int            `json:"width" doc:"width of the box in pixels (width, height or both)" min:"1"`
+	Height     *int            `json:"height" doc:"height of the box in pixels" min:"1"`
+	Fit        string          `json:"fit" doc:"how the image fits the box" enum:"inside,outside,cover,fill,exact" default:"inside"`
+	Background json.RawMessage `json:"background" type:"colour" doc:"colour of the new pixels"`
+	Enlarge    bool            `json:"enlarge" doc:"allow scaling up"`
+	Kernel     string          `json:"kernel" doc:"resampling kernel" enum:"lanczos3,cubic,linear,nearest" default:"lanczos3"`
+	Gravity    string          `json:"gravity" doc:"where the box sits: centre, north, south, east, west, north-east… (resize cover also smart, attention, entropy, object:<class>)"`
 }
 
 func parseResize(p *Processor, i int, op imaged.Op, a *resizeArgs) (step, error) {

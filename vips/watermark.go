@@ -67,15 +67,15 @@ type watermarkStep struct {
 
 type watermarkArgs struct {
 	opName
-	Text    string          `json:"text"`
-	Image   *string         `json:"image"`
-	Size    *int            `json:"size"`
-	Color   json.RawMessage `json:"color"`
-	Opacity *float64        `json:"opacity"`
-	Gravity string          `json:"gravity"`
-	Margin  *int            `json:"margin"`
-	Font    string          `json:"font"`
-	Scale   *float64        `json:"scale"`
+	Text    string          `json:"text" doc:"text to lay over the image (or image)"`
+	Image   *string         `json:"image" doc:"id of an uploaded image to lay over the image (or text)"`
+	Size    *int            `json:"size" doc:"text size in pixels" min:"4" max:"1000"`
+	Color   json.RawMessage `json:"color" type:"colour" doc:"text colour"`
+	Opacity *float64        `json:"opacity" doc:"0 invisible, 1 opaque" min:"0" max:"1"`
+	Gravity string          `json:"gravity" doc:"where the mark sits: centre, north, south-east…"`
+	Margin  *int            `json:"margin" doc:"distance from the edge in pixels" min:"0" max:"1000"`
+	Font    string          `json:"font" doc:"text font" enum:"sans,bold,mono" default:"sans"`
+	Scale   *float64        `json:"scale" doc:"image watermark width as a fraction of the image width" min:"0.01" max:"1"`
 }
 
 var fontFiles = map[string][]byte{"sans": goregular.TTF, "bold": gobold.TTF, "mono": gomono.TTF}

@@ -16,12 +16,24 @@ const DefaultSweepInterval = 10 * time.Second
 // were taken by the dead worker, and the database queue's consumers are woken for them. It
 // belongs to the worker side, not to the queues, so that a queue only carries messages and never
 // needs the task store.
-func SweepExpiredLeases(ctx context.Context, every time.Duration, store imaged.TaskStore, q imaged.Queue, log *slog.Logger) {
+//
+// After a sweep fails (the database is out of reach) the sweeper holds off for hold once the
+// database answers again: the workers were cut off from it too, and their leases ran out
+// while they could not renew them, not because they died. They renew within a lease of the
+// database's return (a third of one, plus their breaker's recovery); give hold at least twice
+// the lease, so that a live worker's task is not run twice.
+func SweepExpiredLeases(ctx context.Context, every, hold time.Duration, store imaged.TaskStore, q imaged.Queue, log *slog.Logger) {
+	var heldUntil time.Time
 	imaged.Every(ctx, every, func() {
+		if time.Now().Before(heldUntil) {
+			return
+		}
 		ids, err := store.RequeueExpired(ctx, time.Now(), false)
 		if err != nil {
 			if ctx.Err() == nil {
-				log.Error("requeueing expired leases failed", "error", err.Error())
+				heldUntil = time.Now().Add(hold)
+				log.Error("requeueing expired leases failed; sweeping again once the database has answered for a while",
+					"error", err.Error(), "hold", hold.String())
 			}
 			return
 		}

@@ -29,7 +29,7 @@ const releaseTimeout = 5 * time.Second
 // RetentionConfig says how long rows and blobs are kept (zero: forever) and how the sweep goes.
 type RetentionConfig struct {
 	Tasks   time.Duration // terminal tasks, from when they finished
-	Results time.Duration // result images (and synchronous outputs), from when they were made
+	Results time.Duration // result images (synchronous outputs and the processed-output cache too), from when they were made
 	Images  time.Duration // uploaded images, with the results made from them
 	// Orphans is how old a blob that no row references must be before it is deleted: longer
 	// than any upload or task takes between storing a blob and recording the row.
@@ -45,6 +45,7 @@ type RetentionConfig struct {
 // RetentionStats is what one sweep did.
 type RetentionStats struct {
 	ResultsExpired, TasksDeleted, BatchesDeleted, ImagesDeleted int
+	CachedOutputsExpired                                        int            // processed-output cache entries
 	BlobsDeleted                                                map[string]int // by kind
 	Skipped                                                     bool           // another process held the lease
 }
@@ -108,9 +109,10 @@ func (r *Retention) Sweep(ctx context.Context) (RetentionStats, error) {
 	}()
 	now := r.cfg.Now()
 	err = r.sweep(ctx, now, &st)
-	if n := st.ResultsExpired + st.TasksDeleted + st.BatchesDeleted + st.ImagesDeleted + len(st.BlobsDeleted); n > 0 {
-		r.log.Info("retention sweep", "results_expired", st.ResultsExpired, "tasks_deleted", st.TasksDeleted,
-			"batches_deleted", st.BatchesDeleted, "images_deleted", st.ImagesDeleted, "blobs_deleted", st.BlobsDeleted)
+	if n := st.ResultsExpired + st.CachedOutputsExpired + st.TasksDeleted + st.BatchesDeleted + st.ImagesDeleted + len(st.BlobsDeleted); n > 0 {
+		r.log.Info("retention sweep", "results_expired", st.ResultsExpired, "cached_outputs_expired", st.CachedOutputsExpired,
+			"tasks_deleted", st.TasksDeleted, "batches_deleted", st.BatchesDeleted, "images_deleted", st.ImagesDeleted,
+			"blobs_deleted", st.BlobsDeleted)
 	}
 	if err != nil {
 		return st, r.fail(ctx, "the retention sweep failed", err)
@@ -126,6 +128,16 @@ func (r *Retention) sweep(ctx context.Context, now time.Time, st *RetentionStats
 			r.count(func(m *prom.Metrics) {
 				m.RetentionResultsExpired.WithLabelValues(imaged.ResultExpiredAge).Add(float64(n))
 			})
+			return n, err
+		})
+		if err != nil {
+			return err
+		}
+		// The processed-output cache's entries age as results do.
+		err = r.steps(ctx, func() (int, error) {
+			n, err := r.store.ExpireCachedOutputs(ctx, now.Add(-r.cfg.Results), r.cfg.Batch)
+			st.CachedOutputsExpired += n
+			r.count(func(m *prom.Metrics) { m.RetentionRowsDeleted.WithLabelValues("cached_output").Add(float64(n)) })
 			return n, err
 		})
 		if err != nil {

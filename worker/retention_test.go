@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imaged/imaged/internal/testenv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -130,16 +133,38 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 		return done
 	}
 	syncOutput := func() string { return put(imaged.ResultKey(imaged.SyncResultID(), "png", time.Now())) }
+	// cached records the processed-output cache entry of key, whose blob is written already.
+	cached := func(key string) *imaged.CachedOutput {
+		t.Helper()
+		e := &imaged.CachedOutput{Key: key, Tenant: imaged.DefaultTenant, ImageSHA256: randomHex(32),
+			BlobKey: imaged.CachedOutputBlobKey(imaged.DefaultTenant, key), Format: "png", ContentType: "image/png",
+			Width: 1, Height: 1, Bytes: 1}
+		if err := store.PutCachedOutput(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	cacheBlob := func() string {
+		key := randomHex(32)
+		put(imaged.CachedOutputBlobKey(imaged.DefaultTenant, key))
+		return key
+	}
 
 	oldImage := image()
 	oldTask := task(oldImage)
 	oldOrphan := put(imaged.ImageKey("png", time.Now()))
 	oldSync := syncOutput()
+	oldCached := cached(cacheBlob())
+	oldCacheOrphan := imaged.CachedOutputBlobKey(imaged.DefaultTenant, cacheBlob()) // its entry was never recorded
+	keptCacheKey := cacheBlob()
 	foreign := put("elsewhere/" + randomHex(4) + ".bin") // not imaged's: never listed
 	mid := time.Now().Truncate(time.Second).Add(time.Second)
 	for time.Now().Before(mid.Add(10 * time.Millisecond)) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	// An entry recorded after mid over an older blob (stored again): the orphan sweep leaves the
+	// blob, whose age no longer counts.
+	keptCached := cached(keptCacheKey)
 	youngTaskOfOldImage := task(oldImage) // its result is young, but its image is deleted
 	youngImage := image()
 	youngTask := task(youngImage)
@@ -191,6 +216,7 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 					totals.ResultsExpired += st.ResultsExpired
 					totals.TasksDeleted += st.TasksDeleted
 					totals.ImagesDeleted += st.ImagesDeleted
+					totals.CachedOutputsExpired += st.CachedOutputsExpired
 					for k, n := range st.BlobsDeleted {
 						totals.BlobsDeleted[k] += n
 					}
@@ -207,8 +233,9 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 		}
 		return err == nil
 	}
-	gone := []string{oldImage.Key, oldTask.Result.Output.Key, youngTaskOfOldImage.Result.Output.Key, oldOrphan, oldSync}
-	kept := []string{youngImage.Key, youngTask.Result.Output.Key, youngOrphan, youngSync, foreign}
+	gone := []string{oldImage.Key, oldTask.Result.Output.Key, youngTaskOfOldImage.Result.Output.Key, oldOrphan, oldSync,
+		oldCached.BlobKey, oldCacheOrphan}
+	kept := []string{youngImage.Key, youngTask.Result.Output.Key, youngOrphan, youngSync, foreign, keptCached.BlobKey}
 	sweepUntil(sweepers(0), func() bool {
 		for _, k := range gone {
 			if exists(k) {
@@ -227,6 +254,12 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 	}
 	if _, err := store.Image(ctx, imaged.DefaultTenant, youngImage.ID); err != nil {
 		t.Errorf("the young image's row is gone: %v", err)
+	}
+	if _, err := store.CachedOutput(ctx, imaged.DefaultTenant, oldCached.Key); !imaged.IsCode(err, imaged.ENotFound) {
+		t.Errorf("the old cached output's entry is still there: %v", err)
+	}
+	if _, err := store.CachedOutput(ctx, imaged.DefaultTenant, keptCached.Key); err != nil {
+		t.Errorf("the young cached output's entry is gone: %v", err)
 	}
 	for id, reason := range map[string]string{oldTask.ID: imaged.ResultExpiredAge,
 		youngTaskOfOldImage.ID: imaged.ResultExpiredImageDeleted, youngTask.ID: ""} {
@@ -265,11 +298,11 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 	if len(deletes) != len(gone) {
 		t.Errorf("deleted %v, want %v once each", deletes, gone)
 	}
-	want := worker.RetentionStats{ResultsExpired: 1, TasksDeleted: 1, ImagesDeleted: 1,
-		BlobsDeleted: map[string]int{imaged.BlobImage: 1, imaged.BlobResult: 3, imaged.BlobOrphan: 1}}
+	want := worker.RetentionStats{ResultsExpired: 1, TasksDeleted: 1, ImagesDeleted: 1, CachedOutputsExpired: 1,
+		BlobsDeleted: map[string]int{imaged.BlobImage: 1, imaged.BlobResult: 3, imaged.BlobCache: 1, imaged.BlobOrphan: 2}}
 	if totals.ResultsExpired != want.ResultsExpired || totals.TasksDeleted != want.TasksDeleted ||
-		totals.ImagesDeleted != want.ImagesDeleted || len(totals.BlobsDeleted) != 3 ||
-		totals.BlobsDeleted[imaged.BlobImage] != 1 || totals.BlobsDeleted[imaged.BlobResult] != 3 || totals.BlobsDeleted[imaged.BlobOrphan] != 1 {
+		totals.ImagesDeleted != want.ImagesDeleted || totals.CachedOutputsExpired != want.CachedOutputsExpired ||
+		!maps.Equal(totals.BlobsDeleted, want.BlobsDeleted) {
 		t.Errorf("the sweepers together did %+v, want %+v", totals, want)
 	}
 	for kind, n := range want.BlobsDeleted {
@@ -277,7 +310,7 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 			t.Errorf("retention_blobs_deleted_total{kind=%q} = %v, want %d", kind, got, n)
 		}
 	}
-	for kind, n := range map[string]int{"image": 1, "task": 1} {
+	for kind, n := range map[string]int{"image": 1, "task": 1, "cached_output": 1} {
 		if got := counterValue(metrics.RetentionRowsDeleted.WithLabelValues(kind)); got != float64(n) {
 			t.Errorf("retention_rows_deleted_total{kind=%q} = %v, want %d", kind, got, n)
 		}
@@ -285,10 +318,7 @@ func testRetention(t *testing.T, open func() (retentionStore, imaged.BlobStore))
 }
 
 func pgURL() string {
-	if u := os.Getenv("IMAGED_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return testenv.PostgresURL()
 }
 
 // pgSchema returns a schema of the test's own, dropped when it ends, or skips (fails with

@@ -1,6 +1,8 @@
 // Package worker runs queued tasks: consume → load the original → run the pipeline → store the
-// result → record the outcome → publish events. It decides retries (transient errors, with
-// exponential backoff and jitter, up to the task's max attempts) and deadlines.
+// result → record the outcome → publish events. It decides retries (errors of the task, with
+// exponential backoff and jitter, up to the task's max attempts), deadlines, and what an
+// outage of a dependency does: the task goes back uncounted and the worker takes no more work
+// until the dependency is back (outage.go).
 package worker
 
 import (
@@ -38,6 +40,13 @@ type Config struct {
 	BackoffBase   time.Duration // retry n waits BackoffBase·2^n ± jitter; default 1 s
 	BackoffMax    time.Duration // default 5 min
 	URLExpiry     time.Duration // for result URLs; default 1 h
+	// OutageDeadline is how long after its creation a task may keep waiting for unavailable
+	// dependencies (put back without spending attempts) before it fails for good;
+	// DefaultOutageDeadline when zero.
+	OutageDeadline time.Duration
+	// Checks are the process's dependencies; after an outage the worker takes no task until
+	// the required ones all pass.
+	Checks []imaged.HealthCheck
 }
 
 // DefaultLease is Config.Lease when not set.
@@ -53,6 +62,7 @@ type Worker struct {
 	events    imaged.Events
 	metrics   *prom.Metrics
 	log       *slog.Logger
+	gate      *gate
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
@@ -65,39 +75,43 @@ func New(cfg Config, store imaged.TaskStore, queue imaged.Queue, blobs imaged.Bl
 		cfg.ID = "worker-" + imaged.NewID()[:8]
 	}
 	cfg = imaged.WithDefaults(cfg, Config{
-		Concurrency:   1,
-		Deadline:      5 * time.Minute,
-		Grace:         30 * time.Second,
-		BackoffBase:   time.Second,
-		Lease:         DefaultLease,
-		SweepInterval: DefaultSweepInterval,
-		BackoffMax:    5 * time.Minute,
-		URLExpiry:     time.Hour,
+		Concurrency:    1,
+		Deadline:       5 * time.Minute,
+		Grace:          30 * time.Second,
+		BackoffBase:    time.Second,
+		Lease:          DefaultLease,
+		SweepInterval:  DefaultSweepInterval,
+		BackoffMax:     5 * time.Minute,
+		URLExpiry:      time.Hour,
+		OutageDeadline: DefaultOutageDeadline,
 	})
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Worker{cfg: cfg, store: store, queue: queue, blobs: blobs, processor: processor,
-		events: events, metrics: metrics, log: log, running: map[string]context.CancelFunc{}}
+		events: events, metrics: metrics, log: log, running: map[string]context.CancelFunc{},
+		gate: newGate(cfg.Checks, log.With("worker_id", cfg.ID))}
 }
 
 // ID returns the worker id.
 func (w *Worker) ID() string { return w.cfg.ID }
 
 // Run consumes until ctx is cancelled, and meanwhile sweeps the tasks whose lease ran out back
-// into the queue. Running tasks then get the grace period to finish; what is still running after
-// it is cancelled and put back in the queue. Run returns when every task has been recorded.
+// into the queue. While a dependency is down (a task met its outage) no task is taken. Running
+// tasks then get the grace period to finish; what is still running after it is cancelled and
+// put back in the queue. Run returns when every task has been recorded.
 func (w *Worker) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.Grace, w.cancelRunning) })
 	defer stop()
+	defer w.gate.stop()
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		SweepExpiredLeases(ctx, w.cfg.SweepInterval, w.store, w.queue, w.log.With("worker_id", w.cfg.ID))
+		SweepExpiredLeases(ctx, w.cfg.SweepInterval, 2*w.cfg.Lease, w.store, w.queue, w.log.With("worker_id", w.cfg.ID))
 	}()
 	defer func() { <-sweepDone }()
 	err := w.queue.Consume(ctx, imaged.ConsumeOptions{
-		WorkerID: w.cfg.ID, Types: w.cfg.Types, Concurrency: w.cfg.Concurrency, Lease: w.cfg.Lease,
+		WorkerID: w.cfg.ID, Types: w.cfg.Types, Concurrency: w.cfg.Concurrency, Lease: w.cfg.Lease, Ready: w.Ready,
 	}, w.Handle)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -172,6 +186,9 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) (err error) {
 	if task == nil {
 		t, err := w.store.ClaimTask(ctx, d.TaskID, nil, w.cfg.ID, w.cfg.Lease)
 		if err != nil {
+			if Outage(err) {
+				w.gate.trip(err) // the delivery comes again once the database is back
+			}
 			return fmt.Errorf("claim task %s: %w", d.TaskID, err)
 		}
 		if t == nil {
@@ -218,6 +235,8 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) (err error) {
 	start := time.Now()
 	deadlineCtx, cancelDeadline := context.WithTimeout(runCtx, w.cfg.Deadline)
 	res, err := w.run(deadlineCtx, task)
+	// The attempt's own deadline, not a dependency's timeout, ended it: the task's fault.
+	overran := errors.Is(deadlineCtx.Err(), context.DeadlineExceeded) && runCtx.Err() == nil
 	cancelDeadline()
 	elapsed := time.Since(start)
 	if w.metrics != nil {
@@ -225,9 +244,9 @@ func (w *Worker) Handle(ctx context.Context, d *imaged.Delivery) (err error) {
 	}
 	if err == nil {
 		res.ProcessingSeconds = elapsed.Seconds()
-		return w.complete(ctx, task, res)
+		return w.complete(ctx, runCtx, task, res)
 	}
-	return w.fail(ctx, task, err, context.Cause(runCtx), elapsed)
+	return w.fail(ctx, runCtx, task, err, overran, elapsed)
 }
 
 // run loads the original, runs the pipeline and stores the result image.
@@ -248,8 +267,10 @@ func (w *Worker) run(ctx context.Context, task *imaged.Task) (*imaged.TaskResult
 	return imaged.SaveResult(ctx, w.blobs, task.ID, task.CreatedAt, out, w.cfg.URLExpiry)
 }
 
-func (w *Worker) complete(ctx context.Context, task *imaged.Task, res *imaged.TaskResult) error {
-	done, err := w.store.CompleteTask(ctx, task.ID, task.Attempts, res)
+func (w *Worker) complete(ctx, runCtx context.Context, task *imaged.Task, res *imaged.TaskResult) error {
+	done, err := w.record(ctx, runCtx, task, func(ctx context.Context) (*imaged.Task, error) {
+		return w.store.CompleteTask(ctx, task.ID, task.Attempts, res)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusCompleted && t.Attempts == task.Attempts })
 	if imaged.IsCode(err, imaged.EConflict) {
 		w.log.WarnContext(ctx, "task finished elsewhere; result of this attempt discarded", "task_id", task.ID, "attempt", task.Attempts)
 		return nil
@@ -279,24 +300,30 @@ func Permanent(err error) bool {
 	return false
 }
 
-func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, elapsed time.Duration) error {
-	f := &imaged.TaskFailure{Code: imaged.ErrorCode(err), Message: imaged.ErrorMessage(err)}
+// fail decides what becomes of a task whose attempt returned err: put back uncounted when a
+// shutdown or a dependency's outage cut it short (deferTask), retried after a backoff when the
+// task itself failed transiently and has attempts left, failed for good otherwise.
+func (w *Worker) fail(ctx, runCtx context.Context, task *imaged.Task, err error, overran bool, elapsed time.Duration) error {
+	cause := context.Cause(runCtx)
 	if errors.Is(cause, errLeaseLost) {
 		// Another attempt holds the task; its outcome is the task's.
 		return nil
 	}
-	shutdown := errors.Is(cause, errShutdown)
-	if errors.Is(err, context.DeadlineExceeded) && !shutdown {
-		f = &imaged.TaskFailure{Code: imaged.EUnavailable, Message: fmt.Sprintf("the task ran past its deadline of %s", w.cfg.Deadline)}
-	}
-	if shutdown {
-		// Not the task's fault: put it back at once without spending a retry's backoff.
-		f = &imaged.TaskFailure{Code: imaged.EUnavailable, Message: "interrupted by a worker shutdown; queued again"}
-		if _, rerr := w.store.RetryTask(ctx, task.ID, task.Attempts, time.Now(), f); rerr != nil && !imaged.IsCode(rerr, imaged.EConflict) {
+	if errors.Is(cause, errShutdown) {
+		// Not the task's fault: put it back at once, uncounted, without a retry's backoff.
+		f := &imaged.TaskFailure{Code: imaged.EUnavailable, Message: "interrupted by a worker shutdown; queued again"}
+		if _, rerr := w.store.DeferTask(ctx, task.ID, task.Attempts, time.Now(), f); rerr != nil && !imaged.IsCode(rerr, imaged.EConflict) {
 			return fmt.Errorf("requeue task %s on shutdown: %w", task.ID, rerr)
 		}
 		w.log.WarnContext(ctx, "task requeued on shutdown", "task_id", task.ID)
 		return requeue(ctx, w.queue, task, 0)
+	}
+	if !overran && Outage(err) {
+		return w.deferTask(ctx, runCtx, task, err, elapsed)
+	}
+	f := &imaged.TaskFailure{Code: imaged.ErrorCode(err), Message: imaged.ErrorMessage(err)}
+	if overran {
+		f = &imaged.TaskFailure{Code: imaged.EUnavailable, Message: fmt.Sprintf("the task ran past its deadline of %s", w.cfg.Deadline)}
 	}
 	w.log.WarnContext(ctx, "task attempt failed", "task_id", task.ID, "attempt", task.Attempts, "error", err.Error())
 	span := trace.SpanFromContext(ctx)
@@ -304,7 +331,10 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 	span.SetStatus(codes.Error, f.Message)
 	if !Permanent(err) && task.Attempts < task.MaxAttempts {
 		delay := w.backoff(task.Attempts)
-		if _, rerr := w.store.RetryTask(ctx, task.ID, task.Attempts, time.Now().Add(delay), f); rerr != nil {
+		_, rerr := w.record(ctx, runCtx, task, func(ctx context.Context) (*imaged.Task, error) {
+			return w.store.RetryTask(ctx, task.ID, task.Attempts, time.Now().Add(delay), f)
+		}, func(t *imaged.Task) bool { return t.Status == imaged.StatusQueued && t.Attempts == task.Attempts })
+		if rerr != nil {
 			if imaged.IsCode(rerr, imaged.EConflict) {
 				return nil
 			}
@@ -315,15 +345,17 @@ func (w *Worker) fail(ctx context.Context, task *imaged.Task, err, cause error, 
 		}
 		return requeue(ctx, w.queue, task, delay)
 	}
-	return w.failForGood(ctx, task, f, true, elapsed)
+	return w.failForGood(ctx, runCtx, task, f, true, elapsed)
 }
 
 // failForGood records that task failed with f and will not be tried again, and tells whoever
 // waits for it. processed says whether an attempt ran (for elapsed) and so counts as an image
 // processed; a task given up had none. A conflict means another attempt recorded the outcome,
 // which stands.
-func (w *Worker) failForGood(ctx context.Context, task *imaged.Task, f *imaged.TaskFailure, processed bool, elapsed time.Duration) error {
-	done, err := w.store.FailTask(ctx, task.ID, task.Attempts, f)
+func (w *Worker) failForGood(ctx, runCtx context.Context, task *imaged.Task, f *imaged.TaskFailure, processed bool, elapsed time.Duration) error {
+	done, err := w.record(ctx, runCtx, task, func(ctx context.Context) (*imaged.Task, error) {
+		return w.store.FailTask(ctx, task.ID, task.Attempts, f)
+	}, func(t *imaged.Task) bool { return t.Status == imaged.StatusFailed && t.Attempts == task.Attempts })
 	if imaged.IsCode(err, imaged.EConflict) {
 		return nil
 	}
@@ -347,7 +379,10 @@ func (w *Worker) failForGood(ctx context.Context, task *imaged.Task, f *imaged.T
 func (w *Worker) giveUp(ctx context.Context, task *imaged.Task) error {
 	f := &imaged.TaskFailure{Code: imaged.EInternal,
 		Message: fmt.Sprintf("gave up after %d attempts: each ended without an outcome (worker lost)", task.Attempts-1)}
-	return w.failForGood(ctx, task, f, false, 0)
+	// One try: no attempt runs, so nothing would end a wait for the database.
+	once, cancel := context.WithCancel(ctx)
+	cancel()
+	return w.failForGood(ctx, once, task, f, false, 0)
 }
 
 // backoff returns BackoffBase·2^(attempt-1), capped, with ±25 % jitter so retries of many tasks

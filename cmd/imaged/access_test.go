@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -172,14 +171,9 @@ func base32(b []byte) string {
 // TestTwoProcessesShareTheLimitThroughRedis runs two imaged processes on one database and one
 // Redis: a key's 50/min is 50 across both.
 func TestTwoProcessesShareTheLimitThroughRedis(t *testing.T) {
-	rdb := goredis.NewClient(&goredis.Options{Addr: "127.0.0.1:6379"})
+	requireService(t, "Redis", redisTestAddr())
+	rdb := goredis.NewClient(&goredis.Options{Addr: redisTestAddr()})
 	defer rdb.Close()
-	if err := rdb.Ping(t.Context()).Err(); err != nil {
-		if os.Getenv("IMAGED_TEST_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("Redis at 127.0.0.1:6379 does not answer: %v", err)
-		}
-		t.Skipf("SKIPPED: Redis at 127.0.0.1:6379 does not answer: %v; set IMAGED_TEST_REQUIRE_SERVICES=1 to make this a failure", err)
-	}
 	b := make([]byte, 6)
 	rand.Read(b)
 	prefix := "imaged-test-" + hex.EncodeToString(b) + ":"
@@ -189,7 +183,7 @@ func TestTwoProcessesShareTheLimitThroughRedis(t *testing.T) {
 		}
 	})
 	dir := t.TempDir()
-	env := []string{"IMAGED_WORKERS=0", "IMAGED_REDIS_URL=redis://127.0.0.1:6379/0?key_prefix=" + prefix}
+	env := []string{"IMAGED_WORKERS=0", "IMAGED_REDIS_URL=redis://" + redisTestAddr() + "/0?key_prefix=" + prefix}
 	a := startServer(t, dir, env...)
 	bsrv := startServer(t, dir, env...)
 	key := a.createKey("fifty", "--rate-limit", "50/m", "--burst", "50", "--concurrency", "1000")

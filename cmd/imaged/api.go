@@ -18,6 +18,7 @@ import (
 	"github.com/imaged/imaged/redis"
 	"github.com/imaged/imaged/settings"
 	"github.com/imaged/imaged/signedurl"
+	"github.com/imaged/imaged/vips"
 )
 
 // newAPI builds the API over the backends: the authenticator (making the first key when
@@ -31,6 +32,8 @@ func newAPI(ctx context.Context, cfg *Config, a *adapters, processor imaged.Proc
 		IPLimit:     imaged.RateLimit{PerMinute: cfg.IPRateLimit, Burst: cfg.IPBurst},
 		Concurrency: cfg.KeyConcurrency, TrustedProxies: cfg.TrustedPrefixes,
 		MetricsApart: cfg.MetricsAddr != "", SignedMaxAge: cfg.SignedMaxAge,
+		OutputCache: cfg.ResultCache == "on", OutputRetention: cfg.Retention.Results,
+		Engine: versionString() + " libvips " + vips.LibraryVersion(),
 	}
 	deps := imagedhttp.Deps{Store: a.store, Outbox: a.outbox, Queue: a.queue, Blobs: a.blobs, Processor: processor,
 		Events: a.events, Metrics: metrics, Log: log, Health: a.health(), Shutdown: ctx.Done()}

@@ -135,6 +135,21 @@ func TestProcessSync(t *testing.T) {
 	if img.Bounds().Dx() != 100 || img.Bounds().Dy() != 50 {
 		t.Fatalf("crop: got %v", img.Bounds())
 	}
+	// The same again comes from the processed-output cache (on by default): the same bytes,
+	// the same strong ETag.
+	again := s.postJSON("/v1/process", map[string]any{"image_id": id, "ops": []map[string]any{
+		{"op": "convert", "quality": 80, "format": "webp"},
+	}})
+	hit := s.postJSON("/v1/process", map[string]any{"image_id": id, "ops": []map[string]any{
+		{"format": "webp", "op": "convert", "quality": 80.0},
+	}})
+	if again.header.Get("X-Cache") != "miss" || hit.header.Get("X-Cache") != "hit" || !bytes.Equal(hit.body, again.body) ||
+		hit.header.Get("ETag") == "" || hit.header.Get("ETag") != again.header.Get("ETag") ||
+		!strings.HasPrefix(hit.header.Get("Cache-Control"), "private, max-age=") {
+		t.Fatalf("the same pipeline twice: X-Cache %q then %q, same bytes %v, ETags %q %q, Cache-Control %q",
+			again.header.Get("X-Cache"), hit.header.Get("X-Cache"), bytes.Equal(hit.body, again.body),
+			again.header.Get("ETag"), hit.header.Get("ETag"), hit.header.Get("Cache-Control"))
+	}
 
 	// Analysis ops answer JSON.
 	r = s.postJSON("/v1/process", map[string]any{"image_id": id, "ops": []map[string]any{{"op": "info"}}})

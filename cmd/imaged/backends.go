@@ -215,7 +215,7 @@ func openBlobs(ctx context.Context, cfg *Config, raw string) (imaged.BlobStore, 
 		if err != nil {
 			return nil, err
 		}
-		return fs.New(rest, fs.Options{BaseURL: publicURL(cfg), Secret: secret})
+		return fs.New(rest, fs.Options{BaseURL: publicURL(cfg), Secret: secret, FromRequest: cfg.PublicURL == ""})
 	case "s3":
 		s3cfg, err := s3.ParseURL(raw)
 		if err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -10,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imaged/imaged"
@@ -175,4 +178,62 @@ func mustOps(b *testing.B, s string) []imaged.Op {
 		b.Fatal(err)
 	}
 	return ops
+}
+
+// BenchmarkSyncStoredCache is a pipeline over a stored image (POST /v1/process with an
+// image_id), through the processed-output cache: miss (a new pipeline each time: run, then
+// stored), bypass (Cache-Control: no-store: run, nothing stored) and hit (answered from storage).
+func BenchmarkSyncStoredCache(b *testing.B) {
+	st := newBenchStack(b)
+	photo := photo2MP(b, st.processor)
+	req, _ := http.NewRequest("POST", st.url+"/v1/images", bytes.NewReader(photo))
+	req.Header.Set("Content-Type", "image/jpeg")
+	req.Header.Set("X-API-Key", st.key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var img imaged.Image
+	err = json.NewDecoder(resp.Body).Decode(&img)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 201 {
+		b.Fatalf("upload: %d, %v", resp.StatusCode, err)
+	}
+	post := func(b *testing.B, width int, header, wantCache string) {
+		body := fmt.Sprintf(`{"image_id":%q,"ops":[{"op":"resize","width":%d,"height":600},{"op":"convert","format":"jpeg","quality":85}]}`, img.ID, width)
+		req, _ := http.NewRequest("POST", st.url+"/v1/process", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", st.key)
+		if header != "" {
+			req.Header.Set("Cache-Control", header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || n == 0 || (wantCache != "" && resp.Header.Get("X-Cache") != wantCache) {
+			b.Fatalf("status %d, X-Cache %q; want 200, %q", resp.StatusCode, resp.Header.Get("X-Cache"), wantCache)
+		}
+	}
+	width := 400 // a new width for every miss, across the runs of the sub-benchmark
+	b.Run("miss", func(b *testing.B) {
+		for range b.N {
+			width++
+			post(b, width, "", "miss")
+		}
+	})
+	b.Run("bypass", func(b *testing.B) {
+		for range b.N {
+			post(b, 800, "no-store", "bypass")
+		}
+	})
+	b.Run("hit", func(b *testing.B) {
+		post(b, 800, "", "") // stored by now
+		b.ResetTimer()
+		for range b.N {
+			post(b, 800, "", "hit")
+		}
+	})
 }

@@ -26,6 +26,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/imagedtest"
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/imaged/imaged/internal/tcpproxy"
 
 	"github.com/jackc/pgx/v5"
@@ -50,23 +53,11 @@ const testWebhookSecret = "broker-test-webhook-secret"
 // answer.
 func requireService(tb testing.TB, what, addr string) {
 	tb.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err == nil {
-		c.Close()
-		return
-	}
-	msg := fmt.Sprintf("%s is not reachable at %s: %v", what, addr, err)
-	if os.Getenv("IMAGED_TEST_REQUIRE_SERVICES") == "1" {
-		tb.Fatal(msg + " (IMAGED_TEST_REQUIRE_SERVICES=1)")
-	}
-	tb.Skip("SKIPPED, NOT PASSED: " + msg)
+	testenv.Require(tb, what, addr)
 }
 
 func pgTestURL() string {
-	if u := os.Getenv("IMAGED_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return testenv.PostgresURL()
 }
 
 // pgSchema returns a fresh schema name, dropped when the test ends, and a connection to the
@@ -114,7 +105,7 @@ type wireEvent struct {
 
 func rabbitBroker(tb testing.TB) *broker {
 	tb.Helper()
-	requireService(tb, "RabbitMQ", "127.0.0.1:5672")
+	requireService(tb, "RabbitMQ", testenv.AMQPAddr())
 	vhost := "imaged-cmd-" + imaged.NewID()[:8]
 	for _, args := range [][]string{{"add_vhost", vhost}, {"set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"}} {
 		if out, err := exec.Command("rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput(); err != nil {
@@ -122,9 +113,9 @@ func rabbitBroker(tb testing.TB) *broker {
 		}
 	}
 	tb.Cleanup(func() { _ = exec.Command("rabbitmqctl", "-q", "delete_vhost", vhost).Run() })
-	p := tcpproxy.Start(tb, "127.0.0.1:5672")
+	p := tcpproxy.Start(tb, testenv.AMQPAddr())
 	query := "?exchange=image_processing&prefix=imaged.&publish_timeout=60s"
-	direct := "amqp://guest:guest@127.0.0.1:5672/" + vhost + query
+	direct := testenv.AMQPVhostURL(vhost, query)
 	return &broker{name: "rabbitmq", proxy: p,
 		queueURL: "amqp://guest:guest@" + p.Addr() + "/" + vhost + query,
 		deadLetters: func(ctx context.Context) ([]string, error) {
@@ -140,7 +131,7 @@ func rabbitBroker(tb testing.TB) *broker {
 			return b.DeadLetters(ctx)
 		},
 		watch: func(tb testing.TB) <-chan wireEvent {
-			conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/" + vhost)
+			conn, err := amqp.Dial(testenv.AMQPVhostURL(vhost, ""))
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -266,24 +257,7 @@ var workerStarted = regexp.MustCompile(`"msg":"workers started","worker_id":"([^
 // brokerBinary builds (once per test binary, shared with the other tests) and returns imaged.
 func brokerBinary(tb testing.TB) string {
 	tb.Helper()
-	if t, ok := tb.(*testing.T); ok {
-		return imagedBinary(t)
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "imaged-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "imaged")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return binPath
+	return imagedtest.Binary(tb)
 }
 
 func startImaged(tb testing.TB, role string, env []string) *imagedProc {
@@ -746,7 +720,9 @@ func sseEvents(tb testing.TB, url string) <-chan [3]string {
 }
 
 // The broker connection of every process is cut mid-run (through the proxy) and restored:
-// publishers wait and workers reconnect, and no task is lost. Meanwhile a task that always
+// publishers wait and workers reconnect, and no task is lost. On RabbitMQ the cut lasts
+// outageLength while 50 more tasks run (the outage tests' course: /health/ready 503 during it
+// and 200 after, every task completed once at attempt 1); on Kafka, two seconds. Meanwhile a task that always
 // fails ends failed and in the dead-letter queue, live progress reaches the API process
 // through the broker, each completion's webhook arrives once and signed (a flaky receiver on
 // the third try), and a batch sent twice with one Idempotency-Key is one batch.
@@ -792,19 +768,47 @@ func TestBrokerConnectionCutDeadLettersWebhooksAndEvents(t *testing.T) {
 				return err == nil && slices.Contains(dead, doomed)
 			})
 
-			b.proxy.Cut()
-			cutAt := time.Now()
 			var during []string
 			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() { // these publishes wait for the broker to come back
-				defer wg.Done()
-				during = c.createTasks(20, func(i int) map[string]any { return task(20 + i) })
-			}()
-			time.Sleep(2 * time.Second)
-			b.proxy.Restore()
+			createDuring := func() {
+				wg.Add(1)
+				go func() { // these publishes wait for the broker to come back
+					defer wg.Done()
+					during = c.createTasks(20, func(i int) map[string]any { return task(20 + i) })
+				}()
+			}
+			if bk.name == "rabbitmq" {
+				// The long outage: 50 slower tasks run through outageLength without the broker.
+				big := c.upload(testPNG(t, 1024, 768))
+				o := &outage{
+					call: func(method, path string, body any) (int, []byte) {
+						status, _, b := c.api.call(method, path, body, nil)
+						return status, b
+					},
+					cut: b.proxy.Cut, restore: b.proxy.Restore, during: createDuring,
+					results: func() []string {
+						return resultObjects(filepath.Join(strings.TrimPrefix(envValue(c.env, "IMAGED_STORAGE_URL"), "file://"), "results"))
+					},
+					logs: func() string {
+						var all strings.Builder
+						for _, w := range c.workers {
+							all.WriteString(w.logs.String())
+						}
+						return all.String()
+					},
+				}
+				ids = append(ids, o.ride(t, func(i int) map[string]any {
+					return map[string]any{"image_id": big, "ops": outageOps, "callback_url": fmt.Sprintf("%s/hook/%d", hooks.srv.URL, 60+i)}
+				})...)
+			} else {
+				b.proxy.Cut()
+				cutAt := time.Now()
+				createDuring()
+				time.Sleep(2 * time.Second) // the length of the outage, not a wait for a condition
+				b.proxy.Restore()
+				t.Logf("connection cut for %.1fs", time.Since(cutAt).Seconds())
+			}
 			wg.Wait()
-			t.Logf("connection cut for %.1fs", time.Since(cutAt).Seconds())
 			ids = append(ids, during...)
 			ids = append(ids, c.createTasks(20, func(i int) map[string]any { return task(40 + i) })...)
 
@@ -824,11 +828,23 @@ func TestBrokerConnectionCutDeadLettersWebhooksAndEvents(t *testing.T) {
 				t.Fatalf("idempotent batch: %d %s / %d %s %v", s1, b1, s2, b2, h2)
 			}
 
+			completed, hooked := 63, 60 // with the long outage's tasks, 50 more of each
+			if bk.name == "rabbitmq" {
+				completed, hooked = completed+outageTasks, hooked+outageTasks
+			}
 			m := c.waitCounts(90*time.Second, "all tasks finished", func(m map[string]int) bool {
-				return m[imaged.StatusCompleted] == 63 && m[imaged.StatusFailed] == 1
+				return m[imaged.StatusCompleted] == completed && m[imaged.StatusFailed] == 1
 			})
 			if len(m) != 2 {
-				t.Errorf("tasks by status %v, want 63 completed and 1 failed", m)
+				t.Errorf("tasks by status %v, want %d completed and 1 failed", m, completed)
+			}
+			// The outage spent no attempt: every task ran once.
+			var again int
+			if err := c.db.QueryRow(context.Background(), `SELECT count(*) FROM `+c.schema+`.tasks WHERE attempts <> 1`).Scan(&again); err != nil {
+				t.Fatal(err)
+			}
+			if again != 0 {
+				t.Errorf("%d tasks took more than one attempt", again)
 			}
 			var attempts int
 			var code string
@@ -871,7 +887,7 @@ func TestBrokerConnectionCutDeadLettersWebhooksAndEvents(t *testing.T) {
 
 			// Webhooks: each completion once, signed; the flaky receiver on the third try.
 			want := map[string]bool{"/doomed": true, "/batch": true, "/flaky/0": true}
-			for i := 1; i < 60; i++ {
+			for i := 1; i < hooked; i++ {
 				want[fmt.Sprintf("/hook/%d", i)] = true
 			}
 			deadline := time.Now().Add(30 * time.Second)

@@ -49,7 +49,7 @@ func adminCommand(ctx context.Context, noun string, args []string, getenv func(s
 		}
 	})
 	if err != nil {
-		return err
+		return withUsage(err, adminUsage)
 	}
 	if len(rest) != nargs {
 		return fmt.Errorf("usage: imaged %s %s takes %d arguments, got %q (see imaged %s)", noun, verb, nargs, rest, noun)

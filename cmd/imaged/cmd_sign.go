@@ -25,7 +25,7 @@ must be of the same tenant, or the URL answers 404.`
 func signCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, rest, err := config.ParseWith("sign", args, getenv, nil)
 	if err != nil {
-		return err
+		return withUsage(err, signUsage)
 	}
 	if len(rest) != 1 {
 		fmt.Fprintln(stderr, signUsage)
@@ -42,4 +42,13 @@ func signCommand(args []string, getenv func(string) string, stdout, stderr io.Wr
 	}
 	fmt.Fprintln(stdout, u)
 	return nil
+}
+
+// withUsage puts a command's usage before its flags when err is a request for help.
+func withUsage(err error, usage string) error {
+	var help *config.Help
+	if errors.As(err, &help) {
+		return &config.Help{Text: usage + "\n\n" + help.Text}
+	}
+	return err
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/cli"
+	"github.com/imaged/imaged/config"
 	"github.com/imaged/imaged/detect"
 	"github.com/imaged/imaged/ocr"
 	"github.com/imaged/imaged/onnx"
@@ -62,4 +64,21 @@ func (e *engines) useUploads(a *adapters, limits imaged.Limits) {
 		_, data, err := imaged.ReadImage(ctx, a.store, a.blobs, imaged.TenantOf(ctx), id, limits.MaxBytes)
 		return data, err
 	})
+}
+
+// localPipeline is the pipeline of `imaged process --local`: the engines serve builds, on the
+// same settings, so that an image comes out of it as it comes out of the server.
+func localPipeline(getenv func(string) string) (*cli.Pipeline, error) {
+	cfg, err := config.Parse("process --local", nil, getenv)
+	if err != nil {
+		return nil, err
+	}
+	e, err := newEngines(cfg, prom.New())
+	if err != nil {
+		return nil, err
+	}
+	return &cli.Pipeline{Processor: e.processor, Limits: cfg.Limits(), Close: func() {
+		e.close()
+		vips.Shutdown()
+	}}, nil
 }

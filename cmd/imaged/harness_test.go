@@ -13,39 +13,20 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imaged/imaged/internal/imagedtest"
 )
 
 // The API tests run the real binary as a separate process over real HTTP, so that restarts,
 // kill -9 and SIGTERM are what a user would see.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
+// imagedBinary builds imaged once per test binary (shared with the other packages' tests).
 func imagedBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "imaged-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "imaged")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return imagedtest.Binary(t)
 }
 
 // server is one running imaged process.
@@ -60,22 +41,7 @@ type server struct {
 	done    chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = imagedtest.Log
 
 func freePort(t *testing.T) int {
 	t.Helper()

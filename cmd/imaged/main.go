@@ -1,5 +1,6 @@
 // Command imaged is the image service: `imaged serve` runs the API and workers in one process,
-// `imaged worker` runs workers only, `imaged migrate` manages the database schema.
+// `imaged worker` runs workers only, `imaged migrate` manages the database schema; the client
+// commands (upload, process, submit, ocr, detect, watch, health) are package cli's.
 package main
 
 import (
@@ -13,11 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/imaged/imaged"
+	"github.com/imaged/imaged/cli"
 	"github.com/imaged/imaged/config"
 	imagedhttp "github.com/imaged/imaged/http"
 	"github.com/imaged/imaged/prom"
@@ -62,12 +65,32 @@ commands:
   sign PATH        print the signed URL of ops/…/IMAGE_ID for GET /i/…
   version          print the version
 
-Every flag has an IMAGED_* environment variable; run 'imaged serve -h' for the list.`
+Every flag has an IMAGED_* environment variable; run 'imaged serve -h' for the list.
+
+client commands (a server at IMAGED_URL, the key in IMAGED_KEY; 'imaged COMMAND -h' for each):
+`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	// -h is no failure: the command's help goes to stdout.
+	var help *config.Help
+	if errors.As(err, &help) {
+		fmt.Fprint(stdout, help.Text)
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stderr, usage+cli.Summary())
 		return errors.New("no command given")
+	}
+	if cli.Has(args[0]) {
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return cli.Run(ctx, args, cli.Env{Getenv: getenv, Stdout: stdout, Stderr: stderr, Local: localPipeline,
+			Version: versionString()})
 	}
 	switch args[0] {
 	case "version", "--version", "-v":
@@ -95,11 +118,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "sign":
 		return signCommand(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
+		fmt.Fprintln(stdout, usage+cli.Summary())
 		return nil
 	}
-	fmt.Fprintln(stderr, usage)
+	fmt.Fprintln(stderr, usage+cli.Summary())
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// typesOrAll names the task types workers run, for the log.
+func typesOrAll(types []string) string {
+	if len(types) == 0 {
+		return "all"
+	}
+	return strings.Join(types, ",")
 }
 
 func versionString() string {
@@ -179,15 +210,16 @@ func serve(ctx context.Context, cfg *Config, api bool, logw io.Writer) error {
 	}()
 	if cfg.Workers > 0 {
 		w := worker.New(worker.Config{
-			Concurrency: cfg.Workers, Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace, Lease: cfg.TaskLease,
+			Concurrency: cfg.Workers, Types: cfg.Types(), Deadline: cfg.TaskDeadline, Grace: cfg.ShutdownGrace, Lease: cfg.TaskLease,
 			BackoffBase: cfg.RetryBackoff, URLExpiry: cfg.URLExpiry, SweepInterval: cfg.LeaseSweep,
+			OutageDeadline: cfg.OutageDeadline, Checks: a.health(),
 		}, a.store, a.queue, a.blobs, processor, a.events, metrics, log)
 		workerID = w.ID()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { time.AfterFunc(time.Second, stopHooks) }()
-			log.Info("workers started", "worker_id", w.ID(), "concurrency", cfg.Workers)
+			log.Info("workers started", "worker_id", w.ID(), "concurrency", cfg.Workers, "types", typesOrAll(cfg.Types()))
 			if err := w.Run(workCtx); err != nil {
 				log.Error("worker stopped with an error", "error", err.Error())
 			}

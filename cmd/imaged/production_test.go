@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imaged/imaged/internal/testenv"
 
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/internal/tcpproxy"
@@ -18,16 +21,13 @@ import (
 var backends func(t *testing.T, dataDir string) []string
 
 func redisTestAddr() string {
-	if a := os.Getenv("IMAGED_TEST_REDIS_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
+	return testenv.RedisAddr()
 }
 
 // productionBackends runs each server on PostgreSQL (its own schema), a private versitygw (its
 // own bucket) and Redis (its own key prefix, expiring with the cache TTLs).
 func productionBackends(t *testing.T) func(t *testing.T, dataDir string) []string {
-	requireService(t, "PostgreSQL", "127.0.0.1:5432")
+	requireService(t, "PostgreSQL", testenv.PostgresAddr())
 	requireService(t, "Redis", redisTestAddr())
 	gw := versitygw.Start(t)
 	envs := map[string][]string{}
@@ -86,76 +86,78 @@ func countObjects(dir string) int {
 	return n
 }
 
-// Storage goes away while tasks run: uploads fail fast with 503 once the breaker opens and store
-// nothing; tasks retry and complete once storage is back; the breaker's trip and recovery are
-// in the metrics.
+// outageOps make a task take a moment (a few hundred milliseconds), so that an outage lands
+// while tasks run.
+var outageOps = []map[string]any{
+	{"op": "resize", "width": 1600, "height": 1200, "fit": "exact", "enlarge": true},
+	{"op": "blur", "sigma": 3},
+	{"op": "convert", "format": "jpeg", "quality": 80},
+}
+
+// Storage (a private versitygw) stops for outageLength while 50 tasks run: /health/ready answers
+// 503, uploads fail fast with 503 once the breaker opens and store nothing, the tasks the outage
+// cuts short go back to the queue without spending attempts and the worker claims no more until
+// storage answers; afterwards every task completes once, at attempt 1, and the breaker's trip
+// and recovery are in the metrics.
 func TestStorageOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test")
 	}
 	gw := versitygw.Start(t)
 	bucket := "imaged-outage-" + imaged.NewID()[:6]
+	rcv := newDeliveryReceiver(t)
+	rcv.up(t)
 	s := startServer(t, "",
 		"IMAGED_STORAGE_URL="+gw.StorageURL(bucket),
 		"IMAGED_BREAKER_FAILURES=2", "IMAGED_BREAKER_RECOVERY=1s",
 		"IMAGED_BREAKER_UPLOAD_FAILURES=2", "IMAGED_BREAKER_UPLOAD_RECOVERY=1s",
 		"IMAGED_STORE_RETRIES=2", "IMAGED_STORE_RETRY_WAIT=50ms",
-		"IMAGED_RETRY_BACKOFF=500ms", "IMAGED_MAX_ATTEMPTS=8", "IMAGED_WORKERS=2")
+		"IMAGED_RETRY_BACKOFF=500ms", "IMAGED_WORKERS=2",
+		"IMAGED_WEBHOOK_SECRET="+outboxSecret, "IMAGED_OUTBOUND_ALLOW=127.0.0.0/8")
 	photo := readTestdata(t, "chelsea.jpg")
 	id := s.upload(photo)
 
-	gw.Stop()
-	var ids []string
-	for i := 0; i < 4; i++ {
-		r := s.postJSON("/v1/tasks", map[string]any{"image_id": id, "ops": []map[string]any{{"op": "resize", "width": 40 + i}}})
-		if r.status != 202 {
-			t.Fatalf("queueing during the outage: %d %s", r.status, r.body)
+	o := &outage{call: s.call, cut: gw.Stop, restore: gw.Restart, logs: s.logs.String,
+		results: func() []string { return resultObjects(filepath.Join(gw.Dir(), bucket, "results")) }}
+	o.during = func() {
+		var fast time.Duration
+		for i := 0; i < 6; i++ {
+			start := time.Now()
+			r := s.postMultipart("/v1/images", "x.jpg", photo, nil)
+			took := time.Since(start)
+			if r.status != 503 || r.header.Get("Retry-After") == "" {
+				t.Fatalf("upload during the outage: %d (Retry-After %q) %s", r.status, r.header.Get("Retry-After"), r.body)
+			}
+			fast = took
 		}
-		ids = append(ids, r.json(t)["id"].(string))
-	}
-	var fast time.Duration
-	for i := 0; i < 6; i++ {
-		start := time.Now()
-		r := s.postMultipart("/v1/images", "x.jpg", photo, nil)
-		took := time.Since(start)
-		if r.status != 503 || r.header.Get("Retry-After") == "" {
-			t.Fatalf("upload during the outage: %d (Retry-After %q) %s", r.status, r.header.Get("Retry-After"), r.body)
+		if fast > time.Second {
+			t.Fatalf("with the breaker open an upload still took %s", fast)
 		}
-		fast = took
+		t.Logf("upload refused in %s once the breaker is open", fast)
 	}
-	if fast > time.Second {
-		t.Fatalf("with the breaker open an upload still took %s", fast)
-	}
-	t.Logf("upload refused in %s once the breaker is open", fast)
-	m := string(s.get("/metrics").body)
-	if !strings.Contains(m, `circuit_breaker_transitions_total{from="closed",name="storage_upload",to="open"}`) {
-		t.Fatalf("no breaker trip in the metrics:\n%s", grepLines(m, "circuit_breaker"))
-	}
+	o.ride(t, func(i int) map[string]any {
+		return map[string]any{"image_id": id, "ops": outageOps, "callback_url": fmt.Sprintf("http://%s/hook/%d", rcv.addr, i)}
+	})
 
-	gw.Restart()
-	for _, tid := range ids {
-		task := s.waitTask(tid, 2*time.Minute)
-		if task["status"] != "completed" || task["attempts"].(float64) < 2 {
-			t.Fatalf("task %s after the outage: %v", tid, task)
-		}
-	}
 	waitFor(t, 30*time.Second, "uploads to succeed again", func() bool {
 		return s.postMultipart("/v1/images", "x.jpg", photo, nil).status == 201
 	})
-	m = string(s.get("/metrics").body)
+	m := string(s.get("/metrics").body)
 	for _, want := range []string{
+		`circuit_breaker_transitions_total{from="closed",name="storage_upload",to="open"}`,
 		`circuit_breaker_transitions_total{from="half-open",name="storage_upload",to="closed"}`,
 		`circuit_breaker_state{name="storage_upload"} 0`,
-		`retries_total{name="storage"`,
+		`retries_total{name="storage`, // storage or storage_upload: where the outage met the tasks
+		`task_outage_deferrals_total{task_type="transform"}`,
 	} {
 		if !strings.Contains(m, want) {
-			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "circuit_breaker|retries_total"))
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "circuit_breaker|retries_total|task_outage"))
 		}
 	}
-	// Two images were stored (before and after), plus four results: nothing from the refused
+	// Two images were stored (before and after), plus the results: nothing from the refused
 	// uploads.
-	if n := countObjects(filepath.Join(gw.Dir(), bucket)); n != 6 {
-		t.Fatalf("%d objects in the bucket, want 6 (2 images, 4 results)", n)
+	if n := countObjects(filepath.Join(gw.Dir(), bucket)); n != 2+outageTasks {
+		t.Fatalf("%d objects in the bucket, want %d (2 images, %d results)", n, 2+outageTasks, outageTasks)
 	}
 }
 
@@ -173,22 +175,26 @@ func grepLines(text, pattern string) string {
 }
 
 // PostgreSQL and Redis go away mid-run (every connection cut, new ones refused, through a
-// proxy of the test's own; the shared servers never stop): no task is lost, and while only
-// Redis is down every request still succeeds.
+// proxy of the test's own; the shared servers never stop): while only Redis is down every
+// request still succeeds; while PostgreSQL is down for outageLength with 50 tasks running,
+// /health/ready answers 503, and afterwards every task completes once, at attempt 1.
 func TestDatabaseAndCacheOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test")
 	}
-	requireService(t, "PostgreSQL", "127.0.0.1:5432")
+	requireService(t, "PostgreSQL", testenv.PostgresAddr())
 	requireService(t, "Redis", redisTestAddr())
-	pg := tcpproxy.Start(t, "127.0.0.1:5432")
+	pg := tcpproxy.Start(t, testenv.PostgresAddr())
 	rd := tcpproxy.Start(t, redisTestAddr())
-	dbURL := strings.Replace(pgTestURL(), "127.0.0.1:5432", pg.Addr(), 1) + "&schema=" + schemaName(t)
+	rcv := newDeliveryReceiver(t)
+	rcv.up(t)
+	dbURL := strings.Replace(pgTestURL(), testenv.PostgresAddr(), pg.Addr(), 1) + "&schema=" + schemaName(t)
 	s := startServer(t, "",
 		"IMAGED_DATABASE_URL="+dbURL,
 		"IMAGED_REDIS_URL=redis://"+rd.Addr()+"/0?key_prefix=imaged-test-"+imaged.NewID()[:8]+":",
-		"IMAGED_STORE_RETRIES=6", "IMAGED_STORE_RETRY_WAIT=250ms", "IMAGED_BREAKER_FAILURES=50",
-		"IMAGED_TASK_DEADLINE=20s", "IMAGED_SHUTDOWN_GRACE=1s", "IMAGED_WORKERS=2")
+		"IMAGED_STORE_RETRIES=6", "IMAGED_STORE_RETRY_WAIT=250ms", "IMAGED_BREAKER_FAILURES=50", "IMAGED_BREAKER_RECOVERY=2s",
+		"IMAGED_TASK_DEADLINE=20s", "IMAGED_SHUTDOWN_GRACE=1s", "IMAGED_WORKERS=2",
+		"IMAGED_WEBHOOK_SECRET="+outboxSecret, "IMAGED_OUTBOUND_ALLOW=127.0.0.0/8")
 	id := s.upload(readTestdata(t, "chelsea.jpg"))
 
 	// Redis down: reads and writes all succeed (from the database), and quickly.
@@ -206,29 +212,19 @@ func TestDatabaseAndCacheOutage(t *testing.T) {
 			t.Fatalf("reads with Redis down took %s", took)
 		}
 	}
-	if r := s.postJSON("/v1/tasks", map[string]any{"image_id": id, "ops": []map[string]any{{"op": "flop"}}}); r.status != 202 {
-		t.Fatalf("queueing with Redis down: %d %s", r.status, r.body)
+	second := s.postJSON("/v1/tasks", map[string]any{"image_id": id, "ops": []map[string]any{{"op": "flop"}}})
+	if second.status != 202 {
+		t.Fatalf("queueing with Redis down: %d %s", second.status, second.body)
 	}
+	s.waitTask(second.json(t)["id"].(string), time.Minute)
 	rd.Restore()
 
-	// PostgreSQL lost mid-run, back two seconds later: every task completes exactly once.
-	var ids []string
-	for i := 0; i < 20; i++ {
-		r := s.postJSON("/v1/tasks", map[string]any{"image_id": id, "ops": []map[string]any{{"op": "resize", "width": 30 + i}}})
-		if r.status != 202 {
-			t.Fatalf("create: %d %s", r.status, r.body)
-		}
-		ids = append(ids, r.json(t)["id"].(string))
-	}
-	pg.Cut()
-	time.Sleep(2 * time.Second) // the length of the outage, not a wait for a condition
-	pg.Restore()
-	for _, tid := range ids {
-		task := s.waitTask(tid, 2*time.Minute)
-		if task["status"] != "completed" {
-			t.Fatalf("task %s after the database outage: %v", tid, task)
-		}
-	}
+	// PostgreSQL lost for outageLength while 50 tasks run.
+	o := &outage{call: s.call, cut: pg.Cut, restore: pg.Restore, logs: s.logs.String,
+		results: func() []string { return resultObjects(filepath.Join(s.dataDir, "blobs", "results")) }}
+	ids := o.ride(t, func(i int) map[string]any {
+		return map[string]any{"image_id": id, "ops": outageOps, "callback_url": fmt.Sprintf("http://%s/hook/%d", rcv.addr, i)}
+	})
 	l := s.get("/v1/tasks?status=completed&limit=100").json(t)
 	if n := len(l["items"].([]any)); n != len(ids)+2 {
 		t.Fatalf("%d completed tasks, want %d", n, len(ids)+2)

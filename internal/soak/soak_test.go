@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imaged/imaged/internal/testenv"
+
 	"github.com/imaged/imaged"
 	"github.com/imaged/imaged/internal/versitygw"
 	"github.com/jackc/pgx/v5"
@@ -114,15 +116,8 @@ func baseEnv(data string) []string {
 // a private versitygw (its own bucket) and Redis (its own key prefix), all removed afterwards.
 func productionEnv(t *testing.T) []string {
 	id := imaged.NewID()[:8]
-	pgURL := os.Getenv("IMAGED_TEST_POSTGRES_URL")
-	if pgURL == "" {
-		pgURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	redisAddr := os.Getenv("IMAGED_TEST_REDIS_ADDR")
-	if redisAddr == "" {
-		redisAddr = "127.0.0.1:6379"
-	}
-	for what, addr := range map[string]string{"PostgreSQL": "127.0.0.1:5432", "RabbitMQ": "127.0.0.1:5672", "Redis": redisAddr} {
+	pgURL, redisAddr := testenv.PostgresURL(), testenv.RedisAddr()
+	for what, addr := range map[string]string{"PostgreSQL": testenv.PostgresAddr(), "RabbitMQ": testenv.AMQPAddr(), "Redis": redisAddr} {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s is not reachable at %s: %v", what, addr, err)
@@ -169,7 +164,7 @@ func productionEnv(t *testing.T) []string {
 
 	return []string{
 		"IMAGED_DATABASE_URL=" + pgURL + "&schema=" + schema + "&pool_min_conns=1&pool_max_conns=6",
-		"IMAGED_QUEUE_URL=amqp://guest:guest@127.0.0.1:5672/" + vhost,
+		"IMAGED_QUEUE_URL=" + testenv.AMQPVhostURL(vhost, ""),
 		"IMAGED_STORAGE_URL=" + gw.StorageURL("imaged-soak-"+id),
 		"IMAGED_REDIS_URL=redis://" + redisAddr + "/0?key_prefix=" + prefix,
 	}

@@ -1,4 +1,4 @@
-package resilience
+package imaged
 
 import (
 	"context"
@@ -7,26 +7,24 @@ import (
 	"net"
 	"strings"
 	"syscall"
-
-	"github.com/imaged/imaged"
 )
 
 // Transient reports whether err is a failure that may pass if the call is made again: an
-// imaged.EUnavailable error, a timeout, a refused, reset or broken connection, or a database
+// EUnavailable error, a timeout, a refused, reset or broken connection, or a database
 // error of the connection, shutdown, serialization or too-many-connections kind. Errors with any
-// other imaged code (ENotFound, EConflict, EInvalid…) are permanent; for EInternal errors and
-// errors that are not an *imaged.Error the cause chain decides. A cancelled context is not
+// other code (ENotFound, EConflict, EInvalid…) are permanent; for EInternal errors and
+// errors that are not an *Error the cause chain decides. A cancelled context is not
 // transient: the caller gave up.
 func Transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
-	var e *imaged.Error
+	var e *Error
 	if errors.As(err, &e) {
 		switch e.Code {
-		case imaged.EUnavailable:
+		case EUnavailable:
 			return true
-		case imaged.EInternal:
+		case EInternal:
 			// Look at the cause below.
 		default:
 			return false
