@@ -9,10 +9,9 @@ import (
 // it (vips for transforms, ocr and detect for the ops their engines serve) and registered with
 // RegisterOp. Everything that depends on an op's nature reads it from here rather than from a
 // list of op names: the task type of a pipeline, whether it answers with JSON, whether it may
-// follow the frames op. An engine adds what it needs to run the op to its own registration.
-//
-// Later fields belong here too, so that they stay one declaration per op: its parameters
-// (name, type, range, default) behind the OpenAPI schemas and GET /v1/ops.
+// follow the frames op, its parameters behind the OpenAPI schemas and GET /v1/ops, its plan
+// (geometry, memory and cost before decode). An engine adds what it needs to run the op to its
+// own registration.
 type OpSpec struct {
 	// Name is the "op" field that selects the op, lower case.
 	Name string

@@ -39,10 +39,11 @@ func init() {
 		func(v []float64, in imaged.Geometry) imaged.OpPlan {
 			p := perMP(40+gaussianCost(v[0]), in, max(in.Bands, 3))
 			// The mask is cut at a tenth of its peak (about 2.2 sigma); whatever the image,
-			// its lookup tables and buffers take some 2 MiB, 12 MiB with alpha (measured).
+			// its lookup tables and buffers take some 2 MiB, 12 MiB with alpha (measured:
+			// up to 11), counted as 2 and 14.
 			p.Buffers = window(in, v[0]*1.25) + 2<<20
 			if in.HasAlpha() {
-				p.Buffers += 10 << 20
+				p.Buffers += 12 << 20
 			}
 			return p
 		}, always)

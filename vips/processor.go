@@ -146,10 +146,9 @@ func parseArgs[A any](check func(p *Processor, i int, op imaged.Op, a *A) (step,
 
 // opSpec is the registration of an op: everything the pipeline needs to know about it, so that
 // adding an op is its file and one register call. The embedded imaged.OpSpec holds the traits
-// the domain reads too (kind, task type, behaviour on animations) and is registered with the
-// root package; the other fields say how the op runs on libvips' lazy images. The fields that
-// later issues add (output geometry and cost before decode, the parameter schema behind the
-// OpenAPI document and GET /v1/ops) go into imaged.OpSpec, where callers outside vips see them.
+// the domain reads too (kind, task type, behaviour on animations, parameters, and the plan,
+// which register makes from the step's own plan method) and is registered with the root
+// package; the other fields say how the op runs on libvips' lazy images.
 type opSpec struct {
 	imaged.OpSpec
 	parse parseFunc
