@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
 	"net/http"
 	"os"
@@ -33,24 +29,12 @@ var hostilePipelines = []string{
 	`[{"op":"pad","width":4000,"height":4000},{"op":"convert","format":"avif","effort":9}]`,
 }
 
-// tinyPNG is a 1×1 PNG of about 70 bytes, the source of the hostile requests.
-func tinyPNG(t *testing.T) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 1, 1))
-	img.Set(0, 0, color.RGBA{200, 100, 50, 255})
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// Hostile pipelines on a 70-byte PNG, through the HTTP API on default settings: the ones whose
+// Hostile pipelines on a 1×1 image, through the HTTP API on default settings: the ones whose
 // plan is over the limits are answered 400 at once, naming the op and saying why; a task with
 // one fails with the same reason.
 func TestHostilePipelinesAreRefusedOverHTTP(t *testing.T) {
 	s := startServer(t, "")
-	tiny := tinyPNG(t)
+	tiny := bigPhoto(t, 1, 1)
 	for _, tc := range []struct {
 		ops, field, text string
 	}{
@@ -61,7 +45,7 @@ func TestHostilePipelinesAreRefusedOverHTTP(t *testing.T) {
 		{`[{"op":"resize","width":9000,"enlarge":true},{"op":"extend","aspect":"1:3"}]`, "ops[1]", "extend would make the image 9000×27000 pixels; the limit is 10000×10000"},
 	} {
 		start := time.Now()
-		r := s.postMultipart("/v1/process", "tiny.png", tiny, map[string]string{"ops": tc.ops})
+		r := s.postMultipart("/v1/process", "tiny.jpg", tiny, map[string]string{"ops": tc.ops})
 		took := time.Since(start)
 		if r.status != 400 {
 			t.Fatalf("%s: %d %s", tc.ops, r.status, r.body)
@@ -118,7 +102,7 @@ func TestHostilePipelinesBesideALightClient(t *testing.T) {
 	}
 	s := startServer(t, "", "IMAGED_WORKERS=0")
 	attacker := s.createKey("attacker")
-	tiny, small := tinyPNG(t), readTestdata(t, "chelsea.png")
+	tiny, small := bigPhoto(t, 1, 1), readTestdata(t, "chelsea.png")
 	smallOps := `[{"op":"resize","width":64},{"op":"convert","format":"jpeg"}]`
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -130,7 +114,7 @@ func TestHostilePipelinesBesideALightClient(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for n := i; ctx.Err() == nil; n++ {
-				body, ct := multipartBody(t, "tiny.png", tiny, map[string]string{"ops": hostilePipelines[n%len(hostilePipelines)]})
+				body, ct := multipartBody(t, "tiny.jpg", tiny, map[string]string{"ops": hostilePipelines[n%len(hostilePipelines)]})
 				req, _ := http.NewRequestWithContext(ctx, "POST", s.base+"/v1/process", body)
 				req.Header.Set("Content-Type", ct)
 				req.Header.Set("X-API-Key", attacker)
