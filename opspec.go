@@ -9,12 +9,9 @@ import (
 // it (vips for transforms, ocr and detect for the ops their engines serve) and registered with
 // RegisterOp. Everything that depends on an op's nature reads it from here rather than from a
 // list of op names: the task type of a pipeline, whether it answers with JSON, whether it may
-// follow the frames op. An engine adds what it needs to run the op to its own registration.
-//
-// Later fields belong here too, so that they stay one declaration per op: the op's output
-// geometry (width × height × bands × frames) as a function of its input geometry and
-// parameters, and its cost, for the memory budget and pixel limits checked before decode; and
-// its parameters (name, type, range, default) behind the OpenAPI schemas and GET /v1/ops.
+// follow the frames op, its parameters behind the OpenAPI schemas and GET /v1/ops, its plan
+// (geometry, memory and cost before decode). An engine adds what it needs to run the op to its
+// own registration.
 type OpSpec struct {
 	// Name is the "op" field that selects the op, lower case.
 	Name string
@@ -33,6 +30,12 @@ type OpSpec struct {
 	// Params are the op's parameters as clients see them (GET /v1/ops, the OpenAPI document),
 	// declared where the op validates them; see Param.
 	Params []Param
+	// Plan gives the op's output geometry (width × height × bands × frames), the images it
+	// holds on the way and its cost, from its input's geometry and its parameters, so that a
+	// pipeline's largest image, its memory and its CPU are known before any pixel is decoded
+	// (Estimate). Every op declares one: Untouched for those that hold no pixels, PerMegapixel
+	// for those that keep the geometry.
+	Plan PlanFunc
 }
 
 // OpKind is the nature of an op's effect on a pipeline.

@@ -19,10 +19,16 @@ type Limits struct {
 	MaxBytes  int64 // request body / image size in bytes
 	MaxWidth  int   // pixels
 	MaxHeight int   // pixels
+	// MaxPixels bounds the largest image a pipeline makes or holds, every frame of an
+	// animation counted (see Estimate); MaxCost the estimated CPU of a pipeline, in cost
+	// units (CostUnit), 0 for none. Probe reads neither.
+	MaxPixels int64
+	MaxCost   float64
 }
 
-// DefaultLimits are the seed's: 50 MB, 10000×10000 pixels.
-var DefaultLimits = Limits{MaxBytes: 50 << 20, MaxWidth: 10000, MaxHeight: 10000}
+// DefaultLimits are the seed's: 50 MB, 10000×10000 pixels; and 100 MP held at once, and a
+// minute or so of one core per pipeline.
+var DefaultLimits = Limits{MaxBytes: 50 << 20, MaxWidth: 10000, MaxHeight: 10000, MaxPixels: 100_000_000, MaxCost: 60000}
 
 // Header is what Probe reads from an image's header without decoding pixels.
 type Header struct {

@@ -43,6 +43,8 @@ type Config struct {
 	MaxWidth        int
 	MaxHeight       int
 	MaxFrames       int
+	MaxPixels       int64
+	MaxCost         int
 	MaxInflight     int
 	MaxWaiting      int
 	VipsConcurrency int
@@ -94,6 +96,8 @@ func allSettings(c *Config) []settings.Setting {
 		settings.New("max-upload-bytes", "IMAGED_MAX_UPLOAD_BYTES", "largest image accepted, in bytes", settings.Int64(&c.MaxUploadBytes, imaged.DefaultLimits.MaxBytes)),
 		settings.New("max-width", "IMAGED_MAX_WIDTH", "widest image accepted, in pixels (read from the header)", settings.Int(&c.MaxWidth, imaged.DefaultLimits.MaxWidth)),
 		settings.New("max-height", "IMAGED_MAX_HEIGHT", "tallest image accepted, in pixels (read from the header)", settings.Int(&c.MaxHeight, imaged.DefaultLimits.MaxHeight)),
+		settings.New("max-pixels", "IMAGED_MAX_PIXELS", "most pixels of the largest image a pipeline makes or holds (every frame, OCR's enlarged page), planned before decoding", settings.Int64(&c.MaxPixels, imaged.DefaultLimits.MaxPixels)),
+		settings.New("max-cost", "IMAGED_MAX_COST", "most estimated CPU of one pipeline, in cost units of about a millisecond of one core; 0 = no limit", settings.Int(&c.MaxCost, int(imaged.DefaultLimits.MaxCost))),
 		settings.New("max-frames", "IMAGED_MAX_FRAMES", "most frames of an animated GIF or WebP a pipeline with the frames op loads", settings.Int(&c.MaxFrames, 100)),
 		settings.New("max-inflight", "IMAGED_MAX_INFLIGHT", "synchronous pipelines at once; default 2×CPU", settings.Int(&c.MaxInflight, 2*imaged.CPUs())),
 		settings.New("max-waiting", "IMAGED_MAX_WAITING", "synchronous requests queued for a slot before 503; default 8×CPU", settings.Int(&c.MaxWaiting, 8*imaged.CPUs())),
@@ -202,6 +206,8 @@ func (c *Config) validate() error {
 		settings.Rule(c.MaxWidth > 0 && c.MaxWidth <= 100000, "IMAGED_MAX_WIDTH", "must be between 1 and 100000"),
 		settings.Rule(c.MaxHeight > 0 && c.MaxHeight <= 100000, "IMAGED_MAX_HEIGHT", "must be between 1 and 100000"),
 		settings.Rule(c.MaxFrames >= 1 && c.MaxFrames <= 10000, "IMAGED_MAX_FRAMES", "must be between 1 and 10000"),
+		settings.Rule(c.MaxPixels >= 1, "IMAGED_MAX_PIXELS", "must be positive"),
+		settings.Rule(c.MaxCost >= 0, "IMAGED_MAX_COST", "must be 0 (no limit) or a positive number of cost units"),
 		settings.Rule(c.MaxInflight > 0, "IMAGED_MAX_INFLIGHT", "must be positive"),
 		settings.Rule(c.MaxOutputBytes > 0, "IMAGED_MAX_OUTPUT_BYTES", "must be positive"),
 		settings.Rule(c.MaxWaiting >= 0, "IMAGED_MAX_WAITING", "must not be negative"),
@@ -255,6 +261,13 @@ func (c *Config) Database() string {
 	return "sqlite://" + filepath.Join(c.DataDir, "imaged.db")
 }
 
+// Limits are the limits of inputs and pipelines. IMAGED_MAX_COST=0 (none) is a negative
+// MaxCost, which the processor reads as no limit.
 func (c *Config) Limits() imaged.Limits {
-	return imaged.Limits{MaxBytes: c.MaxUploadBytes, MaxWidth: c.MaxWidth, MaxHeight: c.MaxHeight}
+	l := imaged.Limits{MaxBytes: c.MaxUploadBytes, MaxWidth: c.MaxWidth, MaxHeight: c.MaxHeight, MaxPixels: c.MaxPixels,
+		MaxCost: float64(c.MaxCost)}
+	if c.MaxCost == 0 {
+		l.MaxCost = -1
+	}
+	return l
 }

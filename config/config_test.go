@@ -26,6 +26,16 @@ func TestConfigDefaultsAndOverrides(t *testing.T) {
 		c.ResultCache != "on" {
 		t.Fatalf("defaults: %+v", c)
 	}
+	if l := c.Limits(); l.MaxPixels != 100_000_000 || l.MaxCost != 60000 {
+		t.Fatalf("pipeline limits: %+v", l)
+	}
+	c, err = Parse("serve", nil, envOf("IMAGED_MAX_COST", "0", "IMAGED_MAX_PIXELS", "4000000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Limits(); l.MaxPixels != 4_000_000 || l.MaxCost >= 0 {
+		t.Fatalf("IMAGED_MAX_COST=0 sets no cost limit (a negative one for the processor): %+v", l)
+	}
 	c, err = Parse("serve", []string{"--workers=0", "--addr=127.0.0.1:9999"},
 		envOf("IMAGED_WORKERS", "7", "IMAGED_TASK_DEADLINE", "90s", "IMAGED_ADDR", ":1"))
 	if err != nil {
@@ -69,6 +79,8 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		"IMAGED_WORKER_TYPES":         {"IMAGED_WORKER_TYPES", "ocr,video"},
 		"IMAGED_TASK_OUTAGE_DEADLINE": {"IMAGED_TASK_OUTAGE_DEADLINE", "0s"},
 		"IMAGED_RESULT_CACHE":         {"IMAGED_RESULT_CACHE", "sometimes"},
+		"IMAGED_MAX_PIXELS":           {"IMAGED_MAX_PIXELS", "0"},
+		"IMAGED_MAX_COST":             {"IMAGED_MAX_COST", "-5"},
 	}
 	for want, env := range cases {
 		_, err := Parse("serve", nil, envOf(env...))

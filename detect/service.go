@@ -199,9 +199,39 @@ func (s *Service) parse(index int, op imaged.Op) (*request, error) {
 // models.
 var specs = struct{ detect, annotate imaged.OpSpec }{
 	detect: imaged.OpSpec{Name: "detect", Summary: "finds objects in the image, with their classes and boxes",
-		Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect, Params: imaged.ParamsOf[Args]()},
+		Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect, Params: imaged.ParamsOf[Args](), Plan: detectPlan},
 	annotate: imaged.OpSpec{Name: "annotate", Summary: "draws the boxes of the latest detections onto the image",
-		Kind: imaged.OpTransform, TaskType: imaged.TaskTypeDetect, Params: []imaged.Param{}},
+		Kind: imaged.OpTransform, TaskType: imaged.TaskTypeDetect, Params: []imaged.Param{}, Plan: annotatePlan},
+}
+
+// maxInputSide bounds the input of the models served: a model's input tensor is at most
+// maxInputSide² pixels of three float32 bands, as the plans count it (a YOLO export with a
+// larger input is refused when it loads).
+const maxInputSide = 1280
+
+// detectionCost is the cost of one detection in imaged's cost units (about a millisecond of
+// one core): the resize into the model's input and its run, which depend on the model, not the
+// image (SSD MobileNet takes 12 to 22, a YOLO model at 640 a few hundred).
+const detectionCost = 300
+
+// detectPlan is the detect op's plan: the model's input tensor and its run, reading the pixels
+// it is handed (the caller's to count) once.
+func detectPlan(in imaged.Geometry, _ imaged.Op) (imaged.OpPlan, error) {
+	return imaged.OpPlan{Out: in, Scratch: maxInputSide * maxInputSide * 3 * 4, Cost: detectionCost + 2*in.MP()}, nil
+}
+
+// annotatePlan is the annotate op's plan: a detection, when the pipeline has made none, and the
+// annotated copy (RGB, or RGBA with alpha).
+func annotatePlan(in imaged.Geometry, op imaged.Op) (imaged.OpPlan, error) {
+	p, _ := detectPlan(in, op)
+	out := in.WithBands(3)
+	if in.HasAlpha() {
+		out.Bands = 4
+	}
+	p.Out = out
+	p.Held = append(p.Held, out)
+	p.Cost += 10 * in.MP()
+	return p, nil
 }
 
 func init() {

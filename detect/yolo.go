@@ -98,6 +98,9 @@ func yoloFromInfo(info *modelInfo, path string) (*yoloModel, error) {
 			m.inH, m.inW = h, w
 		}
 	}
+	if m.inH > maxInputSide || m.inW > maxInputSide {
+		return nil, fmt.Errorf("input %s is %d×%d; imaged serves models of at most %d×%d", in.Name, m.inW, m.inH, maxInputSide, maxInputSide)
+	}
 	if len(out.Dims) == 3 && out.Dims[1] > 4 {
 		m.classes = int(out.Dims[1]) - 4
 	} else if len(out.Dims) != 3 || (out.Dims[1] != -1 && out.Dims[1] <= 4) {

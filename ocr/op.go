@@ -38,7 +38,7 @@ type Args struct {
 // spec declares the ocr op's traits: an analysis that needs the OCR engines, so its pipelines
 // go to the workers that hold them.
 var spec = imaged.OpSpec{Name: "ocr", Summary: "reads the text of the image, with its lines and boxes",
-	Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeOCR, Params: imaged.ParamsOf[Args]()}
+	Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeOCR, Params: imaged.ParamsOf[Args](), Plan: plan}
 
 func init() { imaged.RegisterOp(spec) }
 

@@ -41,3 +41,14 @@ func (st analyzerStep) apply(ctx context.Context, s *state) error {
 	s.analyses = append(s.analyses, imaged.Analysis{Op: st.name, Result: res})
 	return nil
 }
+
+// plan is the engine's own plan with the pixels handed to it, and the copy held before when
+// the transforms so far must be computed once.
+func (st analyzerStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	p, err := st.a.Spec().Plan(in, st.op)
+	if err != nil {
+		return p, err
+	}
+	p.Held = append(append(p.Held, handoff(in)...), in)
+	return p, nil
+}

@@ -2,65 +2,123 @@ package vips
 
 import (
 	"context"
+	"slices"
+	"sync"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
 
 	"github.com/imaged/imaged"
 )
 
-// budget bounds the memory that the pipelines running at once expect libvips to hold, in MiB.
-// The number of pipelines in flight is bounded elsewhere (2×CPU), but their sources are not
+// budget bounds the memory that the pipelines running at once are planned to hold, in MiB.
+// The number of pipelines in flight is bounded elsewhere (2×CPU), but their needs are not
 // alike: a progressive 8 MP JPEG keeps about 50 MiB of DCT coefficients while it decodes, even
-// when shrinking on load, where a baseline one keeps a few. A pipeline takes its estimate from
-// the budget before any pixel is computed and waits while the others' estimates fill it; one
-// estimated over the whole budget runs alone.
+// when shrinking on load, where a baseline one keeps a few; an enlargement to 100 MP holds
+// hundreds. A pipeline takes its planned peak from the budget before any pixel is decoded, all
+// of it at once, and waits while the others' fill it.
+//
+// An eighth of the budget is kept for small pipelines (a share within that eighth): a large
+// one takes at most the rest, so that one planned over the whole budget runs beside small ones
+// only, and a small one never queues behind a large one that waits. Large ones are served in
+// the order they came; while one waits, small ones may hold no more than the reserve between
+// them, so that it is not starved.
 type budget struct {
-	total  int
-	tokens chan struct{} // one per MiB free
-	turn   chan struct{} // held by the one pipeline taking tokens, so two never split them
+	total   int
+	reserve int // MiB only small shares may use while a large one waits or runs
+
+	mu    sync.Mutex
+	free  int
+	small int // MiB held by small shares
+	queue []*share
+}
+
+// share is one pipeline's take, waiting or granted.
+type share struct {
+	n       int
+	small   bool
+	granted chan struct{} // closed when the share is taken
 }
 
 func newBudget(mib int) *budget {
-	b := &budget{total: mib, tokens: make(chan struct{}, mib), turn: make(chan struct{}, 1)}
-	for i := 0; i < mib; i++ {
-		b.tokens <- struct{}{}
-	}
-	return b
+	return &budget{total: mib, reserve: max(mib/8, 1), free: mib}
 }
 
 // defaultBudget is 64 MiB per CPU: on 2 CPUs two progressive 8 MP decodes at once, which keep
 // both CPUs busy, and any number of small ones.
 func defaultBudget() int { return 64 * imaged.CPUs() }
 
-// take waits until mib MiB are free (all of it for a pipeline estimated over the budget) and
-// returns the function that gives them back.
+// take waits until mib MiB are free (for a pipeline planned over the budget, all of it but
+// the reserve) and takes them; it returns the function that gives them back.
 func (b *budget) take(ctx context.Context, mib int) (func(), error) {
 	if b == nil {
 		return func() {}, nil
 	}
-	n := min(max(mib, 1), b.total)
+	sh := &share{n: min(max(mib, 1), b.total), granted: make(chan struct{})}
+	sh.small = sh.n <= b.reserve
+	if !sh.small {
+		sh.n = min(sh.n, max(b.total-b.reserve, 1))
+	}
+	release := func() {
+		b.mu.Lock()
+		b.giveBack(sh)
+		b.mu.Unlock()
+	}
+	b.mu.Lock()
+	b.queue = append(b.queue, sh)
+	b.dispatch()
+	b.mu.Unlock()
 	select {
-	case b.turn <- struct{}{}:
+	case <-sh.granted:
+		return release, nil
 	case <-ctx.Done():
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		select {
+		case <-sh.granted: // granted as the context ended: give it back
+			b.giveBack(sh)
+		default:
+			b.queue = slices.DeleteFunc(b.queue, func(w *share) bool { return w == sh })
+			b.dispatch()
+		}
 		return nil, ctx.Err()
 	}
-	for got := 0; got < n; got++ {
-		select {
-		case <-b.tokens:
-		case <-ctx.Done():
-			for ; got > 0; got-- {
-				b.tokens <- struct{}{}
-			}
-			<-b.turn
-			return nil, ctx.Err()
-		}
+}
+
+// giveBack returns a granted share and serves those waiting. b.mu is held.
+func (b *budget) giveBack(sh *share) {
+	b.free += sh.n
+	if sh.small {
+		b.small -= sh.n
 	}
-	<-b.turn
-	return func() {
-		for i := 0; i < n; i++ {
-			b.tokens <- struct{}{}
+	b.dispatch()
+}
+
+// dispatch grants the waiting shares that may go now: large ones in order, each once it fits;
+// small ones whenever they fit, within the reserve while a large one waits. b.mu is held.
+func (b *budget) dispatch() {
+	largeWaits := slices.ContainsFunc(b.queue, func(w *share) bool { return !w.small })
+	blocked := false // a large share ahead could not go
+	waiting := b.queue[:0]
+	for _, w := range b.queue {
+		var ok bool
+		if w.small {
+			ok = w.n <= b.free && (!largeWaits || b.small+w.n <= b.reserve)
+		} else {
+			ok = !blocked && w.n <= b.free
+			blocked = blocked || !ok
 		}
-	}, nil
+		if !ok {
+			waiting = append(waiting, w)
+			continue
+		}
+		b.free -= w.n
+		if w.small {
+			b.small += w.n
+		}
+		close(w.granted)
+	}
+	clear(b.queue[len(waiting):])
+	b.queue = waiting
 }
 
 // memoryCost estimates, in MiB, what libvips holds at once while it decodes and runs a
@@ -97,3 +155,6 @@ func hasField(img *govips.ImageRef, name string) bool {
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// mebibytes is n bytes in whole MiB, rounded up.
+func mebibytes(n int64) int { return int((max(n, 0) + 1<<20 - 1) >> 20) }

@@ -9,8 +9,15 @@ import (
 	govips "github.com/davidbyttow/govips/v2/vips"
 )
 
+// freeMiB is what the budget has free now.
+func (b *budget) freeMiB() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.free
+}
+
 func TestBudget(t *testing.T) {
-	b := newBudget(100)
+	b := newBudget(100) // 12 MiB kept for small shares
 	ctx := context.Background()
 	r1, err := b.take(ctx, 60)
 	if err != nil {
@@ -32,26 +39,78 @@ func TestBudget(t *testing.T) {
 	}
 	r1()
 	r2 := <-got
-	// More than the whole budget runs alone, when everything is free.
+	// More than the whole budget takes all of it but the reserve, once that is free.
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	if _, err := b.take(short, 500); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("took the whole budget while 50 MiB were taken: %v", err)
 	}
-	if len(b.tokens) != 50 {
-		t.Fatalf("a cancelled take kept tokens: %d free, want 50", len(b.tokens))
+	if f := b.freeMiB(); f != 50 {
+		t.Fatalf("a cancelled take kept MiB: %d free, want 50", f)
 	}
 	r2()
 	r3, err := b.take(ctx, 500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.tokens) != 0 {
-		t.Fatalf("%d MiB free while an oversized pipeline runs", len(b.tokens))
+	if f := b.freeMiB(); f != 12 {
+		t.Fatalf("%d MiB free while an oversized pipeline runs, want the reserve, 12", f)
 	}
+	// Small pipelines run beside it, within the reserve; a larger one waits.
+	s1, err := b.take(ctx, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short2, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel2()
+	if _, err := b.take(short2, 13); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a 13 MiB share went beside an oversized pipeline: %v", err)
+	}
+	s1()
 	r3()
-	if len(b.tokens) != 100 {
-		t.Fatalf("%d MiB free at the end, want 100", len(b.tokens))
+	if f := b.freeMiB(); f != 100 {
+		t.Fatalf("%d MiB free at the end, want 100", f)
+	}
+
+	// A small share goes at once while a large one waits, within the reserve; the large one
+	// is not starved by them.
+	big, err := b.take(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan func())
+	go func() {
+		r, err := b.take(ctx, 80)
+		if err != nil {
+			t.Error(err)
+		}
+		waiting <- r
+	}()
+	for {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond) // until the large one waits
+	}
+	quick, cancel3 := context.WithTimeout(ctx, time.Second)
+	defer cancel3()
+	small, err := b.take(quick, 10)
+	if err != nil {
+		t.Fatalf("a small share waited behind a large one: %v", err)
+	}
+	short3, cancel4 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel4()
+	if _, err := b.take(short3, 10); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("small shares went past the reserve while a large one waits: %v", err)
+	}
+	big()
+	(<-waiting)() // 80 beside the 10 in the reserve
+	small()
+	if f := b.freeMiB(); f != 100 {
+		t.Fatalf("%d MiB free at the end, want 100", f)
 	}
 	var none *budget
 	r, err := none.take(ctx, 1000)

@@ -19,27 +19,38 @@ import (
 //	threshold              threshold 0..255 (default 128): one band, 255 where grey >= threshold
 //	sepia                  a brown tint of the luminance
 func init() {
-	// Each maps every pixel on its own, in one pass from top to bottom: it streams and works on
-	// each frame of an animation.
-	pointOp := func(name, summary string, params []number, build func(v []float64) step) {
+	pointOp := func(name, summary string, params []number, build func(v []float64) step, cost float64, bands func(int) int) {
+		plan := func(_ []float64, in imaged.Geometry) imaged.OpPlan { return perMP(cost, in, bands(in.Bands)) }
 		register(opSpec{OpSpec: imaged.OpSpec{Name: name, Summary: summary, Frames: imaged.FramesEach},
-			parse: parseNumbers(name, params, build), streams: true})
+			parse: parseNumbers(name, params, withPlan(build, plan)), streams: true})
 	}
-	pointOp("grayscale", "makes the image grey", nil, fixedStep(funcStep(grey)))
-	pointOp("greyscale", "makes the image grey", nil, fixedStep(funcStep(grey)))
-	pointOp("invert", "inverts the colours", nil, fixedStep(funcStep(invert)))
-	pointOp("sepia", "tints the image brown", nil, fixedStep(funcStep(sepia)))
-	// factor multiplies: 1 leaves the image as it is.
+	same := func(b int) int { return b }
+	grey := func(b int) int { // one band, and alpha
+		if b == 2 || b == 4 {
+			return 2
+		}
+		return 1
+	}
+	rgb := func(b int) int { // three bands, and alpha
+		if b < 3 {
+			return b + 2
+		}
+		return b
+	}
+	pointOp("grayscale", "makes the image grey", nil, fixedStep(funcStep(greyscale)), 4, grey)
+	pointOp("greyscale", "makes the image grey", nil, fixedStep(funcStep(greyscale)), 4, grey)
+	pointOp("invert", "inverts the colours", nil, fixedStep(funcStep(invert)), 2, same)
+	pointOp("sepia", "tints the image brown", nil, fixedStep(funcStep(sepia)), 4, rgb)
 	factor := []number{{name: "factor", lo: 0, hi: 10, need: "1 leaves the image unchanged"}}
-	pointOp("brightness", "scales the brightness", factor, valueStep(brightness))
-	pointOp("contrast", "stretches values away from mid-grey", factor, valueStep(contrast))
-	pointOp("saturation", "scales the chroma", factor, valueStep(saturation))
-	pointOp("gamma", "applies a gamma curve", []number{{name: "gamma", lo: 0.1, hi: 10, def: 2.2}}, valueStep(gamma))
+	pointOp("brightness", "scales the brightness", factor, valueStep(brightness), 3, same)
+	pointOp("contrast", "stretches values away from mid-grey", factor, valueStep(contrast), 3, same)
+	// Through LCh and back.
+	pointOp("saturation", "scales the chroma", factor, valueStep(saturation), 40, same)
+	pointOp("gamma", "applies a gamma curve", []number{{name: "gamma", lo: 0.1, hi: 10, def: 2.2}}, valueStep(gamma), 3, same)
 	pointOp("threshold", "turns the image black and white at a grey level",
-		[]number{{name: "threshold", lo: 0, hi: 255, def: 128}}, valueStep(threshold))
+		[]number{{name: "threshold", lo: 0, hi: 255, def: 128}}, valueStep(threshold), 3, grey)
 }
 
-// funcStep is an op that is one function of the image.
 type funcStep func(img *govips.ImageRef) error
 
 func (f funcStep) apply(_ context.Context, s *state) error { return f(s.img) }
@@ -56,7 +67,7 @@ func valueStep(fn func(img *govips.ImageRef, v float64) error) func([]float64) s
 	}
 }
 
-func grey(img *govips.ImageRef) error { return img.ToColorSpace(govips.InterpretationBW) }
+func greyscale(img *govips.ImageRef) error { return img.ToColorSpace(govips.InterpretationBW) }
 
 func invert(img *govips.ImageRef) error {
 	return colourOnly(img, func(c *govips.ImageRef) error { return c.Invert() })

@@ -2,6 +2,7 @@ package vips
 
 import (
 	"context"
+	"math"
 	"strings"
 
 	govips "github.com/davidbyttow/govips/v2/vips"
@@ -117,14 +118,70 @@ func parseConvert(p *Processor, i int, op imaged.Op, a *convertArgs) (step, erro
 }
 
 func (c *convertStep) apply(_ context.Context, s *state) error {
-	s.out = c.out
-	if s.out.format == "auto" {
-		s.out.format = negotiate(s.opts.Accept)
-		if s.frames > 1 {
-			s.out.format = negotiateAnimated(s.opts.Accept)
+	s.out = c.out.negotiated(s.opts.Accept, s.frames > 1)
+	return nil
+}
+
+// negotiated is o with format auto resolved for a client that accepts accept.
+func (o output) negotiated(accept string, animated bool) output {
+	if o.format == "auto" {
+		o.format = negotiate(accept)
+		if animated {
+			o.format = negotiateAnimated(accept)
 		}
 	}
-	return nil
+	return o
+}
+
+// plan is the encode's, in the format convert asks for (auto: the dearest it may pick; a
+// processor that knows the client's Accept plans the format it will pick).
+func (c *convertStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	return encodePlan(c.out, in), nil
+}
+
+// encodePlan is what writing an image of geometry in with o costs and holds: the encoded
+// bytes libvips writes and govips' Go copy of them, as many as the raw pixels for lossless
+// formats and a quarter of them for lossy ones. Formats without animation write one frame;
+// auto counts as the dearest format it may pick.
+func encodePlan(o output, in imaged.Geometry) imaged.OpPlan {
+	format := o.format
+	if format == "auto" {
+		format = "webp"
+		if canSave("avif") {
+			format = "avif"
+		}
+	}
+	one := in
+	if !animatedFormat(format) {
+		one.Frames = 1
+	}
+	perMP, share := 0.0, 1.0
+	switch format {
+	case "jpeg":
+		perMP, share = 15, 0.25
+	case "webp":
+		perMP, share = 40, 0.25
+		if o.lossless {
+			perMP, share = 150, 1
+		}
+	case "avif":
+		// libaom: each effort step costs about half as much again as the one below.
+		perMP, share = 700*math.Pow(1.5, float64(effortOr(o.effort, 4)-4)), 0.25
+		if o.lossless {
+			share = 1
+		}
+	case "gif":
+		perMP, share = 420, 1/float64(max(in.Bands, 1))
+	case "tiff":
+		perMP = 3
+	default: // png, and the formats that fall back to it
+		perMP = 30
+		if o.palette {
+			perMP = 420
+		}
+	}
+	enc := one.WithBands(max(1, int(math.Ceil(float64(max(in.Bands, 1))*share))))
+	return imaged.OpPlan{Out: in, Held: []imaged.Geometry{enc, enc}, Cost: perMP * one.MP()}
 }
 
 // negotiate picks the output for format auto: AVIF when the client accepts it, else WebP,
@@ -146,11 +203,15 @@ func (s *state) outputFormat() string {
 	if s.out.format != "" {
 		return s.out.format
 	}
-	f := s.src.format
-	if f == "bmp" || !canSave(f) {
+	return defaultFormat(s.src.format)
+}
+
+// defaultFormat is the output format of a pipeline without convert on a source in format.
+func defaultFormat(format string) string {
+	if format == "bmp" || !canSave(format) {
 		return "png"
 	}
-	return f
+	return format
 }
 
 // encode writes the current image once, in the output format.

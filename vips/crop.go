@@ -134,6 +134,35 @@ func (c *cropStep) apply(ctx context.Context, s *state) error {
 	return cropGravity(s.img, cw, ch, c.gravity)
 }
 
+// plan is the box's size, within the image: a box outside it is refused when the crop runs,
+// on the image's real size.
+func (c *cropStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	side := func(v, full int) int {
+		if v <= 0 || v > full {
+			return full
+		}
+		return v
+	}
+	out := in.Resized(side(c.width, in.Width), side(c.height, in.Height))
+	switch {
+	case c.object != "":
+		// The detector finds the object on the whole image; see objectPlan.
+		p := objectPlan(in)
+		p.Out = out
+		p.Held = append(p.Held, out)
+		return p, nil
+	case !c.box && slices.Contains(smartGravities, c.gravity):
+		return imaged.Reshaped(out, smartCropCost*in.MP()), nil
+	}
+	if out == in {
+		return imaged.OpPlan{Out: in}, nil
+	}
+	return imaged.Reshaped(out, out.MP()), nil
+}
+
+// smartCropCost is the cost a megapixel of the searches of smart, attention and entropy.
+const smartCropCost = 10
+
 // cropGravity crops img to cw×ch (no larger than the image), placed by gravity.
 func cropGravity(img *govips.ImageRef, cw, ch int, gravity string) error {
 	w, h := img.Width(), img.Height()

@@ -70,6 +70,22 @@ func (e *edgeStep) apply(ctx context.Context, s *state) error {
 }
 
 // gradient returns the 3×3 Sobel gradient at x,y, replicating the border.
+func (e *edgeStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	cost := 40.0
+	if e.sigma > 0 {
+		cost += gaussianCost(e.sigma)
+	}
+	p := greyPlan(in, cost)
+	if e.sigma > 0 {
+		p.Buffers = window(in.WithBands(1), e.sigma)
+	}
+	if e.method == "canny" {
+		// Canny's magnitudes, two bytes a pixel.
+		p.Held = append(p.Held, in.WithBands(2))
+	}
+	return p, nil
+}
+
 func (g gray) gradient(x, y int) (gx, gy int) {
 	w, h, p := g.w, g.h, g.pix
 	x0, x1 := max(x-1, 0), min(x+1, w-1)

@@ -10,13 +10,18 @@ import (
 )
 
 func init() {
-	heavyOp := func(name, summary string, params []number, build func(v []float64) step, rereads func(step) bool) {
+	heavyOp := func(name, summary string, params []number, build func(v []float64) step, plan func(v []float64, in imaged.Geometry) imaged.OpPlan, rereads func(step) bool) {
 		register(opSpec{OpSpec: imaged.OpSpec{Name: name, Summary: summary, Frames: imaged.FramesEach},
-			parse: parseNumbers(name, params, build), heavy: true, rereads: rereads})
+			parse: parseNumbers(name, params, withPlan(build, plan)), heavy: true, rereads: rereads})
 	}
 	// A Gaussian blur of sigma pixels.
 	heavyOp("blur", "blurs the image (Gaussian)", []number{{name: "sigma", lo: 0.1, hi: 100, def: 2}},
-		valueStep(func(img *govips.ImageRef, sigma float64) error { return img.GaussianBlur(sigma) }), always)
+		valueStep(func(img *govips.ImageRef, sigma float64) error { return img.GaussianBlur(sigma) }),
+		func(v []float64, in imaged.Geometry) imaged.OpPlan {
+			p := perMP(gaussianCost(v[0]), in, in.Bands)
+			p.Buffers = window(in, v[0])
+			return p
+		}, always)
 	// libvips' unsharp mask on lightness: sigma is the radius of the mask, amount the strength in
 	// edge areas.
 	heavyOp("sharpen", "sharpens the image (unsharp mask)",
@@ -29,12 +34,27 @@ func init() {
 				}
 				return img.Cast(govips.BandFormatUchar)
 			})
+		},
+		// Through LabS and back, around a blur of the lightness alone.
+		func(v []float64, in imaged.Geometry) imaged.OpPlan {
+			p := perMP(40+gaussianCost(v[0]), in, max(in.Bands, 3))
+			// The mask is cut at a tenth of its peak (about 2.2 sigma); whatever the image,
+			// its lookup tables and buffers take some 2 MiB, 12 MiB with alpha (measured:
+			// up to 11), counted as 2 and 14.
+			p.Buffers = window(in, v[0]*1.25) + 2<<20
+			if in.HasAlpha() {
+				p.Buffers += 12 << 20
+			}
+			return p
 		}, always)
 	// Blocks of size×size pixels, each the mean of its area.
 	heavyOp("pixelate", "turns the image into blocks of one colour", []number{{name: "size", lo: 2, hi: 1000, def: 10, whole: true}},
-		valueStep(func(img *govips.ImageRef, size float64) error { return pixelate(img, int(size)) }), always)
+		valueStep(func(img *govips.ImageRef, size float64) error { return pixelate(img, int(size)) }),
+		func(_ []float64, in imaged.Geometry) imaged.OpPlan { return perMP(20, in, in.Bands) }, always)
+	// Drawn in Go on the grey pixels: a grey copy handed over, and the result back.
 	heavyOp("emboss", "makes the image look stamped in relief", []number{{name: "strength", lo: 0.1, hi: 10, def: 1}},
-		func(v []float64) step { return &embossStep{strength: v[0]} }, nil)
+		func(v []float64) step { return &embossStep{strength: v[0]} },
+		func(_ []float64, in imaged.Geometry) imaged.OpPlan { return greyPlan(in, 30) }, nil)
 }
 
 func pixelate(img *govips.ImageRef, size int) error {

@@ -57,6 +57,11 @@ func parseFrames(p *Processor, i int, op imaged.Op, a *framesArgs) (step, error)
 
 func (*framesStep) apply(context.Context, *state) error { return nil }
 
+// plan leaves the geometry: the frames kept are the source's, read from its header (keptFrames).
+func (*framesStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	return imaged.OpPlan{Out: in}, nil
+}
+
 // animatable refuses, at validation, an op of a frames pipeline that cannot work on an
 // animation, naming it.
 func animatable(i int, c compiled) error {
@@ -69,9 +74,6 @@ func animatable(i int, c compiled) error {
 	return nil
 }
 
-// maxPixels is the most pixels an image may have: one of the largest size.
-func maxPixels(l imaged.Limits) int64 { return int64(l.MaxWidth) * int64(l.MaxHeight) }
-
 // keptFrames is the number of frames of an animation of src.pages frames that fr keeps (the
 // first max when max was given), refusing from the header alone an animation over the
 // server's frame limit or whose kept frames hold more pixels than the limits allow.
@@ -83,9 +85,9 @@ func (p *Processor) keptFrames(fr *framesStep, src source) (int, error) {
 	if limit := p.cfg.maxFrames(); n > limit {
 		return 0, invalid(0, "max", "the animation has %d frames; this server takes at most %d (frames.max keeps the first ones)", src.pages, limit)
 	}
-	if total := int64(src.width) * int64(src.height) * int64(n); total > maxPixels(p.limits) {
+	if total := int64(src.width) * int64(src.height) * int64(n); total > p.limits.MaxPixels {
 		return 0, imaged.Errorf(imaged.ETooLarge, "the animation is %d frames of %d×%d pixels, %d pixels in all; the limit is %d",
-			n, src.width, src.height, total, maxPixels(p.limits))
+			n, src.width, src.height, total, p.limits.MaxPixels)
 	}
 	return n, nil
 }

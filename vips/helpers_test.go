@@ -17,6 +17,9 @@ import (
 
 // libvips starts once per process and cannot restart, so the tests share one start.
 func TestMain(m *testing.M) {
+	if os.Getenv(peakChildEnv) != "" {
+		os.Exit(peakChild())
+	}
 	Startup(Config{})
 	code := m.Run()
 	Shutdown()

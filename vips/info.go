@@ -34,6 +34,8 @@ func init() {
 		Kind: imaged.OpAnalysis, Frames: imaged.FramesWhole}, parse: parseNumbers("info", nil, fixedStep(infoStep{})), streams: true})
 }
 
+func (infoStep) plan(in imaged.Geometry) (imaged.OpPlan, error) { return imaged.OpPlan{Out: in}, nil }
+
 func (infoStep) apply(_ context.Context, s *state) error {
 	img := s.img
 	orientation := s.src.orientation

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"image/png"
 	"log/slog"
 	"regexp"
@@ -35,37 +36,17 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	default:
 		return nil, undecodable("the data is not a jpeg, png, webp, tiff, bmp or gif image")
 	}
-	buf := src
-	if format == "bmp" {
-		// libvips reads BMP only through ImageMagick, which stays blocked; Go's decoder is enough.
-		if buf, err = bmpToPNG(src); err != nil {
-			return nil, undecodable("the bmp is damaged: " + err.Error())
-		}
-	}
-	params := govips.NewImportParams()
-	params.FailOnError.Set(false)
-	img, err := govips.LoadImageFromBuffer(buf, params)
-	if err != nil {
-		return nil, undecodable(vipsMessage(err))
-	}
-	s := &state{img: img, op: "decode", opts: opts, limits: p.limits, maxOutput: p.cfg.maxOutputBytes(), frames: 1, input: buf,
+	s := &state{op: "decode", opts: opts, limits: p.limits, maxOutput: p.cfg.maxOutputBytes(), frames: 1, input: src,
 		out: defaultOutput()}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
-	s.src = source{
-		format:      format,
-		width:       img.Width(),
-		height:      img.Height(),
-		orientation: img.Orientation(),
-		pages:       max(img.Pages(), 1),
-		icc:         img.HasICCProfile(),
-		exif:        exifFields(img),
-	}
-	if s.src.orientation >= 5 && s.src.orientation <= 8 {
-		s.src.width, s.src.height = s.src.height, s.src.width
+	// The header alone, no pixel.
+	bands, err := s.readHeader(src, format)
+	if err != nil {
+		return nil, err
 	}
 	if s.src.width > p.limits.MaxWidth || s.src.height > p.limits.MaxHeight {
 		return nil, imaged.Errorf(imaged.ETooLarge, "the image is %d×%d pixels; the limit is %d×%d",
@@ -93,10 +74,36 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 	if shrinks && format == "jpeg" {
 		k = jpegShrink(s.src.width, s.src.height, tw, th)
 	}
-	// No pixel has been decoded yet: wait here for the memory this source will need.
-	if s.release, err = p.mem.take(ctx, memoryCost(img, s.src.width, s.src.height*s.frames, tw, th, shrinks, k)); err != nil {
+	// The whole pipeline from the header: refused here when it is too large or too costly,
+	// and charged to the memory budget at its peak.
+	geom := imaged.Geometry{Width: s.src.width, Height: s.src.height, Bands: bands, Frames: s.frames}
+	est, err := p.estimate(steps, geom, format, opts.Accept)
+	if err != nil {
 		return nil, err
 	}
+	if err := est.Check(p.limits); err != nil {
+		return nil, err
+	}
+	decoding := mebibytes(geom.Bytes() * 3) // a BMP: Go's RGBA, its PNG and libvips' decode of that
+	if s.img != nil {
+		decoding = memoryCost(s.img, s.src.width, s.src.height*s.frames, tw, th, shrinks, k)
+	}
+	// No pixel has been decoded yet: wait here for the memory this pipeline will need, the
+	// decoding of its source (and the strips its loader streams) and what its ops hold
+	// besides.
+	charge := decoding + mebibytes(strips(geom)/2+est.Peak-est.Source.Bytes())
+	if s.release, err = p.mem.take(ctx, charge); err != nil {
+		return nil, err
+	}
+	if decodeTrace != nil {
+		decodeTrace(charge)
+	}
+	if format == "bmp" {
+		if err := s.loadBMP(src); err != nil {
+			return nil, err
+		}
+	}
+	buf := s.input
 	if s.frames > 1 {
 		if err := s.loadFrames(buf); err != nil {
 			return nil, err
@@ -134,6 +141,74 @@ func (p *Processor) decode(ctx context.Context, src []byte, steps []compiled, op
 		return nil, s.fail(err)
 	}
 	return s, nil
+}
+
+// decodeTrace, when set (by tests), hears each pipeline that passed its checks and took its
+// memory (mib MiB): from there on, pixels are decoded.
+var decodeTrace func(mib int)
+
+// readHeader reads what the source says about itself, decoding no pixel, and returns the
+// bands of its pixels as the pipeline will hold them (8-bit). libvips reads the header of
+// every format but BMP, which Go reads (see loadBMP).
+func (s *state) readHeader(src []byte, format string) (bands int, err error) {
+	if format == "bmp" {
+		cfg, err := bmp.DecodeConfig(bytes.NewReader(src))
+		if err != nil {
+			return 0, undecodable("the bmp is damaged: " + err.Error())
+		}
+		s.src = source{format: format, width: cfg.Width, height: cfg.Height, orientation: 1, pages: 1}
+		return 4, nil
+	}
+	params := govips.NewImportParams()
+	params.FailOnError.Set(false)
+	img, err := govips.LoadImageFromBuffer(src, params)
+	if err != nil {
+		return 0, undecodable(vipsMessage(err))
+	}
+	s.img = img
+	s.describeSource(format)
+	return min(max(img.Bands(), 1), 4), nil
+}
+
+// describeSource keeps what the source file says about itself, for info after the pixels
+// change.
+func (s *state) describeSource(format string) {
+	img := s.img
+	s.src = source{
+		format:      format,
+		width:       img.Width(),
+		height:      img.Height(),
+		orientation: img.Orientation(),
+		pages:       max(img.Pages(), 1),
+		icc:         img.HasICCProfile(),
+		exif:        exifFields(img),
+	}
+	if s.src.orientation >= 5 && s.src.orientation <= 8 {
+		s.src.width, s.src.height = s.src.height, s.src.width
+	}
+}
+
+// loadBMP decodes a BMP in Go, once its memory is taken: libvips reads BMP only through
+// ImageMagick, which stays blocked. The pixels go on as an uncompressed PNG, which libvips
+// reads lazily from s.input.
+func (s *state) loadBMP(src []byte) error {
+	buf, err := bmpToPNG(src)
+	if err != nil {
+		return undecodable("the bmp is damaged: " + err.Error())
+	}
+	params := govips.NewImportParams()
+	params.FailOnError.Set(false)
+	img, err := govips.LoadImageFromBuffer(buf, params)
+	if err != nil {
+		return undecodable(vipsMessage(err))
+	}
+	s.input = buf
+	s.replace(img)
+	w, h := img.Width(), img.Height()
+	if w != s.src.width || h != s.src.height {
+		return undecodable(fmt.Sprintf("the bmp decodes to %d×%d pixels; its header says %d×%d", w, h, s.src.width, s.src.height))
+	}
+	return nil
 }
 
 // jpegShrink is the factor (8, 4 or 2) by which a w×h JPEG is best decoded on its way to

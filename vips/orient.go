@@ -72,6 +72,31 @@ func (r *rotateStep) apply(_ context.Context, s *state) error {
 	return img.Similarity(1, r.angle, c, 0, 0, 0, 0)
 }
 
+func (r *rotateStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	switch q := r.angle / 90; {
+	case q == 0:
+		return imaged.OpPlan{Out: in}, nil
+	case q == math.Trunc(q):
+		out := in
+		if int(q)%2 == 1 {
+			out = in.Resized(in.Height, in.Width)
+		}
+		return imaged.Reshaped(out, 3*in.MP()), nil
+	}
+	w, h := turnedSize(in.Width, in.Height, r.angle)
+	out := in.Resized(w, h).WithBands(withBackground(in.Bands, r.background))
+	return imaged.Reshaped(out, 12*out.MP()), nil
+}
+
+// turnedSize is the canvas libvips' similarity gives a w×h image turned by angle degrees: the
+// bounding box of the turned corners, rounded to whole pixels.
+func turnedSize(w, h int, angle float64) (int, int) {
+	rad := angle * math.Pi / 180
+	c, s := math.Abs(math.Cos(rad)), math.Abs(math.Sin(rad))
+	fw, fh := float64(w)*c+float64(h)*s, float64(w)*s+float64(h)*c
+	return max(1, int(math.Round(fw))), max(1, int(math.Round(fh)))
+}
+
 // flipStep mirrors the image: horizontal swaps left and right, vertical swaps top and bottom.
 // flop is a horizontal flip, the name ImageMagick and sharp users look for.
 type flipStep struct{ dir govips.Direction }
@@ -94,3 +119,7 @@ func parseFlip(p *Processor, i int, op imaged.Op, a *flipArgs) (step, error) {
 }
 
 func (f *flipStep) apply(_ context.Context, s *state) error { return s.img.Flip(f.dir) }
+
+func (f *flipStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	return imaged.Reshaped(in, 2*in.MP()), nil
+}

@@ -107,21 +107,9 @@ func parsePad(p *Processor, i int, op imaged.Op, a *padArgs) (step, error) {
 func (ps *padStep) apply(_ context.Context, s *state) error {
 	img := s.img
 	w, h := img.Width(), img.Height()
-	var x, y, cw, ch int
-	switch {
-	case ps.margins:
-		x, y, cw, ch = ps.left, ps.top, w+ps.left+ps.right, h+ps.top+ps.bottom
-	case ps.aspect > 0:
-		cw, ch = w, h
-		if float64(w)/float64(h) < ps.aspect {
-			cw = int(math.Round(float64(h) * ps.aspect))
-		} else {
-			ch = int(math.Round(float64(w) / ps.aspect))
-		}
-		cw, ch = max(cw, w), max(ch, h)
-		x, y = place(ps.gravity, cw, ch, w, h)
-	default:
-		cw, ch = max(ps.width, w), max(ps.height, h)
+	cw, ch := ps.canvas(w, h)
+	x, y := ps.left, ps.top
+	if !ps.margins {
 		x, y = place(ps.gravity, cw, ch, w, h)
 	}
 	if cw == w && ch == h {
@@ -133,6 +121,35 @@ func (ps *padStep) apply(_ context.Context, s *state) error {
 	}
 	return embed(img, x, y, cw, ch, ps.background.on(img))
 }
+
+// canvas is the size of the canvas ps makes for a w×h image.
+func (ps *padStep) canvas(w, h int) (cw, ch int) {
+	switch {
+	case ps.margins:
+		return w + ps.left + ps.right, h + ps.top + ps.bottom
+	case ps.aspect > 0:
+		cw, ch = w, h
+		if float64(w)/float64(h) < ps.aspect {
+			cw = int(math.Round(float64(h) * ps.aspect))
+		} else {
+			ch = int(math.Round(float64(w) / ps.aspect))
+		}
+		return max(cw, w), max(ch, h)
+	}
+	return max(ps.width, w), max(ps.height, h)
+}
+
+func (ps *padStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	cw, ch := ps.canvas(in.Width, in.Height)
+	if cw == in.Width && ch == in.Height {
+		return imaged.OpPlan{Out: in}, nil
+	}
+	out := in.Resized(cw, ch).WithBands(withBackground(in.Bands, ps.background))
+	return imaged.Reshaped(out, padCost*out.MP()), nil
+}
+
+// padCost is the cost a megapixel of a padded canvas.
+const padCost = 2
 
 // embed places img at x,y on a cw×ch canvas of colour bg.
 func embed(img *govips.ImageRef, x, y, cw, ch int, bg rgba) error {
@@ -205,6 +222,15 @@ func (t *trimStep) apply(_ context.Context, s *state) error {
 	}
 	return img.ExtractArea(left, top, w, h)
 }
+
+// trim keeps at most the whole image: its plan is the image's size, found by a search that
+// reads it about as a dozen point ops would.
+func (t *trimStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	return imaged.Reshaped(in, trimCost*in.MP()), nil
+}
+
+// trimCost is the cost a megapixel of trim's search.
+const trimCost = 75
 
 // parseAspect reads an aspect ratio: "W:H" (or "WxH") or a number, width over height.
 func parseAspect(raw json.RawMessage) (float64, error) {

@@ -76,6 +76,30 @@ func pixelsImage(px imaged.Pixels) (*govips.ImageRef, error) {
 	return out, nil
 }
 
+// objectPlan is what finding an object on an image of geometry in holds and costs: the pixels
+// handed to the locator, and what the object detector holds and costs, as the detect op it
+// also serves declares it.
+func objectPlan(in imaged.Geometry) imaged.OpPlan {
+	var p imaged.OpPlan
+	if spec, ok := imaged.LookupOp("detect"); ok && spec.Plan != nil {
+		p, _ = spec.Plan(in, imaged.Op{Name: "detect", Args: []byte(`{"op":"detect"}`)})
+	}
+	p.Held = append(p.Held, handoff(in)...)
+	return p
+}
+
+func (st painterStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	p, err := st.p.Spec().Plan(in, st.op)
+	if err != nil {
+		return p, err
+	}
+	// The pixels handed over, the painted image as pixelsImage makes it (RGBA and its PNG)
+	// and libvips' decode of that.
+	out := p.Out.WithBands(4)
+	p.Held = append(append(p.Held, handoff(in)...), out, out, out)
+	return p, nil
+}
+
 // cropObject crops cw×ch (0 = the object's own size) centred on the best object of class,
 // clamped to the image; with no such object it falls back to the centre.
 func cropObject(ctx context.Context, s *state, loc imaged.Locator, class string, cw, ch int) error {

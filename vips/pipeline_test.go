@@ -321,7 +321,7 @@ func (f *fakeAnalyzer) Spec() imaged.OpSpec {
 	if name == "" {
 		name = "detect"
 	}
-	return imaged.OpSpec{Name: name, Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect}
+	return imaged.OpSpec{Name: name, Kind: imaged.OpAnalysis, TaskType: imaged.TaskTypeDetect, Plan: imaged.Untouched}
 }
 
 func (f *fakeAnalyzer) Validate(i int, op imaged.Op) error {

@@ -92,6 +92,14 @@ func grayPixels(img *govips.ImageRef, sigma float64) (gray, error) {
 	return g, nil
 }
 
+// greyPlan is the plan of an op drawn in Go on the grey pixels of an image of geometry in
+// (grayPixels, then grayImage) at cost units a megapixel: the grey copy libvips writes, its Go
+// copy, the result, its PNG and libvips' decode of that.
+func greyPlan(in imaged.Geometry, cost float64) imaged.OpPlan {
+	g := in.WithBands(1)
+	return imaged.OpPlan{Out: g, Held: []imaged.Geometry{g, g, g, g, g}, Cost: cost * in.MP()}
+}
+
 // grayImage hands a grey buffer back to libvips. govips has no constructor from raw memory, so
 // the pixels travel as an uncompressed PNG: a copy plus checksums, far cheaper than the ops
 // that produce them.

@@ -83,6 +83,10 @@ func (p *Processor) addEngineOp(role string, want imaged.OpKind, spec imaged.OpS
 	if spec.Kind != want {
 		panic(fmt.Sprintf("vips: %s %q declares the wrong kind of op", role, spec.Name))
 	}
+	if spec.Plan == nil {
+		// Its pipelines could not be planned before decoding.
+		panic(fmt.Sprintf("vips: %s %q declares no plan", role, spec.Name))
+	}
 	if spec.Frames != imaged.FramesRefused {
 		// Its step would run on each frame's own state and its analyses be lost with it.
 		panic(fmt.Sprintf("vips: %s %q cannot run on animations", role, spec.Name))
@@ -142,10 +146,9 @@ func parseArgs[A any](check func(p *Processor, i int, op imaged.Op, a *A) (step,
 
 // opSpec is the registration of an op: everything the pipeline needs to know about it, so that
 // adding an op is its file and one register call. The embedded imaged.OpSpec holds the traits
-// the domain reads too (kind, task type, behaviour on animations) and is registered with the
-// root package; the other fields say how the op runs on libvips' lazy images. The fields that
-// later issues add (output geometry and cost before decode, the parameter schema behind the
-// OpenAPI document and GET /v1/ops) go into imaged.OpSpec, where callers outside vips see them.
+// the domain reads too (kind, task type, behaviour on animations, parameters, and the plan,
+// which register makes from the step's own plan method) and is registered with the root
+// package; the other fields say how the op runs on libvips' lazy images.
 type opSpec struct {
 	imaged.OpSpec
 	parse parseFunc
@@ -174,6 +177,9 @@ var builtins = map[string]*opSpec{}
 // register adds a built-in op to the pipeline and its domain traits to the root package's
 // registry.
 func register(spec opSpec) {
+	if spec.Plan == nil {
+		spec.Plan = planVia(spec.parse)
+	}
 	if spec.Params == nil {
 		spec.Params = spec.parse.params
 	}
@@ -234,6 +240,46 @@ func (p *Processor) compile(ops []imaged.Op) ([]compiled, error) {
 		}
 	}
 	return steps, nil
+}
+
+// estimate plans the compiled pipeline over a source of geometry src in format, for a client
+// that accepts accept (convert's format auto), with the encode at its end when no convert says
+// how (a pipeline that changes the image is encoded in its source's format; see encodePlan).
+// That encode is the last step, of index -1.
+func (p *Processor) estimate(steps []compiled, src imaged.Geometry, format, accept string) (*imaged.PipelineEstimate, error) {
+	ops := make([]imaged.Op, len(steps), len(steps)+1)
+	converts, changes := false, false
+	for i, c := range steps {
+		ops[i] = imaged.Op{Name: c.name}
+		_, isConvert := c.step.(*convertStep)
+		converts = converts || isConvert
+		changes = changes || c.spec.Kind == imaged.OpTransform
+	}
+	if changes && !converts {
+		ops = append(ops, imaged.Op{Name: "encode"})
+	}
+	e, err := imaged.EstimateWith(ops, src, func(i int, in imaged.Geometry) (imaged.OpPlan, error) {
+		if i == len(steps) {
+			o := defaultOutput()
+			o.format = defaultFormat(format)
+			p := encodePlan(o, in)
+			p.Buffers += strips(p.Out)
+			return p, nil
+		}
+		var p imaged.OpPlan
+		var err error
+		if c, ok := steps[i].step.(*convertStep); ok {
+			p = encodePlan(c.out.negotiated(accept, in.Frames > 1), in)
+		} else {
+			p, err = planStep(steps[i].step, in)
+		}
+		p.Buffers += strips(p.Out)
+		return p, err
+	})
+	if err == nil && len(ops) > len(steps) {
+		e.Steps[len(steps)].Index = -1
+	}
+	return e, err
 }
 
 // Process runs ops over the image in src: it validates them, decodes once, runs each op in order
@@ -436,9 +482,9 @@ func (s *state) checkSize() error {
 		return s.invalid("", "%s would make the image %d×%d pixels; the limit is %d×%d",
 			s.op, w, h, s.limits.MaxWidth, s.limits.MaxHeight)
 	}
-	if s.frames > 1 && int64(w)*int64(h)*int64(s.frames) > maxPixels(s.limits) {
+	if s.frames > 1 && int64(w)*int64(h)*int64(s.frames) > s.limits.MaxPixels {
 		return s.invalid("", "%s would make the animation %d frames of %d×%d pixels; the limit is %d pixels over all frames",
-			s.op, s.frames, w, h, maxPixels(s.limits))
+			s.op, s.frames, w, h, s.limits.MaxPixels)
 	}
 	return nil
 }

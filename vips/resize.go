@@ -166,6 +166,25 @@ func (r *resizeStep) apply(_ context.Context, s *state) error {
 	return nil
 }
 
+func (r *resizeStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	tw, th := r.scaled(in.Width, in.Height)
+	out := in.Resized(tw, th)
+	cost := 10*in.MP() + kernelTaps[r.kernel]*out.MP()
+	bw, bh := r.box(in.Width, in.Height)
+	switch r.fit {
+	case "cover":
+		out = out.Resized(min(bw, tw), min(bh, th))
+		if slices.Contains(smartGravities, r.gravity) {
+			cost += smartCropCost * in.Resized(tw, th).MP()
+		}
+	case "exact":
+		if tw != bw || th != bh {
+			out = out.Resized(bw, bh).WithBands(withBackground(in.Bands, r.background))
+		}
+	}
+	return imaged.Reshaped(out, cost), nil
+}
+
 // resizeTo scales img to exactly tw×th with kernel. (govips premultiplies alpha around the
 // resize, so transparent pixels do not bleed their colour into the edges.)
 func resizeTo(img *govips.ImageRef, tw, th int, kernel govips.Kernel) error {

@@ -25,7 +25,9 @@ type Config struct {
 	// machines, parallelising across requests beats parallelising inside one image. libvips holds
 	// this setting process-wide, so the first Startup decides it.
 	Concurrency int
-	// Limits bound the input and output dimensions; imaged.DefaultLimits where zero.
+	// Limits bound the input and output dimensions, the largest image a pipeline holds and
+	// its cost, all checked before decoding; imaged.DefaultLimits where zero, except that
+	// MaxPixels defaults to MaxWidth×MaxHeight, and a negative MaxCost sets no cost limit.
 	Limits imaged.Limits
 	// Analyzers add analysis ops (ocr, detect) under the names and traits their Spec declares,
 	// without this package knowing them.
@@ -102,6 +104,15 @@ func (c Config) limits() imaged.Limits {
 	}
 	if l.MaxHeight <= 0 {
 		l.MaxHeight = imaged.DefaultLimits.MaxHeight
+	}
+	if l.MaxPixels <= 0 {
+		l.MaxPixels = int64(l.MaxWidth) * int64(l.MaxHeight)
+	}
+	switch {
+	case l.MaxCost == 0:
+		l.MaxCost = imaged.DefaultLimits.MaxCost
+	case l.MaxCost < 0:
+		l.MaxCost = 0
 	}
 	return l
 }

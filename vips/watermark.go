@@ -203,6 +203,28 @@ func (wm *watermarkStep) apply(ctx context.Context, s *state) error {
 	return nil
 }
 
+// plan: the overlay is made once for every frame, at most the size of one (text too large is
+// set smaller, an image overlay shrunk to fit), and composited over each. Text is drawn in Go
+// (its coverage mask, the RGBA overlay and its PNG) and decoded by libvips; an uploaded image
+// is decoded by libvips' thumbnail loader, which streams a strip of it at a time (a strip of
+// an image as wide as the width limit), into the overlay, held in memory. Reading and
+// decoding the upload is counted as a 100-megapixel JPEG's decode at 1/8.
+func (wm *watermarkStep) plan(in imaged.Geometry) (imaged.OpPlan, error) {
+	one := in
+	one.Frames = 1
+	overlay := one.WithBands(4)
+	p := imaged.Reshaped(in, 5*in.MP())
+	if wm.image != "" {
+		p.Held = append(p.Held, overlay, overlay)
+		p.Scratch = int64(imaged.DefaultLimits.MaxWidth) * 256 * 4
+		p.Cost += 100
+		return p, nil
+	}
+	p.Held = append(p.Held, one.WithBands(1), overlay, overlay, overlay)
+	p.Cost += 20 * one.MP()
+	return p, nil
+}
+
 func (wm *watermarkStep) close() {
 	if wm.made.img != nil {
 		wm.made.img.Close()
