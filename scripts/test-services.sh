@@ -140,7 +140,8 @@ else
     echo "[]." >"$work/rabbit/enabled_plugins"
     printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$port" >"$work/rabbit/rabbitmq.conf"
     # The server scripts run the node as the rabbitmq user when started by root.
-    [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq "$work/rabbit"
+    # It must reach its directory through the run's own (mktemp makes that 0700).
+    [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1 && chmod 711 "$work" && chown -R rabbitmq "$work/rabbit"
     export RABBITMQ_NODENAME="imaged-test-$$@localhost" ERL_EPMD_PORT=$epmd_port
     RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dist_port RABBITMQ_MNESIA_BASE="$work/rabbit/mnesia" \
       RABBITMQ_LOG_BASE="$work/rabbit/log" RABBITMQ_CONFIG_FILE="$work/rabbit/rabbitmq" \
