@@ -148,7 +148,13 @@ else
       RABBITMQ_ENABLED_PLUGINS_FILE="$work/rabbit/enabled_plugins" RABBITMQ_PID_FILE="$work/rabbit/pid" \
       rabbitmq-server -detached >/dev/null 2>&1
     stops+=("rabbitmqctl -q stop; epmd -port $epmd_port -kill")
-    if ! rabbitmqctl -q await_startup --timeout 90 >/dev/null 2>&1; then
+    # await_startup fails at once while the node has not yet registered with epmd: ask again.
+    started=
+    for _ in $(seq 90); do
+      if rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1; then started=1; break; fi
+      sleep 1
+    done
+    if [ -z "$started" ]; then
       say "RabbitMQ: the private node did not start; its log:"
       tail -n 30 "$work"/rabbit/log/*.log >&2 || true
       exit 1
